@@ -1,0 +1,108 @@
+"""Mean and spread of the final test results of one experiment over its seeds (Dassl-compatible usage).
+
+    python tools/parse_test_res.py output/caltech101/CoOp_ATP/vit_b16_16shots/.../CTX_2_epo_100
+    python tools/parse_test_res.py output/evaluation/CoOp_ATP/.../caltech101 --test-log
+    python tools/parse_test_res.py output/evaluation/CoOp_ATP/vit_b16_16shots --test-log --multi-exp
+
+The folder holds one sub-folder per seed (``seed1/log.txt``, ...). Training logs are read after
+"Finish training" (earlier per-epoch validation results do not count); with ``--test-log`` evaluation-only logs
+are read from "=> result" on. The last evaluation block wins. The spread is the population standard deviation
+(``np.std``, as Dassl's parser reports it) or, with ``--ci95``, the 95% confidence half-width 1.96 * std / sqrt(n).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+if __package__ in (None, ""):  # run as a script: make the repository root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tools.results import METRICS, ResultsError, log_files, read_run  # noqa: E402
+
+
+def _natural_key(path: Path) -> list:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
+
+
+def spread(values: list[float], ci95: bool = False) -> float:
+    std = float(np.std(values))
+    return 1.96 * std / np.sqrt(len(values)) if ci95 else std
+
+
+def parse_directory(directory: Path, keyword: str = "accuracy", test_log: bool = False,
+                    ci95: bool = False) -> dict[str, float]:
+    """Print per-seed results and their summary; return the mean of every metric found."""
+    print(f"Parsing files in {directory}")
+    mode = "test" if test_log else "train"
+    metrics = [keyword] + [m for m in METRICS if m != keyword]
+    collected: dict[str, list[float]] = defaultdict(list)
+    seed_dirs = sorted((p for p in directory.iterdir() if p.is_dir() and not p.name.startswith(".")),
+                       key=_natural_key)
+    for seed_dir in seed_dirs:
+        if not log_files(seed_dir):
+            continue
+        result = read_run(seed_dir, mode, keyword)
+        if result is None:
+            hint = "" if test_log else " (for evaluation-only logs pass --test-log)"
+            print(f"skip {seed_dir}: no final '{keyword}' result{hint}", file=sys.stderr)
+            continue
+        found = [m for m in metrics if m in result.metrics]
+        print(f"file: {result.path}. " + " ".join(f"{m}: {result.metrics[m]:.2f}%." for m in found))
+        for m in found:
+            collected[m].append(result.metrics[m])
+    if not collected:
+        raise ResultsError(f"no final '{keyword}' result in any sub-folder of {directory}; expected "
+                           "<dir>/seed<N>/log.txt" + ("" if test_log else ", or pass --test-log for evaluation logs"))
+    print("===")
+    print(f"Summary of directory: {directory}")
+    for m, values in collected.items():
+        print(f"* {m}: {np.mean(values):.2f}% +- {spread(values, ci95):.2f}%")
+    print("===")
+    return {m: float(np.mean(values)) for m, values in collected.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("directory", help="folder with seed sub-folders (or, with --multi-exp, experiment folders)")
+    parser.add_argument("--ci95", action="store_true", help="report the 95%% confidence interval, not the std")
+    parser.add_argument("--test-log", action="store_true", help="parse evaluation-only logs (after '=> result')")
+    parser.add_argument("--multi-exp", action="store_true", help="the folder holds several experiment folders")
+    parser.add_argument("--keyword", default="accuracy", help="metric that must be present (default: accuracy)")
+    args = parser.parse_args(argv)
+    directory = Path(args.directory)
+    try:
+        if not directory.is_dir():
+            raise ResultsError(f"{directory} is not a folder; pass the folder that holds the seed<N> folders")
+        if not args.multi_exp:
+            parse_directory(directory, args.keyword, args.test_log, args.ci95)
+            return 0
+        experiments = sorted((p for p in directory.iterdir() if p.is_dir() and not p.name.startswith(".")),
+                             key=_natural_key)
+        per_experiment: dict[str, list[float]] = defaultdict(list)
+        for experiment in experiments:
+            try:
+                means = parse_directory(experiment, args.keyword, args.test_log, args.ci95)
+            except ResultsError as error:
+                print(f"skip: {error}", file=sys.stderr)
+                continue
+            for m, value in means.items():
+                per_experiment[m].append(value)
+        if not per_experiment:
+            raise ResultsError(f"no experiment folder under {directory} has results")
+    except ResultsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print("Average performance")
+    for m, values in per_experiment.items():
+        print(f"* {m}: {np.mean(values):.2f}%")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,493 @@
+"""Read run logs and aggregate them over seeds into the paper's tables.
+
+A run is a ``seed<N>`` folder holding ``log.txt`` (or ``log.txt-<timestamp>`` when an earlier log was kept).
+Where a run sits in the output tree says what it is:
+
+- ``<dataset>/<Trainer>/<setting...>/seed<N>``: a training run; its final test is the base-class accuracy
+  (or the source accuracy of a cross-dataset model trained on all classes);
+- ``evaluation/<Trainer>/<setting...>/<dataset>/seed<N>``: an evaluation-only run (novel classes, or a
+  cross-dataset / domain-generalisation target);
+- ``<dataset>/<Trainer>/<setting...>/seed<N>/evaluation``: an evaluation-only run kept inside its training run.
+
+The class split of a run is read from the configuration dump in its log (``SUBSAMPLE_CLASSES: base|new|all``);
+only when a log carries no dump is it guessed from the layout (training: base, evaluation: new).
+
+Standard deviations are population deviations (``np.std``), as Dassl's result parser reports them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+# Folder name -> display name, in the order of the paper's base-to-novel table.
+PAPER_DATASETS = {
+    "imagenet": "ImageNet",
+    "caltech101": "Caltech101",
+    "oxford_pets": "OxfordPets",
+    "stanford_cars": "StanfordCars",
+    "oxford_flowers": "OxfordFlowers",
+    "food101": "Food101",
+    "fgvc_aircraft": "FGVCAircraft",
+    "sun397": "SUN397",
+    "dtd": "DTD",
+    "eurosat": "EuroSAT",
+    "ucf101": "UCF101",
+}
+DG_DATASETS = {
+    "imagenetv2": "ImageNetV2",
+    "imagenet_sketch": "ImageNet-Sketch",
+    "imagenet_a": "ImageNet-A",
+    "imagenet_r": "ImageNet-R",
+}
+XD_SOURCE = "imagenet"
+XD_TARGETS = [key for key in PAPER_DATASETS if key != XD_SOURCE]
+# Registered dataset names (DATASET.NAME) also name their folder, so map them onto the folder keys.
+_ALIASES = {display.lower(): key for key, display in {**PAPER_DATASETS, **DG_DATASETS}.items()}
+_ALIASES.update({"describabletextures": "dtd", "imagenetsketch": "imagenet_sketch", "imageneta": "imagenet_a",
+                 "imagenetr": "imagenet_r", "flowers102": "oxford_flowers"})
+
+METHOD_ORDER = ["ZeroshotCLIP", "CoOp", "CoOp_ATP", "CoCoOp", "CoCoOp_ATP", "MaPLe", "MaPLe_ATP", "DePT", "DePT_ATP"]
+# Base / novel / HM averaged over the 11 datasets, as reported by the paper's README.
+PAPER_AVERAGES = {
+    "CoOp": (82.69, 63.22, 71.66),
+    "CoOp_ATP": (82.68, 68.04, 74.65),
+    "CoCoOp": (80.47, 71.69, 75.83),
+    "CoCoOp_ATP": (81.69, 74.54, 77.95),
+    "MaPLe": (82.28, 75.14, 78.55),
+    "MaPLe_ATP": (82.98, 75.76, 79.21),
+    "DePT": (83.80, 72.89, 77.97),
+    "DePT_ATP": (83.80, 73.75, 78.45),
+}
+
+METRICS = ("accuracy", "error", "macro_f1")
+_METRIC_LINE = re.compile(r"^\s*\*\s+(\w+):\s+([-+0-9.,eE]+)\s*%?\s*$")
+_TRAIN_LINE = re.compile(r"epoch \[\d+/\d+\]\s+batch \[\d+/\d+\]")
+_RUN_ARG = re.compile(r"^(eval_only|no_train):\s*(True|False)\s*$", re.MULTILINE)
+_SUBSAMPLE_LINE = re.compile(r"^\s+SUBSAMPLE_CLASSES:\s*(\w+)\s*$", re.MULTILINE)
+_SEED_DIR = re.compile(r"^seed(\d+)$")
+_RESULT_START = "=> result"
+_FINISH = "Finish training"
+
+
+class ResultsError(ValueError):
+    """A user-facing problem with the output tree or the options; the message says how to fix it."""
+
+
+# ----------------------------------------------------------------------------------------------- log parsing
+
+
+def final_result(text: str, mode: str = "auto", keyword: str = "accuracy") -> dict[str, float] | None:
+    """The metrics of the last evaluation block of a log, or None when it has no final result.
+
+    mode "train": only blocks after the last "Finish training" count (earlier ones are validation passes);
+    mode "test": only blocks from the first "=> result" on (evaluation-only logs);
+    mode "auto": "train" when the log finished training, None when it trained but never finished, else "test".
+    """
+    if mode not in ("auto", "train", "test"):
+        raise ResultsError(f"unknown log mode {mode!r}; use 'auto', 'train' or 'test'")
+    lines = text.splitlines()
+    finished = [i for i, line in enumerate(lines) if _FINISH in line]
+    if mode == "train" or (mode == "auto" and finished):
+        if not finished:
+            return None
+        lines = lines[finished[-1] + 1:]
+    elif mode == "auto" and _is_training(text):
+        return None  # still training, or the run died before its final test
+    blocks: list[dict[str, float]] = []
+    started = mode != "test"
+    for line in lines:
+        if line.strip() == _RESULT_START:
+            blocks.append({})
+            started = True
+            continue
+        match = _METRIC_LINE.match(line)
+        if not (match and started):
+            continue
+        try:
+            value = float(match.group(2).replace(",", ""))
+        except ValueError:
+            continue
+        if not blocks:
+            blocks.append({})
+        blocks[-1][match.group(1)] = value
+    complete = [block for block in blocks if keyword in block]
+    return complete[-1] if complete else None
+
+
+def _is_training(text: str) -> bool:
+    """Whether a log comes from a training run: from the printed arguments, else from progress lines."""
+    args = dict(_RUN_ARG.findall(text))
+    if args:
+        return args.get("eval_only") == "False" and args.get("no_train") != "True"
+    return any(_TRAIN_LINE.search(line) for line in text.splitlines())
+
+
+def subsample_of(text: str) -> str | None:
+    """The class split (base / new / all) from the configuration dump in a log, if the log has one."""
+    found = _SUBSAMPLE_LINE.findall(text)
+    return found[-1].lower() if found else None
+
+
+def log_files(run_dir: Path) -> list[Path]:
+    """The logs of a run folder, newest first (``log.txt`` is the first run; later runs add a timestamp)."""
+    stamped = sorted((p for p in run_dir.glob("log.txt-*") if p.is_file()), reverse=True)
+    plain = [run_dir / "log.txt"] if (run_dir / "log.txt").is_file() else []
+    return stamped + plain
+
+
+@dataclass(frozen=True)
+class LogResult:
+    path: Path
+    metrics: dict[str, float]
+    subsample: str | None
+    skipped: tuple[Path, ...] = ()  # newer logs of the same folder without a final result
+
+
+def read_run(run_dir: Path, mode: str = "auto", keyword: str = "accuracy") -> LogResult | None:
+    """The newest log of a run folder that holds a final result."""
+    skipped = []
+    for path in log_files(run_dir):
+        text = path.read_text(encoding="utf-8", errors="replace")
+        metrics = final_result(text, mode, keyword)
+        if metrics is not None:
+            return LogResult(path, metrics, subsample_of(text), tuple(skipped))
+        skipped.append(path)
+    return None
+
+
+# ------------------------------------------------------------------------------------------- output trees
+
+
+def dataset_key(name: str) -> str:
+    """Folder key of a dataset name, accepting registered names (``DescribableTextures``) as well."""
+    return _ALIASES.get(name.lower(), name)
+
+
+def display_name(key: str) -> str:
+    return PAPER_DATASETS.get(key) or DG_DATASETS.get(key) or key
+
+
+def dataset_order(key: str) -> tuple[int, str]:
+    known = list(PAPER_DATASETS) + list(DG_DATASETS)
+    return (known.index(key), "") if key in known else (len(known), key)
+
+
+def method_order(name: str) -> tuple[int, str]:
+    return (METHOD_ORDER.index(name), "") if name in METHOD_ORDER else (len(METHOD_ORDER), name)
+
+
+@dataclass(frozen=True)
+class Run:
+    method: str
+    setting: str  # the path parts between trainer and dataset/seed, e.g. "vit_b16_16shots/CTX_2_epo_100"
+    dataset: str
+    seed: int
+    kind: str  # "train" or "eval"
+    split: str  # "base", "new" or "all"
+    rel: str  # folder relative to the output root, for filters and messages
+    log: LogResult
+
+
+def _layout(parts: tuple[str, ...]) -> tuple[str, str, str, str, int] | None:
+    """(kind, method, setting, dataset, seed) of a run folder from its path parts, None if not a run."""
+    if not parts:
+        return None
+    seed_match = _SEED_DIR.match(parts[-1])
+    if seed_match and parts[0] == "evaluation":
+        if len(parts) < 4:
+            return None
+        return "eval", parts[1], "/".join(parts[2:-2]), parts[-2], int(seed_match.group(1))
+    if seed_match:
+        if len(parts) < 3:
+            return None
+        return "train", parts[1], "/".join(parts[2:-1]), parts[0], int(seed_match.group(1))
+    nested = len(parts) >= 4 and parts[-1] == "evaluation" and _SEED_DIR.match(parts[-2])
+    if nested and parts[0] != "evaluation":
+        return "eval", parts[1], "/".join(parts[2:-2]), parts[0], int(nested.group(1))
+    return None
+
+
+def collect_runs(root: str | Path) -> tuple[list[Run], list[str]]:
+    """Every run under an output root that has a final result, plus notes on the runs without one."""
+    root = Path(root)
+    if not root.is_dir():
+        raise ResultsError(f"output root {str(root)!r} is not a folder; pass the folder the scripts wrote to")
+    runs, notes, odd = [], [], []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        if not any(name == "log.txt" or name.startswith("log.txt-") for name in filenames):
+            continue
+        here = Path(dirpath)
+        parts = here.relative_to(root).parts
+        layout = _layout(parts)
+        if layout is None:
+            if parts and _SEED_DIR.match(parts[-1]):
+                odd.append(here)
+            continue
+        kind, method, setting, dataset, seed = layout
+        rel = "/".join(parts)
+        log = read_run(here)
+        if log is None:
+            notes.append(f"{rel}: no final result yet (still running, or it stopped early)")
+            continue
+        for path in log.skipped:
+            notes.append(f"{rel}: {path.name} has no final result; using the older {log.path.name}")
+        split = log.subsample or ("base" if kind == "train" else "new")
+        runs.append(Run(method, setting, dataset_key(dataset), seed, kind, split, rel, log))
+    if odd and not runs:
+        raise ResultsError(
+            f"{odd[0]} is too shallow for the output layout: pass the output root, i.e. the folder that holds "
+            "<dataset>/<Trainer>/.../seed<N> and evaluation/<Trainer>/.../<dataset>/seed<N>")
+    if not runs:
+        raise ResultsError(f"no seed<N> folder with a finished log under {root}; pass the output root "
+                           "(the folder that holds <dataset>/<Trainer>/... and evaluation/)")
+    return runs, notes
+
+
+# ----------------------------------------------------------------------------------------------- statistics
+
+
+@dataclass(frozen=True)
+class Stat:
+    """One table cell. ``flagged`` marks a value built from fewer seeds or datasets than expected."""
+
+    mean: float | None
+    std: float | None = None
+    seeds: tuple[int, ...] = ()
+    flagged: bool = False
+
+
+def seed_stat(values: dict[int, float], expected: set[int]) -> Stat:
+    """Mean and population std over the expected seeds that have a value."""
+    used = {seed: value for seed, value in values.items() if seed in expected}
+    if not used:
+        return Stat(None, flagged=True)
+    data = np.array([used[seed] for seed in sorted(used)])
+    return Stat(float(data.mean()), float(data.std()), tuple(sorted(used)), flagged=bool(expected - used.keys()))
+
+
+def harmonic_mean(base: Stat, novel: Stat) -> Stat:
+    """HM = 2BN / (B + N) of the (seed-mean) base and novel accuracies."""
+    if base.mean is None or novel.mean is None:
+        return Stat(None, flagged=True)
+    total = base.mean + novel.mean
+    value = 2 * base.mean * novel.mean / total if total else 0.0
+    return Stat(value, flagged=base.flagged or novel.flagged)
+
+
+def average_stat(stats: list[Stat], expected_count: int) -> Stat:
+    """Mean of cell means; flagged when a cell is missing or flagged itself."""
+    present = [s for s in stats if s.mean is not None]
+    if not present:
+        return Stat(None, flagged=True)
+    flagged = len(present) < expected_count or any(s.flagged for s in present)
+    return Stat(float(np.mean([s.mean for s in present])), flagged=flagged)
+
+
+def _seed_list(seeds: set[int] | tuple[int, ...]) -> str:
+    return ", ".join(str(s) for s in sorted(seeds))
+
+
+# ----------------------------------------------------------------------------------------------- the tables
+
+
+@dataclass
+class PairRow:
+    dataset: str  # folder key, or "average"
+    method: str
+    base: Stat
+    novel: Stat
+    hm: Stat
+
+
+@dataclass
+class Summary:
+    b2n_methods: list[str] = field(default_factory=list)
+    b2n: list[PairRow] = field(default_factory=list)  # dataset-major, paper order
+    averages: dict[str, PairRow] = field(default_factory=dict)
+    xd_columns: list[tuple[str, str]] = field(default_factory=list)  # (label, key); keys "xd_avg" / "dg_avg"
+    xd: dict[str, dict[str, Stat]] = field(default_factory=dict)  # method -> column key -> cell
+    notes: list[str] = field(default_factory=list)  # runs without a result (progress)
+    warnings: list[str] = field(default_factory=list)  # gaps in the tables
+    runs: list[Run] = field(default_factory=list)
+
+
+def _matches(run: Run, filters: tuple[str, ...]) -> bool:
+    return all(f in run.rel for f in filters)
+
+
+def _index(runs: list[Run]) -> dict[tuple[str, str, str, str], list[Run]]:
+    index: dict[tuple[str, str, str, str], list[Run]] = defaultdict(list)
+    for run in runs:
+        index[(run.method, run.dataset, run.split, run.kind)].append(run)
+    return index
+
+
+def _pick(index, method: str, dataset: str, split: str, kinds: tuple[str, ...]) -> dict[int, float]:
+    """Accuracy per seed of one method on one dataset and split, from the first kind of run that has any."""
+    for kind in kinds:
+        group = index.get((method, dataset, split, kind), [])
+        settings = sorted({run.setting for run in group})
+        if len(settings) > 1:
+            option = "--train-filter" if kind == "train" else "--eval-filter"
+            listed = "\n  ".join(sorted({run.rel.rsplit("/", 1)[0] for run in group}))
+            raise ResultsError(
+                f"several settings of {method} on {dataset} ({split} classes, {kind} runs):\n  {listed}\n"
+                f"keep one with --filter SUBSTRING or {option} SUBSTRING (matched against the run folder path)")
+        if group:
+            return {run.seed: run.log.metrics["accuracy"] for run in group}
+    return {}
+
+
+def _gap_warning(what: str, values: dict[int, float], expected: set[int]) -> str | None:
+    if not values.keys() & expected:
+        return f"{what}: no result"
+    missing = expected - values.keys()
+    if missing:
+        return f"{what}: missing seed(s) {_seed_list(missing)}; averaged seed(s) {_seed_list(values.keys() & expected)}"
+    return None
+
+
+def summarize(root: str | Path, *, methods: list[str] | None = None, expect_seeds: list[int] | None = None,
+              filters: tuple[str, ...] = (), train_filters: tuple[str, ...] = (),
+              eval_filters: tuple[str, ...] = ()) -> Summary:
+    """Build the base-to-novel and the cross-dataset / domain-generalisation tables of an output root."""
+    runs, notes = collect_runs(root)
+    found_methods = sorted({run.method for run in runs}, key=method_order)
+    if methods:
+        unknown = [m for m in methods if m not in found_methods]
+        if unknown:
+            raise ResultsError(f"no runs of method(s) {', '.join(unknown)} under {root}; "
+                               f"found: {', '.join(found_methods)}")
+    chosen = methods or found_methods
+    runs = [run for run in runs if run.method in chosen and _matches(run, filters)
+            and _matches(run, train_filters if run.kind == "train" else eval_filters)]
+    if not runs:
+        raise ResultsError("no run is left after --filter / --train-filter / --eval-filter; loosen the filters")
+    summary = Summary(notes=notes, runs=runs)
+    index = _index(runs)
+    expected_given = set(expect_seeds) if expect_seeds else None
+    _base_to_novel(summary, index, chosen, expected_given)
+    _cross_dataset(summary, index, chosen, expected_given)
+    return summary
+
+
+def _base_to_novel(summary: Summary, index, chosen: list[str], expected_given: set[int] | None) -> None:
+    pairs = [run for run in summary.runs if run.split in ("base", "new")]
+    methods = [m for m in chosen if any(run.method == m for run in pairs)]
+    datasets = sorted({run.dataset for run in pairs}, key=dataset_order)
+    picked = {(m, d): (_pick(index, m, d, "base", ("train", "eval")), _pick(index, m, d, "new", ("eval",)))
+              for m in methods for d in datasets}
+    summary.b2n_methods = methods
+    for method in methods:
+        seeds_found = set().union(*(set(b) | set(n) for (m, _), (b, n) in picked.items() if m == method))
+        expected = expected_given or seeds_found
+        if expected_given and seeds_found - expected_given:
+            summary.warnings.append(f"{method}: ignoring seed(s) {_seed_list(seeds_found - expected_given)} "
+                                    "not listed in --expect-seeds")
+        for dataset in datasets:
+            base_values, novel_values = picked[(method, dataset)]
+            where = f"{method} on {display_name(dataset)}"
+            for what, values in ((f"{where}, base classes", base_values), (f"{where}, novel classes", novel_values)):
+                gap = _gap_warning(what, values, expected)
+                if gap:
+                    summary.warnings.append(gap)
+            base, novel = seed_stat(base_values, expected), seed_stat(novel_values, expected)
+            summary.b2n.append(PairRow(dataset, method, base, novel, harmonic_mean(base, novel)))
+    summary.b2n.sort(key=lambda row: dataset_order(row.dataset))  # stable: methods keep their order
+    if not any(d in PAPER_DATASETS for d in datasets):
+        return
+    for method in methods:
+        rows = [row for row in summary.b2n if row.method == method and row.dataset in PAPER_DATASETS]
+        base = average_stat([row.base for row in rows], len(PAPER_DATASETS))
+        novel = average_stat([row.novel for row in rows], len(PAPER_DATASETS))
+        summary.averages[method] = PairRow("average", method, base, novel, harmonic_mean(base, novel))
+        covered = {row.dataset for row in rows if row.base.mean is not None and row.novel.mean is not None}
+        if len(covered) < len(PAPER_DATASETS):
+            missing = [display_name(d) for d in PAPER_DATASETS if d not in covered]
+            summary.warnings.append(f"{method}: Average covers {len(covered)} of {len(PAPER_DATASETS)} datasets "
+                                    f"(missing base or novel: {', '.join(missing)})")
+
+
+def _cross_dataset(summary: Summary, index, chosen: list[str], expected_given: set[int] | None) -> None:
+    targets_found = {run.dataset for run in summary.runs
+                     if run.split == "all" and run.kind == "eval" and run.dataset != XD_SOURCE}
+    has_source = any(run.split == "all" and run.dataset == XD_SOURCE for run in summary.runs)
+    if not targets_found and not has_source:
+        return
+    xd = [d for d in XD_TARGETS if d in targets_found]
+    dg = [d for d in DG_DATASETS if d in targets_found]
+    extra = sorted(targets_found - set(XD_TARGETS) - set(DG_DATASETS))
+    groups = []  # (average column key, label, member datasets)
+    columns = [(display_name(XD_SOURCE), XD_SOURCE)]
+    if xd:
+        columns += [(display_name(d), d) for d in XD_TARGETS] + [("XD Average", "xd_avg")]
+        groups.append(("xd_avg", "XD Average", XD_TARGETS))
+    if dg:
+        columns += [(display_name(d), d) for d in DG_DATASETS] + [("DG Average", "dg_avg")]
+        groups.append(("dg_avg", "DG Average", list(DG_DATASETS)))
+    columns += [(d, d) for d in extra]
+    summary.xd_columns = columns
+    datasets = [key for _, key in columns if key not in ("xd_avg", "dg_avg")]
+    for method in chosen:
+        values = {d: _pick(index, method, d, "all", ("eval",) if d != XD_SOURCE else ("train", "eval"))
+                  for d in datasets}
+        if not any(values.values()):
+            continue
+        target_seeds = set().union(*(set(v) for d, v in values.items() if d != XD_SOURCE))
+        expected = expected_given or target_seeds or set(values[XD_SOURCE])
+        cells = {}
+        for dataset in datasets:
+            gap = _gap_warning(f"{method} cross-dataset, {display_name(dataset)}", values[dataset], expected)
+            if gap:
+                summary.warnings.append(gap)
+            cells[dataset] = seed_stat(values[dataset], expected)
+        for key, label, members in groups:
+            cells[key] = average_stat([cells[d] for d in members], len(members))
+            present = sum(cells[d].mean is not None for d in members)
+            if present < len(members):
+                summary.warnings.append(f"{method}: {label} covers {present} of {len(members)} targets")
+        summary.xd[method] = cells
+
+
+CSV_FIELDS = ["section", "dataset", "method", "base", "base_std", "novel", "novel_std", "hm", "accuracy",
+              "accuracy_std", "seeds", "note"]
+
+
+def summary_records(summary: Summary, paper: bool = False) -> list[dict[str, str]]:
+    """The tables as flat rows (the CSV format that the plotting tool reads back)."""
+
+    def num(value: float | None) -> str:
+        return "" if value is None else f"{value:.2f}"
+
+    def note(*stats: Stat) -> str:
+        return "incomplete" if any(s.flagged for s in stats) else ""
+
+    records = []
+    blank = dict.fromkeys(CSV_FIELDS, "")
+    for row in list(summary.averages.values()) + summary.b2n:
+        label = "Average" if row.dataset == "average" else display_name(row.dataset)
+        seeds = sorted(set(row.base.seeds) | set(row.novel.seeds))
+        records.append({**blank, "section": "base2novel", "dataset": label, "method": row.method,
+                        "base": num(row.base.mean), "base_std": num(row.base.std), "novel": num(row.novel.mean),
+                        "novel_std": num(row.novel.std), "hm": num(row.hm.mean),
+                        "seeds": " ".join(map(str, seeds)), "note": note(row.base, row.novel)})
+    if paper:
+        for method in summary.b2n_methods:
+            if method in PAPER_AVERAGES:
+                base, novel, hm = PAPER_AVERAGES[method]
+                records.append({**blank, "section": "paper", "dataset": "Average", "method": method,
+                                "base": num(base), "novel": num(novel), "hm": num(hm)})
+    for method, cells in summary.xd.items():
+        for label, key in summary.xd_columns:
+            cell = cells[key]
+            records.append({**blank, "section": "cross_dataset", "dataset": label, "method": method,
+                            "accuracy": num(cell.mean), "accuracy_std": num(cell.std),
+                            "seeds": " ".join(map(str, cell.seeds)), "note": note(cell)})
+    return records
