@@ -1,0 +1,92 @@
+"""Cache of the sampled few-shot splits (``<dataset_dir>/split_fewshot/shot_{K}-seed_{S}.json``).
+
+The JSON form stores ``[impath, label, classname]`` (plus the domain when it is not 0) with paths relative to
+the dataset folder (the cache file's grandparent), so the cache survives a moved data root. Caches written by
+the original code are pickles of Datum with the same stem; they are read through an unpickler that can build
+nothing but Datum records and plain containers, because unpickling an arbitrary file can run arbitrary code.
+"""
+
+from __future__ import annotations
+
+import builtins
+import os
+import pickle
+
+from dassl.utils import read_json, write_json
+
+from .base_dataset import Datum
+
+_DATUM_PATH = ("dassl.data.datasets.base_dataset", "Datum")
+_SAFE_BUILTINS = frozenset({"dict", "list", "str", "int", "tuple"})
+
+
+def _dataset_dir(json_path: str) -> str:
+    return os.path.dirname(os.path.dirname(os.path.abspath(json_path)))
+
+
+def _from_entry(entry: list, root: str) -> Datum:
+    impath, label, classname, *domain = entry  # the domain is stored only when it is not 0
+    return Datum(impath=os.path.join(root, impath), label=int(label), domain=int(domain[0]) if domain else 0,
+                 classname=classname)
+
+
+def _to_entry(item: Datum, root: str) -> list:
+    impath = os.path.abspath(item.impath)
+    rel = os.path.relpath(impath, root)
+    # Images outside the dataset folder keep their absolute path (os.path.join gives it back unchanged).
+    entry = [impath if rel.split(os.sep)[0] == os.pardir else rel, item.label, item.classname]
+    return entry + [item.domain] if item.domain else entry
+
+
+class _DatumUnpickler(pickle.Unpickler):
+    """Resolves only Datum and a few builtin containers; any other global is refused before it is imported."""
+
+    def __init__(self, file, path: str) -> None:
+        super().__init__(file)
+        self.path = path
+
+    def find_class(self, module: str, name: str):
+        if (module, name) == _DATUM_PATH:
+            return Datum
+        if module == "builtins" and name in _SAFE_BUILTINS:
+            return getattr(builtins, name)
+        raise pickle.UnpicklingError(
+            f"Refusing to load {self.path}: it references {module}.{name}, which a few-shot cache never contains. "
+            f"Delete the file (the few-shot split is then sampled again) or replace it with a trusted copy."
+        )
+
+
+def _load_pickle(pkl_path: str) -> dict[str, list[Datum]]:
+    with open(pkl_path, "rb") as f:
+        data = _DatumUnpickler(f, pkl_path).load()
+    well_formed = isinstance(data, dict) and all(
+        isinstance(key, str) and isinstance(items, list) and all(isinstance(item, Datum) for item in items)
+        for key, items in data.items()
+    )
+    if not well_formed:
+        raise ValueError(f"{pkl_path} is not a few-shot cache (expected a dict of Datum lists); delete it.")
+    return data
+
+
+def load_fewshot_cache(json_path: str) -> dict[str, list[Datum]] | None:
+    """The cached few-shot splits at ``json_path``, else from the original's ``.pkl`` beside it, else None."""
+    pkl_path = os.path.splitext(json_path)[0] + ".pkl"
+    if os.path.isfile(json_path):
+        print(f"Loading preprocessed few-shot data from {json_path}")
+        root = _dataset_dir(json_path)
+        try:
+            return {split: [_from_entry(e, root) for e in items] for split, items in read_json(json_path).items()}
+        except (AttributeError, TypeError, ValueError) as e:
+            raise ValueError(f"{json_path} is not a few-shot cache ({e}); delete it so that it is regenerated.") from e
+    if os.path.isfile(pkl_path):
+        print(f"Loading preprocessed few-shot data from {pkl_path}")
+        return _load_pickle(pkl_path)
+    return None
+
+
+def save_fewshot_cache(json_path: str, data: dict[str, list[Datum]]) -> None:
+    """Write ``data`` (split name -> Datum list) as the JSON cache, atomically."""
+    root = _dataset_dir(json_path)
+    payload = {split: [_to_entry(item, root) for item in items] for split, items in data.items()}
+    print(f"Saving preprocessed few-shot data to {json_path}")
+    write_json(payload, json_path)
