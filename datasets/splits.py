@@ -1,0 +1,211 @@
+"""What the benchmark readers share: split files, split generation, the few-shot cache and the common flow.
+
+A reader only states its dataset's specifics (folder names, split file name, how to make the split when the file
+is missing); ``SplitDataset`` runs the protocol every CoOp-style benchmark follows:
+
+1. read ``split_zhou_<Name>.json`` or make the split from the raw data and save it;
+2. with ``NUM_SHOTS >= 1`` load or draw the few-shot subsets, cached in ``split_fewshot/shot_{K}-seed_{SEED}.json``;
+3. keep the base or new half of the classes (``DATASET.SUBSAMPLE_CLASSES``).
+
+The random calls (``random.shuffle`` while splitting, then ``random.sample`` per class for the shots) happen in
+exactly the original order, so the same seed gives the same images as the published runs.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections import defaultdict
+
+from dassl.data.datasets import DatasetBase, Datum, check_image_files, subsample_classes
+from dassl.data.datasets.fewshot_cache import load_fewshot_cache, save_fewshot_cache
+from dassl.utils import listdir_nohidden, read_json, write_json
+
+LAYOUT_DOC = "docs/DATASETS.md"
+
+Split = tuple[list[Datum], list[Datum], list[Datum]]
+
+
+def require_dir(path: str, name: str, layout: str) -> None:
+    """Fail with the expected folder layout when a dataset folder is missing."""
+    if not os.path.isdir(path):
+        raise FileNotFoundError(
+            f"{name}: folder not found: {path}\n"
+            f"  expected under DATASET.ROOT: {layout}\n"
+            f"  Set DATASET.ROOT (--root) to the folder that holds it; {LAYOUT_DOC} says where to get the data."
+        )
+
+
+def read_lines(path: str) -> list[str]:
+    """The non-empty lines of an annotation text file, stripped."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"Annotation file not found: {path}\n  It comes with the dataset download; "
+                                f"{LAYOUT_DOC} shows the expected layout.")
+    with open(path) as f:
+        return [line.strip() for line in f if line.strip()]
+
+
+def read_split(filepath: str, path_prefix: str) -> Split:
+    """Read a ``split_zhou_*.json`` file; its relative image paths are joined onto ``path_prefix``."""
+    print(f"Reading split from {filepath}")
+    try:
+        split = read_json(filepath)
+    except ValueError as err:
+        raise ValueError(f"Split file {filepath} is not valid JSON. Download it again (see {LAYOUT_DOC}) or delete "
+                         f"it to make a new split (which differs from the published one).") from err
+    if not isinstance(split, dict) or any(not isinstance(split.get(key), list) for key in ("train", "val", "test")):
+        found = sorted(split) if isinstance(split, dict) else type(split).__name__
+        raise ValueError(f"Split file {filepath} must hold an object with the lists 'train', 'val' and 'test'; "
+                         f"found {found}.")
+
+    def convert(key: str) -> list[Datum]:
+        items = []
+        for i, entry in enumerate(split[key]):
+            try:
+                impath, label, classname = entry
+                items.append(Datum(impath=os.path.join(path_prefix, impath), label=int(label), classname=classname))
+            except (TypeError, ValueError) as err:
+                raise ValueError(f"Split file {filepath}: entry {i} of '{key}' is {entry!r}; expected "
+                                 f"[relative_image_path, integer_label, classname].") from err
+        return items
+
+    return convert("train"), convert("val"), convert("test")
+
+
+def save_split(train: list[Datum], val: list[Datum], test: list[Datum], filepath: str, path_prefix: str) -> None:
+    """Write a split file in the original format: ``[relative_path, label, classname]`` entries, 4-space indent."""
+
+    def extract(items: list[Datum]) -> list:
+        return [[os.path.relpath(item.impath, path_prefix), item.label, item.classname] for item in items]
+
+    split = {"train": extract(train), "val": extract(val), "test": extract(test)}
+    write_json(split, filepath)  # atomic, in the original's format (4-space indent, "," and ": " separators)
+    print(f"Saved split to {filepath}")
+
+
+def split_trainval(trainval: list[Datum], p_val: float = 0.2) -> tuple[list[Datum], list[Datum]]:
+    """Hold out ``round(p_val * n)`` random images of every class for validation.
+
+    Classes are visited in first-appearance order with one ``random.shuffle`` each, as in the original.
+    """
+    print(f"Splitting trainval into {1 - p_val:.0%} train and {p_val:.0%} val")
+    indices = defaultdict(list)
+    for idx, item in enumerate(trainval):
+        indices[item.label].append(idx)
+
+    train, val = [], []
+    for label, idxs in indices.items():
+        n_val = round(len(idxs) * p_val)
+        if n_val == 0:
+            raise ValueError(f"Class {label} ({trainval[idxs[0]].classname!r}) has only {len(idxs)} trainval "
+                             f"image(s), too few to hold out {p_val:.0%} for validation (at least 3 are needed).")
+        random.shuffle(idxs)
+        for n, idx in enumerate(idxs):
+            (val if n < n_val else train).append(trainval[idx])
+    return train, val
+
+
+def split_groups(groups: list[tuple[int, str, list[str]]], p_trn: float = 0.5, p_val: float = 0.2,
+                 rng: random.Random | None = None) -> Split:
+    """Split each class ``(label, classname, image_paths)`` at random into train / val / test.
+
+    Groups are shuffled in the given order; train takes ``round(p_trn * n)``, val ``round(p_val * n)``, test the
+    rest. ``rng`` defaults to the global ``random`` (the benchmarks' behaviour).
+    """
+    shuffle = (rng or random).shuffle
+    train, val, test = [], [], []
+    for label, classname, impaths in groups:
+        shuffle(impaths)
+        n_train = round(len(impaths) * p_trn)
+        n_val = round(len(impaths) * p_val)
+        if n_train == 0 or n_val == 0 or n_train + n_val >= len(impaths):
+            raise ValueError(f"Class {classname!r} has only {len(impaths)} image(s); at least 4 are needed to give "
+                             f"train, val and test one image each.")
+        parts = (impaths[:n_train], impaths[n_train:n_train + n_val], impaths[n_train + n_val:])
+        for out, paths in zip((train, val, test), parts):
+            out.extend(Datum(impath=path, label=label, classname=classname) for path in paths)
+    return train, val, test
+
+
+def read_and_split_data(image_dir: str, p_trn: float = 0.5, p_val: float = 0.2, ignored=(),
+                        new_cnames: dict[str, str] | None = None, rng: random.Random | None = None) -> Split:
+    """Split a ``<class>/<image>`` folder tree: labels follow the sorted folder names (``ignored`` left out).
+
+    Images are listed unsorted, as the original does, so a split made here matches one made by the original
+    code on the same file system. ``new_cnames`` renames folders to the class names that go into prompts.
+    """
+    print(f"Splitting into {p_trn:.0%} train, {p_val:.0%} val, and {1 - p_trn - p_val:.0%} test")
+    categories = sorted(c for c in listdir_nohidden(image_dir) if c not in ignored)
+    groups = []
+    for label, category in enumerate(categories):
+        category_dir = os.path.join(image_dir, category)
+        impaths = [os.path.join(category_dir, name) for name in listdir_nohidden(category_dir)]
+        groups.append((label, (new_cnames or {}).get(category, category), impaths))
+    return split_groups(groups, p_trn, p_val, rng)
+
+
+def load_fewshot(reader: DatasetBase, cfg, train: list[Datum], val: list[Datum] | None = None):
+    """Load or draw the few-shot train (and val) subsets of ``reader`` and cache them.
+
+    Drawing calls ``generate_fewshot_dataset(train, K)`` then ``generate_fewshot_dataset(val, min(K, 4))``. The
+    cache lives in ``<dataset_dir>/split_fewshot/shot_{K}-seed_{SEED}.json``; a ``.pkl`` left there by the
+    original code is read too. Returns ``(train, val)`` unchanged when ``NUM_SHOTS < 1``.
+    """
+    num_shots = cfg.DATASET.NUM_SHOTS
+    if num_shots < 1:
+        return train, val
+
+    cache = os.path.join(reader.dataset_dir, "split_fewshot", f"shot_{num_shots}-seed_{cfg.SEED}.json")
+    data = load_fewshot_cache(cache)
+    if data is not None:
+        if "train" not in data or (val is not None and "val" not in data):
+            raise ValueError(f"Few-shot cache {cache} lacks the 'train' or 'val' subset; delete it to draw again.")
+        return data["train"], (data["val"] if val is not None else None)
+
+    train = reader.generate_fewshot_dataset(train, num_shots=num_shots)
+    data = {"train": train}
+    if val is not None:
+        val = reader.generate_fewshot_dataset(val, num_shots=min(num_shots, 4))
+        data["val"] = val
+    save_fewshot_cache(cache, data)
+    return train, val
+
+
+def subsample_mode(cfg) -> str:
+    """``DATASET.SUBSAMPLE_CLASSES``, "all" when the config does not define it."""
+    return cfg.DATASET.get("SUBSAMPLE_CLASSES", "all")
+
+
+class SplitDataset(DatasetBase):
+    """A benchmark with a fixed train/val/test split; subclasses set the class attributes and ``make_split``."""
+
+    dataset_dir = ""  # folder under DATASET.ROOT ("" = DATASET.ROOT itself)
+    image_dir = ""  # image folder inside dataset_dir; split paths are relative to it ("" = dataset_dir)
+    split_file: str | None = None  # split_zhou_<Name>.json; None: make_split reads an official split every time
+    layout = ""  # one-line folder tree quoted when the data is missing
+
+    def __init__(self, cfg) -> None:
+        root = os.path.abspath(os.path.expanduser(cfg.DATASET.ROOT))
+        self.dataset_dir = os.path.normpath(os.path.join(root, self.dataset_dir))
+        self.image_dir = os.path.normpath(os.path.join(self.dataset_dir, self.image_dir))
+        require_dir(self.image_dir, type(self).__name__, self.layout)
+
+        train, val, test = self.read_or_make_split()
+        train, val = load_fewshot(self, cfg, train, val)
+        train, val, test = subsample_classes(train, val, test, subsample=subsample_mode(cfg))
+        check_image_files(train + val + test, self.dataset_dir)
+        super().__init__(train_x=train, val=val, test=test)
+
+    def read_or_make_split(self) -> Split:
+        if self.split_file is None:
+            return self.make_split()
+        split_path = os.path.join(self.dataset_dir, self.split_file)
+        if os.path.exists(split_path):
+            return read_split(split_path, self.image_dir)
+        train, val, test = self.make_split()
+        save_split(train, val, test, split_path, self.image_dir)
+        return train, val, test
+
+    def make_split(self) -> Split:
+        """Build train / val / test from the raw data (used when the split file is missing)."""
+        raise NotImplementedError
