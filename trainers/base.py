@@ -1,0 +1,205 @@
+"""`PromptTrainer`: the Dassl trainer every CLIP prompt learner here builds on.
+
+It owns what the original copied into each trainer: loading CLIP at the configured precision, freezing it,
+the optimiser over the trainable parameters, the training step (plain, amp with a grad scaler, or bf16 autocast),
+evaluation, and loading checkpoints (the original's included). A method's trainer only says how its model is
+built (`build_custom_clip`) and, where it differs, how its loss is computed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from dassl.engine import TrainerX
+from dassl.metrics import compute_accuracy
+from dassl.optim import build_lr_scheduler, build_optimizer
+from dassl.utils import load_checkpoint
+from trainers.prompting import (
+    PRECISIONS,
+    attributes_from_cfg,
+    autocast,
+    load_clip,
+    resolve_precision,
+)
+
+# Fixed-token buffers the original saved; they depend on the class names, so they are always rebuilt.
+FIXED_TOKEN_KEY = re.compile(r"(^|\.)(token_prefix|token_suffix|token_middle\d*|token_embeds|gather_idx|eot)$")
+
+
+class PromptTrainer(TrainerX):
+    """Prompt learning on a frozen CLIP. Subclasses implement `build_custom_clip`."""
+
+    PREC_NODE = "COOP"  # the TRAINER.<node> that holds PREC (and N_CTX) for this method
+    SAVE_NAME = "prompt_learner"  # the registered name: the checkpoint folder under OUTPUT_DIR
+    SAVE_WHOLE_MODEL = False  # register the whole model (MaPLe, DePT) instead of the prompt learner
+    USE_ATPROMPT: bool | None = None  # True for the *_ATP names; None = TRAINER.ATPROMPT.USE_ATPROMPT
+
+    # -- construction -------------------------------------------------------------------------------------------
+    def check_cfg(self, cfg) -> None:
+        prec = cfg.TRAINER[self.PREC_NODE].PREC
+        if prec not in PRECISIONS:
+            raise ValueError(f"TRAINER.{self.PREC_NODE}.PREC must be one of {', '.join(PRECISIONS)}, got '{prec}'")
+
+    def build_custom_clip(self, clip_model: nn.Module, classnames: list[str], attributes: list[tuple[str, int]]):
+        raise NotImplementedError
+
+    def is_trainable(self, name: str) -> bool:
+        """Which parameters of the model learn (by name); CLIP itself stays frozen."""
+        return "prompt_learner" in name
+
+    def build_model(self) -> None:
+        cfg = self.cfg
+        self.prec = resolve_precision(cfg.TRAINER[self.PREC_NODE].PREC, self.device)
+        print(f"Loading CLIP (backbone: {cfg.MODEL.BACKBONE.NAME})")
+        clip_model = load_clip(cfg)
+        resolution = clip_model.visual.input_resolution
+        if cfg.INPUT.SIZE[0] != resolution:
+            raise ValueError(
+                f"INPUT.SIZE is {tuple(cfg.INPUT.SIZE)} but {cfg.MODEL.BACKBONE.NAME} takes {resolution}x{resolution} "
+                f"images: set INPUT.SIZE \"({resolution}, {resolution})\""
+            )
+        if self.prec != "fp16":
+            clip_model.float()
+        self.clip_model = clip_model
+        self.attributes = attributes_from_cfg(cfg, self.USE_ATPROMPT)
+        if self.attributes:
+            print("ATPrompt attributes: " + ", ".join(f"{w} ({n} soft tokens)" for w, n in self.attributes))
+        print("Building custom CLIP")
+        self.model = self.build_custom_clip(clip_model, self.dm.dataset.classnames, self.attributes)
+        self._freeze_and_register()
+
+    def _freeze_and_register(self) -> None:
+        trainable = []
+        for name, param in self.model.named_parameters():
+            param.requires_grad_(self.is_trainable(name))
+            if param.requires_grad:
+                trainable.append(name)
+        print(f"Parameters to be updated: {sorted(trainable)}")
+        if self.cfg.MODEL.INIT_WEIGHTS:
+            from dassl.utils import load_pretrained_weights
+
+            load_pretrained_weights(self.model.prompt_learner, self.cfg.MODEL.INIT_WEIGHTS)
+        self.model.to(self.device)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optim = build_optimizer(params, self.cfg.OPTIM)
+        self.sched = build_lr_scheduler(self.optim, self.cfg.OPTIM)
+        registered = self.model if self.SAVE_WHOLE_MODEL else self.model.prompt_learner
+        self.register_model(self.SAVE_NAME, registered, self.optim, self.sched)
+        self.scaler = torch.amp.GradScaler(self.device.type) if self.prec == "amp" else None
+
+    # -- training and inference ----------------------------------------------------------------------------------
+    def compute_loss(self, output: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(output, label)
+
+    def parse_batch_train(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        return batch["img"].to(self.device), batch["label"].to(self.device)
+
+    def forward_backward(self, batch: dict) -> dict:
+        image, label = self.parse_batch_train(batch)
+        with autocast(self.prec, self.device):
+            output = self.model(image)
+            loss = self.compute_loss(output, label)
+        self.backward_and_update(loss)
+        summary = {"loss": loss.item(), "acc": compute_accuracy(output, label)[0].item()}
+        if (self.batch_idx + 1) == self.num_batches:
+            self.update_lr()
+        return summary
+
+    def backward_and_update(self, loss: torch.Tensor) -> None:
+        if self.scaler is None:
+            self.model_backward_and_update(loss)
+            return
+        self.model_zero_grad()
+        self.detect_anomaly(loss)
+        self.scaler.scale(loss).backward()
+        for name in self.get_model_names():
+            self.scaler.step(self._optims[name])
+        self.scaler.update()
+
+    def model_inference(self, image: torch.Tensor) -> torch.Tensor:
+        with autocast(self.prec, self.device):
+            return self.model(image).float()
+
+    # -- checkpoints ---------------------------------------------------------------------------------------------
+    def load_model(self, directory: str | None, epoch: int | None = None) -> None:
+        """Load the weights saved under `directory` (ours or the original's) for evaluation.
+
+        `epoch` None takes model-best.pth.tar if present, else the latest epoch. The prompt layout recorded in our
+        checkpoints (attribute words and token counts) replaces the configured one, so a model is evaluated with
+        the attributes it was trained with, whatever the target dataset's defaults are.
+        """
+        if not directory:
+            print("Note that load_model() is skipped as no pretrained model is given")
+            return
+        for name in self.get_model_names():
+            path = checkpoint_file(directory, name, epoch)
+            checkpoint = load_checkpoint(path)
+            state = {k: v for k, v in checkpoint["state_dict"].items() if not FIXED_TOKEN_KEY.search(k)}
+            self._adopt_layout(state)
+            module = self._models[name]
+            self._check_fits(state, module, path)
+            print(f'Loading weights to {name} from "{path}" (epoch = {checkpoint["epoch"]})')
+            module.load_state_dict(state, strict=False)
+
+    def _prefix(self) -> str:
+        return "prompt_learner." if self.SAVE_WHOLE_MODEL else ""
+
+    def _adopt_layout(self, state: dict) -> None:
+        layout = state.get(self._prefix() + "_extra_state")
+        if not isinstance(layout, dict) or "attributes" not in layout:
+            return
+        saved = list(zip(layout["attributes"], layout["n_att"]))
+        if saved == self.attributes:
+            return
+        print(f"Using the checkpoint's attributes {saved or 'none'} instead of {self.attributes or 'none'}")
+        self.attributes = saved
+        new_model = self.build_custom_clip(self.clip_model, self.dm.dataset.classnames, saved).to(self.device)
+        for param_name, param in new_model.named_parameters():
+            param.requires_grad_(self.is_trainable(param_name))
+        self.model = new_model
+        self._models[self.SAVE_NAME] = new_model if self.SAVE_WHOLE_MODEL else new_model.prompt_learner
+
+    @staticmethod
+    def _check_fits(state: dict, module: nn.Module, path: str) -> None:
+        own = module.state_dict()
+        problems = [
+            f"'{k}' has shape {list(v.shape)} in the checkpoint but {list(own[k].shape)} in the model"
+            for k, v in state.items()
+            if k in own and torch.is_tensor(v) and v.shape != own[k].shape
+        ]
+        learnable = [n for n, p in module.named_parameters() if p.requires_grad and n not in state]
+        problems += [f"the checkpoint has no '{k}'" for k in learnable]
+        if problems:
+            raise ValueError(
+                f"{path} does not fit the model: " + "; ".join(problems) + ". Evaluate with the settings it was "
+                "trained with (N_CTX, TRAINER.ATPROMPT.N_ATT*/ATTRIBUTES, the trainer name)."
+            )
+
+
+def checkpoint_file(directory: str, name: str, epoch: int | None) -> str:
+    """`directory/name/model.pth.tar-<epoch>`; without an epoch, model-best.pth.tar or else the latest one."""
+    folder = os.path.join(directory, name)
+    if not os.path.isdir(folder):
+        found = sorted(os.listdir(directory)) if os.path.isdir(directory) else None
+        where = f"it holds {found}" if found is not None else "that folder does not exist"
+        raise FileNotFoundError(
+            f"no checkpoint folder '{folder}' ({where}); --model-dir must be the training output folder of this "
+            f"trainer, which holds '{name}/model.pth.tar-N'"
+        )
+    if epoch is not None and epoch >= 0:
+        path = os.path.join(folder, f"model.pth.tar-{epoch}")
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"no checkpoint '{path}'; available: {sorted(os.listdir(folder))}")
+        return path
+    best = os.path.join(folder, "model-best.pth.tar")
+    if os.path.isfile(best):
+        return best
+    epochs = [int(m.group(1)) for f in os.listdir(folder) if (m := re.fullmatch(r"model\.pth\.tar-(\d+)", f))]
+    if not epochs:
+        raise FileNotFoundError(f"no checkpoint in '{folder}' (expected model.pth.tar-N or model-best.pth.tar)")
+    return os.path.join(folder, f"model.pth.tar-{max(epochs)}")

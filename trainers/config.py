@@ -1,0 +1,98 @@
+"""Config keys the prompt-learning trainers add to Dassl's defaults.
+
+Names and defaults follow the original ATPrompt `train.py` so its yaml files and scripts merge unchanged; the
+few keys that are new here say so in their comment.
+"""
+
+from yacs.config import CfgNode as CN
+
+from dassl.config import get_cfg_default
+
+
+def extend_cfg(cfg: CN) -> CN:
+    """Add the trainer nodes (COOP, COCOOP, MAPLE, ATPROMPT, DePT's heads, the attribute search) to `cfg`."""
+    cfg.TRAINER.COOP = CN()
+    cfg.TRAINER.COOP.N_CTX = 16  # number of class-context soft tokens
+    cfg.TRAINER.COOP.CSC = False  # class-specific context
+    # Word initialisation of the context ("a photo of a"); "" = random. The original's bool default made every
+    # string value a yacs type error.
+    cfg.TRAINER.COOP.CTX_INIT = ""
+    cfg.TRAINER.COOP.PREC = "fp16"  # fp16, fp32, amp or bf16
+    cfg.TRAINER.COOP.CLASS_TOKEN_POSITION = "end"  # end, middle or front
+    cfg.TRAINER.COOP.W = 2.0  # unused; kept so the original's configs merge
+
+    cfg.TRAINER.COCOOP = CN()
+    cfg.TRAINER.COCOOP.N_CTX = 16
+    cfg.TRAINER.COCOOP.CTX_INIT = ""
+    cfg.TRAINER.COCOOP.PREC = "fp16"
+
+    cfg.TRAINER.MAPLE = CN()
+    cfg.TRAINER.MAPLE.N_CTX = 2
+    cfg.TRAINER.MAPLE.CTX_INIT = "a photo of a"
+    cfg.TRAINER.MAPLE.PREC = "fp16"
+    cfg.TRAINER.MAPLE.PROMPT_DEPTH = 9  # layers that receive deep prompts (1 = shallow only)
+
+    cfg.TRAINER.ATPROMPT = CN()
+    cfg.TRAINER.ATPROMPT.USE_ATPROMPT = False
+    cfg.TRAINER.ATPROMPT.N_ATT1 = 4  # soft tokens before the first attribute word
+    cfg.TRAINER.ATPROMPT.N_ATT2 = 4
+    cfg.TRAINER.ATPROMPT.N_ATT3 = 4
+    cfg.TRAINER.ATPROMPT.ATT_NUM = 0  # number of attributes; 0 = take the dataset's default table
+    cfg.TRAINER.ATPROMPT.ATT1_TEXT = "none"
+    cfg.TRAINER.ATPROMPT.ATT2_TEXT = "none"
+    cfg.TRAINER.ATPROMPT.ATT3_TEXT = "none"
+    # New: any number of attributes, e.g. "['color', 'shape', 'size', 'pattern']"; wins over ATT*_TEXT.
+    cfg.TRAINER.ATPROMPT.ATTRIBUTES = []
+    # New: soft tokens per attribute for ATTRIBUTES (one value for all, or one per word); empty = N_ATT1..3.
+    cfg.TRAINER.ATPROMPT.N_ATTS = []
+    # New: reproduce the original's one-token-per-attribute-word layout (corrupts multi-token words such as
+    # "playfulness"); only for evaluating checkpoints trained with the original code.
+    cfg.TRAINER.ATPROMPT.SINGLE_TOKEN_WORDS = False
+
+    cfg.TRAINER.LINEAR_PROBE = CN()
+    cfg.TRAINER.LINEAR_PROBE.TYPE = "linear"
+    cfg.TRAINER.LINEAR_PROBE.WEIGHT = 0.7
+    cfg.TRAINER.LINEAR_PROBE.TEST_TIME_FUSION = True
+    cfg.TRAINER.FILM = CN()
+    cfg.TRAINER.FILM.LINEAR_PROBE = True
+    cfg.TRAINER.NAMES_TO_UPDATE = ["prompt_learner", "linear_probe", "film"]
+
+    cfg.TRAINER.ATTRIBUTE_SEARCH = CN()  # new node: the differentiable attribute search
+    cfg.TRAINER.ATTRIBUTE_SEARCH.BASES = []  # candidate words; empty = the dataset's bases from the paper
+    cfg.TRAINER.ATTRIBUTE_SEARCH.MIN_SIZE = 1  # smallest subset size (the original code used 3)
+    cfg.TRAINER.ATTRIBUTE_SEARCH.MAX_SIZE = -1  # largest subset size; -1 = all bases
+    cfg.TRAINER.ATTRIBUTE_SEARCH.ALPHA_LR = 0.02
+    cfg.TRAINER.ATTRIBUTE_SEARCH.ALPHA_BETAS = (0.5, 0.999)
+    cfg.TRAINER.ATTRIBUTE_SEARCH.ALPHA_WEIGHT_DECAY = 0.0
+    cfg.TRAINER.ATTRIBUTE_SEARCH.CHUNK_SIZE = 0  # prompts per text-encoder call; 0 = all at once
+    cfg.TRAINER.ATTRIBUTE_SEARCH.PREC = "fp32"
+
+    # Kept only so that the original's PromptSRC / IVLP configs still merge.
+    cfg.TRAINER.PROMPTSRC = CN()
+    cfg.TRAINER.PROMPTSRC.N_CTX_VISION = 4
+    cfg.TRAINER.PROMPTSRC.N_CTX_TEXT = 4
+    cfg.TRAINER.PROMPTSRC.CTX_INIT = ""
+    cfg.TRAINER.PROMPTSRC.PREC = "fp16"
+    cfg.TRAINER.PROMPTSRC.PROMPT_DEPTH_VISION = 9
+    cfg.TRAINER.PROMPTSRC.PROMPT_DEPTH_TEXT = 9
+    cfg.TRAINER.PROMPTSRC.TEXT_LOSS_WEIGHT = 25
+    cfg.TRAINER.PROMPTSRC.IMAGE_LOSS_WEIGHT = 10
+    cfg.TRAINER.PROMPTSRC.GPA_MEAN = 15
+    cfg.TRAINER.PROMPTSRC.GPA_STD = 1
+    cfg.TRAINER.IVLP = CN()
+    cfg.TRAINER.IVLP.N_CTX_VISION = 2
+    cfg.TRAINER.IVLP.N_CTX_TEXT = 2
+    cfg.TRAINER.IVLP.CTX_INIT = "a photo of a"
+    cfg.TRAINER.IVLP.PREC = "fp16"
+    cfg.TRAINER.IVLP.PROMPT_DEPTH_VISION = 9
+    cfg.TRAINER.IVLP.PROMPT_DEPTH_TEXT = 9
+    cfg.TRAINER.IVLP.IMG_WEIGHT = 0.5
+
+    cfg.DATASET.SUBSAMPLE_CLASSES = "all"  # all, base or new
+    cfg.MODEL.BACKBONE.DOWNLOAD_ROOT = ""  # new: where named CLIP weights are cached ("" = ~/.cache/clip)
+    return cfg
+
+
+def get_cfg() -> CN:
+    """Dassl defaults plus the trainer nodes: the complete, unfrozen default config."""
+    return extend_cfg(get_cfg_default())
