@@ -1,0 +1,34 @@
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from tiny_clip import make_tiny_clip, save_state_dict, save_torchscript  # noqa: E402
+
+# Test tensors are tiny: intra-op threads cost far more in start-up and spin-waiting than they save.
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def tiny_vit_path(tmp_path_factory):
+    path = tmp_path_factory.mktemp("tiny_clip") / "tiny_vit.pt"
+    save_state_dict(make_tiny_clip("vit"), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_rn_path(tmp_path_factory):
+    path = tmp_path_factory.mktemp("tiny_clip") / "tiny_rn.pt"
+    save_state_dict(make_tiny_clip("rn"), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_vit_jit_path(tmp_path_factory):
+    path = tmp_path_factory.mktemp("tiny_clip") / "tiny_vit_jit.pt"
+    save_torchscript(make_tiny_clip("vit"), path)
+    return path
