@@ -1,0 +1,523 @@
+"""Trainer lifecycle, compatible with Dassl.pytorch's TrainerBase / SimpleTrainer / TrainerX.
+
+A subclass registers its modules with `register_model`, implements `build_model` and
+`forward_backward`, and inherits training, evaluation, logging, checkpointing and resumption.
+
+Resumption is exact on the CPU: checkpoints carry the RNG streams, and a run stopped with
+SIGINT/SIGTERM saves its state after the current batch and later continues from that batch
+(see `TrainerX.run_epoch`), so the final weights equal those of an uninterrupted run.
+"""
+
+import datetime
+import os
+import os.path as osp
+import sys
+import time
+from collections import OrderedDict
+from typing import Any, Optional, Union
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+from yacs.config import CfgNode
+
+from dassl.evaluation import build_evaluator
+from dassl.utils import AverageMeter, MetricMeter, load_checkpoint, mkdir_if_missing, save_checkpoint
+from dassl.utils.registry import UnknownNameError
+
+from .resume import StopSignal, capture_rng_state, restore_rng_state
+
+# Written when a run is stopped in the middle of an epoch; removed by the next regular save.
+INTERRUPTED_MODEL_NAME = "model-interrupted.pth.tar"
+
+
+def _stderr_is_terminal() -> bool:
+    # Decided on stderr, where bars are drawn: stdout may be tee'd into log.txt.
+    isatty = getattr(sys.stderr, "isatty", None)
+    return bool(isatty and isatty())
+
+
+def _to_device(x: Any, device: torch.device) -> Any:
+    if isinstance(x, (list, tuple)):  # several augmented views (DATALOADER.K_TRANSFORMS > 1)
+        return [v.to(device) for v in x]
+    return x.to(device)
+
+
+class TrainerBase:
+    """Registry of (model, optimiser, scheduler) triples and the generic train loop."""
+
+    def __init__(self) -> None:
+        self._models: OrderedDict[str, nn.Module] = OrderedDict()
+        self._optims: OrderedDict[str, Optional[torch.optim.Optimizer]] = OrderedDict()
+        self._scheds: OrderedDict[str, Any] = OrderedDict()
+        self._writer = None
+        self._stop: Optional[StopSignal] = None
+        self._partial_epoch: Optional[dict] = None  # set by a resume from a mid-epoch checkpoint
+        self._epoch_rng: Optional[dict] = None  # RNG state at the start of the current epoch
+        self._saved_epoch: Optional[int] = None  # last epoch whose end-of-epoch state was saved
+        self.best_result = -np.inf
+
+    # ----- model registry -------------------------------------------------------------------------
+
+    def register_model(
+        self, name: str = "model", model: Optional[nn.Module] = None, optim=None, sched=None
+    ) -> None:
+        """Register a module (and its optimiser and scheduler) for saving, loading, mode switches and LR steps."""
+        if self.__dict__.get("_models") is None:
+            raise AttributeError("Cannot register a model before TrainerBase.__init__() ran (call super().__init__())")
+        if name in self._models:
+            raise ValueError(f'A model named "{name}" is already registered; registered names must be unique')
+        self._models[name] = model
+        self._optims[name] = optim
+        self._scheds[name] = sched
+
+    def get_model_names(self, names: Union[str, list[str], None] = None) -> list[str]:
+        registered = list(self._models)
+        if names is None:
+            return registered
+        names = [names] if isinstance(names, str) else list(names)
+        for name in names:
+            if name not in registered:
+                raise UnknownNameError(f'No model registered as "{name}"; registered: {registered}')
+        return names
+
+    def set_model_mode(self, mode: str = "train", names=None) -> None:
+        if mode not in ("train", "eval", "test"):
+            raise ValueError(f'Unknown model mode "{mode}"; use "train" or "eval"')
+        for name in self.get_model_names(names):
+            self._models[name].train(mode == "train")
+
+    def get_current_lr(self, names=None) -> float:
+        name = self.get_model_names(names)[0]
+        return self._optims[name].param_groups[0]["lr"]
+
+    def update_lr(self, names=None) -> None:
+        for name in self.get_model_names(names):
+            if self._scheds[name] is not None:
+                self._scheds[name].step()
+
+    # ----- optimisation steps ---------------------------------------------------------------------
+
+    def detect_anomaly(self, loss: torch.Tensor) -> None:
+        if not torch.isfinite(loss).all():
+            where = f"epoch {self.__dict__.get('epoch', 0) + 1}, batch {self.__dict__.get('batch_idx', 0) + 1}"
+            raise FloatingPointError(
+                f"The loss is {loss.detach().flatten()[:4].tolist()} (not finite) at {where}. Training diverged: "
+                "lower OPTIM.LR or use a more stable precision (fp32 or amp instead of fp16)."
+            )
+
+    def model_zero_grad(self, names=None) -> None:
+        for name in self.get_model_names(names):
+            if self._optims[name] is not None:
+                self._optims[name].zero_grad()
+
+    def model_backward(self, loss: torch.Tensor) -> None:
+        self.detect_anomaly(loss)
+        loss.backward()
+
+    def model_update(self, names=None) -> None:
+        for name in self.get_model_names(names):
+            if self._optims[name] is not None:
+                self._optims[name].step()
+
+    def model_backward_and_update(self, loss: torch.Tensor, names=None) -> None:
+        self.model_zero_grad(names)
+        self.model_backward(loss)
+        self.model_update(names)
+
+    # ----- tensorboard (optional) -----------------------------------------------------------------
+
+    def init_writer(self, log_dir: str) -> None:
+        if self._writer is not None:
+            return
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except Exception:  # tensorboard is optional: without it, scalars are simply not written
+            return
+        mkdir_if_missing(log_dir)
+        print(f"Initialize tensorboard (log_dir={log_dir})")
+        self._writer = SummaryWriter(log_dir=log_dir)
+
+    def close_writer(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def write_scalar(self, tag: str, scalar_value: float, global_step: Optional[int] = None) -> None:
+        if self._writer is not None:
+            self._writer.add_scalar(tag, scalar_value, global_step)
+
+    # ----- checkpoints ----------------------------------------------------------------------------
+
+    def _resume_state(self, batches_done: int) -> dict[str, Any]:
+        state: dict[str, Any] = {"rng": capture_rng_state(), "batches_done": batches_done,
+                                 "best_result": float(self.best_result)}
+        if batches_done:
+            state["epoch_rng"] = self._epoch_rng
+        scaler = self.__dict__.get("scaler")
+        if scaler is not None and hasattr(scaler, "state_dict"):
+            state["scaler"] = scaler.state_dict()
+        return state
+
+    def save_model(
+        self,
+        epoch: int,
+        directory: str,
+        is_best: bool = False,
+        val_result: Optional[float] = None,
+        model_name: str = "",
+        *,
+        batches_done: int = 0,
+    ) -> None:
+        """Save every registered model as `directory/<name>/model.pth.tar-{epoch + 1}` (or `model_name`).
+
+        `batches_done` > 0 marks a mid-epoch checkpoint: `epoch + 1` epochs are complete and
+        `batches_done` batches of the next one.
+        """
+        resume_state = self._resume_state(batches_done)
+        for name in self.get_model_names():
+            optim, sched = self._optims[name], self._scheds[name]
+            state = {
+                "state_dict": self._models[name].state_dict(),
+                "epoch": epoch + 1,
+                "optimizer": optim.state_dict() if optim is not None else None,
+                "scheduler": sched.state_dict() if sched is not None else None,
+                "val_result": val_result,
+                "resume_state": resume_state,
+            }
+            save_dir = osp.join(directory, name)
+            save_checkpoint(state, save_dir, is_best=is_best, model_name=model_name)
+            stale = osp.join(save_dir, INTERRUPTED_MODEL_NAME)
+            if not batches_done and osp.exists(stale):
+                os.remove(stale)  # the `checkpoint` pointer now names a newer file
+        if not batches_done:
+            self._saved_epoch = epoch
+
+    def resume_model_if_exist(self, directory: str) -> int:
+        """Resume every registered model, optimiser and scheduler from `directory`; return the start epoch."""
+        names = self.get_model_names()
+        pointers = {name: osp.join(directory, name, "checkpoint") for name in names}
+        missing = [name for name in names if not osp.isfile(pointers[name])]
+        if len(missing) == len(names):
+            print("No checkpoint found, train from scratch")
+            return 0
+        if missing:
+            raise RuntimeError(f"Cannot resume from {directory}: {missing} have no checkpoint while other models do. "
+                               "Remove the directory to start over, or restore the missing files.")
+        print(f"Found checkpoint at {directory} (will resume training)")
+        epochs, resume_state = set(), None
+        for name in names:
+            with open(pointers[name]) as f:
+                fpath = osp.join(directory, name, f.readline().strip())
+            print(f'Loading checkpoint from "{fpath}"')
+            checkpoint = load_checkpoint(fpath)
+            self._models[name].load_state_dict(checkpoint["state_dict"])
+            print("Loaded model weights")
+            if self._optims[name] is not None and checkpoint.get("optimizer") is not None:
+                self._optims[name].load_state_dict(checkpoint["optimizer"])
+                print("Loaded optimizer")
+            if self._scheds[name] is not None and checkpoint.get("scheduler") is not None:
+                self._scheds[name].load_state_dict(checkpoint["scheduler"])
+                print("Loaded scheduler")
+            epochs.add(checkpoint["epoch"])
+            resume_state = resume_state or checkpoint.get("resume_state")
+        if len(epochs) > 1:
+            raise RuntimeError(f"The checkpoints in {directory} are from different epochs {sorted(epochs)}; "
+                               "they cannot be resumed together")
+        start_epoch = epochs.pop()
+        print(f"Previous epoch: {start_epoch}")
+        if resume_state:
+            self._apply_resume_state(resume_state)
+        return start_epoch
+
+    def _apply_resume_state(self, state: dict[str, Any]) -> None:
+        restore_rng_state(state["rng"])
+        self.best_result = state.get("best_result", self.best_result)
+        scaler = self.__dict__.get("scaler")
+        if scaler is not None and "scaler" in state:
+            scaler.load_state_dict(state["scaler"])
+        if state.get("batches_done"):
+            self._partial_epoch = state
+            print(f"The checkpoint was saved after batch {state['batches_done']} of the next epoch; continuing there")
+
+    def load_model(self, directory: str, epoch: Optional[int] = None) -> None:
+        """Load weights saved by `save_model`: `model.pth.tar-{epoch}`, or `model-best.pth.tar` without an epoch."""
+        if not directory:
+            print("Note that load_model() is skipped as no pretrained model is given")
+            return
+        model_file = f"model.pth.tar-{epoch}" if epoch is not None else "model-best.pth.tar"
+        for name in self.get_model_names():
+            model_path = osp.join(directory, name, model_file)
+            if not osp.exists(model_path):
+                folder = osp.dirname(model_path)
+                found = sorted(f for f in os.listdir(folder) if f.startswith("model")) if osp.isdir(folder) else []
+                hint = f"available: {found}" if found else "the folder holds no checkpoint"
+                if epoch is None:
+                    hint += " (pass --load-epoch N; model-best.pth.tar exists only with TEST.FINAL_MODEL best_val)"
+                raise FileNotFoundError(f'No model at "{model_path}"; {hint}')
+            checkpoint = load_checkpoint(model_path)
+            print(f'Loading weights to {name} from "{model_path}" (epoch = {checkpoint["epoch"]})')
+            self._models[name].load_state_dict(checkpoint["state_dict"])
+
+    # ----- lifecycle ------------------------------------------------------------------------------
+
+    def train(self, start_epoch: int, max_epoch: int) -> None:
+        """Generic training loop; SIGINT/SIGTERM stop it cleanly with a resumable checkpoint."""
+        self.start_epoch = start_epoch
+        self.max_epoch = max_epoch
+        self.before_train()
+        with StopSignal() as self._stop:
+            for epoch in range(self.start_epoch, self.max_epoch):
+                self.epoch = epoch
+                self.before_epoch()
+                self.run_epoch()
+                self.after_epoch()
+                if self._stop.requested:
+                    self.stop_training()
+        self._stop = None
+        self.after_train()
+
+    def stop_requested(self) -> bool:
+        return self._stop is not None and self._stop.requested
+
+    def stop_training(self, batches_done: int = 0) -> None:
+        """Save a resumable checkpoint and exit with status 128 + signal number.
+
+        With `batches_done` == 0 the current epoch is complete and a regular end-of-epoch checkpoint
+        is written (unless `after_epoch` just wrote it). Otherwise the state after `batches_done`
+        batches of the current epoch goes to INTERRUPTED_MODEL_NAME, with the RNG states needed to
+        replay the rest of the epoch exactly.
+        """
+        if batches_done:
+            self.save_model(self.epoch - 1, self.output_dir, model_name=INTERRUPTED_MODEL_NAME,
+                            batches_done=batches_done)
+        elif self._saved_epoch != self.epoch:
+            self.save_model(self.epoch, self.output_dir)
+        self.close_writer()
+        signum = self._stop.signum
+        resume_dir = self.cfg.RESUME if hasattr(self, "cfg") else ""
+        if resume_dir and osp.abspath(resume_dir) != osp.abspath(self.output_dir):
+            print(f"Interrupted; rerun the same command with --resume {self.output_dir} to resume")
+        else:
+            print("Interrupted; rerun the same command to resume")
+        sys.stdout.flush()
+        raise SystemExit(128 + signum)
+
+    def before_train(self) -> None:
+        pass
+
+    def after_train(self) -> None:
+        pass
+
+    def before_epoch(self) -> None:
+        pass
+
+    def after_epoch(self) -> None:
+        pass
+
+    def run_epoch(self) -> None:
+        raise NotImplementedError
+
+    def test(self, split: Optional[str] = None, is_final: bool = False) -> float:
+        raise NotImplementedError
+
+    def parse_batch_train(self, batch: dict):
+        raise NotImplementedError
+
+    def parse_batch_test(self, batch: dict):
+        raise NotImplementedError
+
+    def forward_backward(self, batch: dict) -> dict[str, float]:
+        raise NotImplementedError
+
+    def model_inference(self, input: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class SimpleTrainer(TrainerBase):
+    """A trainer with one config, one data manager, one evaluator and Dassl's epoch bookkeeping."""
+
+    def __init__(self, cfg: CfgNode) -> None:
+        super().__init__()
+        self.check_cfg(cfg)
+        use_cuda = cfg.USE_CUDA and torch.cuda.is_available()
+        self.device = torch.device("cuda" if use_cuda else "cpu")
+        self.start_epoch = self.epoch = 0
+        self.max_epoch = cfg.OPTIM.MAX_EPOCH
+        self.output_dir = cfg.OUTPUT_DIR
+        self.cfg = cfg
+        self.build_data_loader()
+        self.build_model()
+        self.evaluator = build_evaluator(cfg, lab2cname=self.lab2cname)
+        self.best_result = -np.inf
+
+    def check_cfg(self, cfg: CfgNode) -> None:
+        """Hook for trainers to validate their config keys."""
+
+    def build_data_loader(self) -> None:
+        from dassl.data import DataManager
+
+        dm = DataManager(self.cfg)
+        self.train_loader_x = dm.train_loader_x
+        self.train_loader_u = getattr(dm, "train_loader_u", None)
+        self.val_loader = dm.val_loader
+        self.test_loader = dm.test_loader
+        self.num_classes = dm.num_classes
+        self.num_source_domains = dm.num_source_domains
+        self.lab2cname = dm.lab2cname
+        self.dm = dm
+
+    def build_model(self) -> None:
+        raise NotImplementedError(f"{type(self).__name__} must implement build_model() and register its models")
+
+    def train(self) -> None:
+        super().train(self.start_epoch, self.max_epoch)
+
+    def before_train(self) -> None:
+        directory = self.cfg.RESUME or self.cfg.OUTPUT_DIR
+        self.start_epoch = self.resume_model_if_exist(directory)
+        self.init_writer(osp.join(self.output_dir, "tensorboard"))
+        self.time_start = time.time()
+
+    def after_train(self) -> None:
+        print("Finish training")
+        if not self.cfg.TEST.NO_TEST:
+            if self.cfg.TEST.FINAL_MODEL == "best_val":
+                print("Deploy the model with the best val performance")
+                self.load_model(self.output_dir)
+            else:
+                print("Deploy the last-epoch model")
+            self.test()
+        elapsed = datetime.timedelta(seconds=round(time.time() - self.time_start))
+        print(f"Elapsed: {elapsed}")
+        self.close_writer()
+
+    def after_epoch(self) -> None:
+        last_epoch = (self.epoch + 1) == self.max_epoch
+        freq = self.cfg.TRAIN.CHECKPOINT_FREQ
+        meet_checkpoint_freq = freq > 0 and (self.epoch + 1) % freq == 0
+        if not self.cfg.TEST.NO_TEST and self.cfg.TEST.FINAL_MODEL == "best_val":
+            curr_result = self.test(split="val")
+            if curr_result > self.best_result:
+                self.best_result = curr_result
+                self.save_model(self.epoch, self.output_dir, val_result=curr_result, model_name="model-best.pth.tar")
+        if meet_checkpoint_freq or last_epoch:
+            self.save_model(self.epoch, self.output_dir)
+
+    @torch.no_grad()
+    def test(self, split: Optional[str] = None, is_final: bool = False) -> float:
+        """Evaluate on TEST.SPLIT (or `split`) and return the first metric (accuracy).
+
+        `is_final` is accepted for compatibility with scripts that mark the last evaluation; it only
+        flushes the output (the process is not terminated).
+        """
+        self.set_model_mode("eval")
+        self.evaluator.reset()
+        split = split or self.cfg.TEST.SPLIT
+        if split == "val" and self.val_loader is not None:
+            data_loader = self.val_loader
+        else:
+            split = "test"
+            data_loader = self.test_loader
+        print(f"Evaluate on the *{split}* set")
+        for batch in tqdm(data_loader, desc=f"Evaluate {split}", leave=False, disable=not _stderr_is_terminal()):
+            input, label = self.parse_batch_test(batch)
+            output = self.model_inference(input)
+            self.evaluator.process(output, label)
+        results = self.evaluator.evaluate()
+        for key, value in results.items():
+            self.write_scalar(f"{split}/{key}", value, self.epoch)
+        if is_final:
+            sys.stdout.flush()
+        return list(results.values())[0]
+
+    def model_inference(self, input: torch.Tensor) -> torch.Tensor:
+        return self.model(input)
+
+    def parse_batch_test(self, batch: dict):
+        return _to_device(batch["img"], self.device), batch["label"].to(self.device)
+
+
+class TrainerX(SimpleTrainer):
+    """Trains on labelled data only (train_loader_x)."""
+
+    def _epoch_batches(self):
+        """An iterator over this epoch's batches, and the index of its first batch.
+
+        After a mid-epoch resume, the RNG is rewound to the epoch start, the data of the batches
+        already trained on is loaded again and discarded (so the sampler order and augmentation
+        streams match the uninterrupted run), and the RNG is set to its state at the stop.
+        This is exact when loader workers start afresh each epoch (NUM_WORKERS 0, or workers that
+        are not persistent); persistent workers carry RNG state that no checkpoint can hold.
+        """
+        partial, self._partial_epoch = self._partial_epoch, None
+        if partial is None:
+            self._epoch_rng = capture_rng_state()
+            return iter(self.train_loader_x), 0
+        self._epoch_rng = partial["epoch_rng"]
+        restore_rng_state(partial["epoch_rng"])
+        batches = iter(self.train_loader_x)
+        skipped = partial["batches_done"]
+        if skipped >= self.num_batches:
+            raise RuntimeError(f"The checkpoint stopped after batch {skipped} of epoch {self.epoch + 1}, but an epoch "
+                               f"now has {self.num_batches} batches: the data or batch size changed since it was "
+                               "saved. Restore the original settings or start a new OUTPUT_DIR.")
+        print(f"Replaying the data order of the first {skipped} batches of epoch {self.epoch + 1}")
+        for _ in range(skipped):
+            next(batches)
+        restore_rng_state(partial["rng"])
+        return batches, skipped
+
+    def run_epoch(self) -> None:
+        self.set_model_mode("train")
+        losses = MetricMeter()
+        batch_time = AverageMeter()
+        data_time = AverageMeter()
+        self.num_batches = len(self.train_loader_x)
+        batches, first_batch = self._epoch_batches()
+        bar = tqdm(total=self.num_batches, initial=first_batch, desc=f"epoch {self.epoch + 1}/{self.max_epoch}",
+                   leave=False, dynamic_ncols=True, disable=not _stderr_is_terminal())
+        end = time.time()
+        for self.batch_idx, batch in enumerate(batches, start=first_batch):
+            data_time.update(time.time() - end)
+            loss_summary = self.forward_backward(batch)
+            batch_time.update(time.time() - end)
+            losses.update(loss_summary)
+
+            nb_remain = self.num_batches - self.batch_idx - 1 + (self.max_epoch - self.epoch - 1) * self.num_batches
+            eta = str(datetime.timedelta(seconds=int(batch_time.avg * nb_remain)))
+            lr = self.get_current_lr()
+            print_freq = self.cfg.TRAIN.PRINT_FREQ
+            if (self.batch_idx + 1) % print_freq == 0 or self.num_batches < print_freq:
+                info = [
+                    f"epoch [{self.epoch + 1}/{self.max_epoch}]",
+                    f"batch [{self.batch_idx + 1}/{self.num_batches}]",
+                    f"time {batch_time.val:.3f} ({batch_time.avg:.3f})",
+                    f"data {data_time.val:.3f} ({data_time.avg:.3f})",
+                    f"{losses}",
+                    f"lr {lr:.4e}",
+                    f"eta {eta}",
+                ]
+                tqdm.write(" ".join(info))  # like print, but keeps the progress bar intact
+
+            n_iter = self.epoch * self.num_batches + self.batch_idx
+            for name, meter in losses.meters.items():
+                self.write_scalar("train/" + name, meter.avg, n_iter)
+            self.write_scalar("train/lr", lr, n_iter)
+            if not bar.disable:
+                postfix = {name: f"{meter.avg:.4g}" for name, meter in losses.meters.items()}
+                bar.set_postfix(postfix | {"lr": f"{lr:.2e}", "eta": eta}, refresh=False)
+                bar.update(1)
+
+            if self.stop_requested() and self.batch_idx + 1 < self.num_batches:
+                bar.close()
+                self.stop_training(batches_done=self.batch_idx + 1)
+            end = time.time()
+        bar.close()
+
+    def parse_batch_train(self, batch: dict):
+        input = _to_device(batch["img"], self.device)
+        label = batch["label"].to(self.device)
+        domain = batch["domain"].to(self.device)
+        return input, label, domain
