@@ -64,7 +64,8 @@ def extend_cfg(cfg: CN) -> CN:
     cfg.TRAINER.ATTRIBUTE_SEARCH.ALPHA_LR = 0.02
     cfg.TRAINER.ATTRIBUTE_SEARCH.ALPHA_BETAS = (0.5, 0.999)
     cfg.TRAINER.ATTRIBUTE_SEARCH.ALPHA_WEIGHT_DECAY = 0.0
-    cfg.TRAINER.ATTRIBUTE_SEARCH.CHUNK_SIZE = 0  # prompts per text-encoder call; 0 = all at once
+    # Prompts per text-encoder call: -1 = sized from free memory, 0 = all at once, N = N.
+    cfg.TRAINER.ATTRIBUTE_SEARCH.CHUNK_SIZE = -1
     cfg.TRAINER.ATTRIBUTE_SEARCH.PREC = "fp32"
 
     # Kept only so that the original's PromptSRC / IVLP configs still merge.

@@ -1,0 +1,413 @@
+"""Differentiable attribute search (the paper's step 2): which subset of the attribute bases suits a dataset best.
+
+Every subset of the bases (a *candidate*) gets its own soft prompts in the attribute-anchored layout. Their class
+logits are mixed with the softmax of the architecture weights `alpha`, and training alternates, as in first-order
+DARTS: an SGD step on the prompts (train batch), then an Adam step on `alpha` (validation batch, cycling through
+the whole validation set). The candidate with the highest confidence softmax(alpha) at the end is the result.
+
+All candidates' prompts go through the text encoder in one batched call, chunked (with activation
+checkpointing) when they would not fit in memory at once; `text_features(batched=False)` is the plain
+one-call-per-candidate computation it must agree with.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os.path as osp
+from collections.abc import Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
+
+from dassl.engine import TRAINER_REGISTRY
+from dassl.metrics import compute_accuracy
+from dassl.utils import atomic_write, write_json
+from trainers.base import PromptTrainer
+from trainers.prompting import ATTRIBUTE_BASES, PromptedCLIP, PromptLearner, autocast
+
+RESULT_FILE = "attribute_search.json"
+PLOT_FILE = "attribute_search.png"
+CPU_CHUNK_BYTES = 4 * 2**30  # activation budget of one text-encoder call on the CPU (automatic chunking)
+# Activations autograd keeps per token and layer, in fp32 values per unit of text width (measured ~20 for CLIP's
+# text blocks; counting 4 bytes each is conservative for amp and bf16).
+SAVED_FLOATS_PER_WIDTH = 24
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Candidates
+# --------------------------------------------------------------------------------------------------------------
+def search_bases(cfg) -> list[str]:
+    """TRAINER.ATTRIBUTE_SEARCH.BASES, else the paper's bases for DATASET.NAME."""
+    bases = [str(w) for w in cfg.TRAINER.ATTRIBUTE_SEARCH.BASES]
+    if not bases:
+        name = cfg.DATASET.NAME
+        if name not in ATTRIBUTE_BASES:
+            raise ValueError(
+                f"dataset '{name}' has no attribute bases from the paper; give them with "
+                f"TRAINER.ATTRIBUTE_SEARCH.BASES \"['w1', 'w2', ...]\" (gpt_query.py proposes some; defaults exist "
+                f"for: {', '.join(sorted(ATTRIBUTE_BASES))})"
+            )
+        bases = list(ATTRIBUTE_BASES[name])
+    if len(set(bases)) != len(bases):
+        raise ValueError(f"TRAINER.ATTRIBUTE_SEARCH.BASES has repeated words: {bases}")
+    return bases
+
+
+def candidate_subsets(bases: Sequence[str], min_size: int = 1, max_size: int = -1) -> list[tuple[str, ...]]:
+    """Every subset of `bases` with min_size <= size <= max_size (-1: all), by size, each in the bases' order.
+
+    The order is deterministic (the original shuffled it with Python's `random`); it does not affect the search.
+    """
+    n = len(bases)
+    top = n if max_size == -1 else max_size
+    if not 1 <= min_size <= top <= n:
+        raise ValueError(
+            f"TRAINER.ATTRIBUTE_SEARCH.MIN_SIZE {min_size} / MAX_SIZE {max_size} do not fit {n} bases: "
+            f"need 1 <= MIN_SIZE <= MAX_SIZE <= {n} (MAX_SIZE -1 = {n})"
+        )
+    return [tuple(c) for size in range(min_size, top + 1) for c in itertools.combinations(bases, size)]
+
+
+def training_overrides(words: Sequence[str]) -> str:
+    """The train.py options that train with these attributes."""
+    return f'TRAINER.ATPROMPT.USE_ATPROMPT True TRAINER.ATPROMPT.ATTRIBUTES "{list(words)!r}"'
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Model
+# --------------------------------------------------------------------------------------------------------------
+class CandidatePrompts(nn.Module):
+    """One `PromptLearner` per candidate and the architecture weights `alpha` over the candidates.
+
+    `forward` stacks every candidate's prompts into one batch [G * n_cls, L, D], zero-padded to the longest
+    sequence: padding after a prompt's EOT token never reaches it through the causal text encoder.
+    """
+
+    def __init__(
+        self,
+        clip_model: nn.Module,
+        classnames: Sequence[str],
+        candidates: Sequence[Sequence[str]],
+        n_ctx: int,
+        n_att: int,
+        csc: bool = False,
+        class_position: str = "end",
+    ) -> None:
+        super().__init__()
+        self.candidates = [tuple(c) for c in candidates]
+        self.n_cls = len(classnames)
+        self.alpha = nn.Parameter(torch.rand(len(candidates)))  # uniform [0, 1), drawn first as in the original
+        self.learners = nn.ModuleList(
+            PromptLearner(clip_model, classnames, n_ctx, [(w, n_att) for w in words], csc=csc,
+                          class_position=class_position)
+            for words in self.candidates
+        )
+        self.register_buffer("eot", torch.cat([learner.eot for learner in self.learners]), persistent=False)
+        self.row_length = self.eot.cpu() + 1  # tokens each row needs, kept on the CPU to size chunks without a sync
+
+    def forward(self) -> torch.Tensor:
+        prompts = [learner() for learner in self.learners]
+        length = max(p.shape[-2] for p in prompts)
+        return torch.cat([F.pad(p, (0, 0, 0, length - p.shape[-2])) for p in prompts])
+
+    def get_extra_state(self) -> dict:
+        return {"candidates": [list(c) for c in self.candidates]}
+
+    def set_extra_state(self, state: dict) -> None:
+        saved = [tuple(c) for c in state.get("candidates", self.candidates)]
+        if saved != self.candidates:
+            raise ValueError(
+                f"the checkpoint searched {len(saved)} candidates {saved[:3]}... but this run has "
+                f"{len(self.candidates)} {self.candidates[:3]}...: use the same TRAINER.ATTRIBUTE_SEARCH.BASES / "
+                "MIN_SIZE / MAX_SIZE, or another output folder"
+            )
+
+
+class AttributeSearchCLIP(PromptedCLIP):
+    """CLIP whose logits are the softmax(alpha)-weighted mixture of every candidate's logits.
+
+    The mixture is linear, so it is computed on the text features: sum_g w_g * T_g, then one matmul.
+    """
+
+    prompt_learner: CandidatePrompts
+
+    def __init__(self, clip_model: nn.Module, prompts: CandidatePrompts, chunk_size: int = 0) -> None:
+        super().__init__(clip_model, prompts)
+        self.chunk_size = chunk_size
+        self._token_budget: int | None = None
+
+    def text_features(self, batched: bool = True) -> torch.Tensor:
+        """Normalised text features [G, n_cls, E] of every candidate (cached in evaluation when batched)."""
+        return super().text_features() if batched else self._encode_per_candidate()
+
+    def _encode_text(self) -> torch.Tensor:
+        prompts = self.prompt_learner()
+        features = torch.cat([
+            self._encode_chunk(prompts[start:end, :length], self.prompt_learner.eot[start:end])
+            for start, end, length in self._chunks()
+        ])
+        return F.normalize(features, dim=-1).unflatten(0, (-1, self.prompt_learner.n_cls))
+
+    def _encode_chunk(self, prompts: torch.Tensor, eot: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled() and prompts.requires_grad and len(prompts) < len(self.prompt_learner.eot):
+            # Keep only the chunk's inputs; its activations are recomputed in backward, so memory is one chunk's.
+            return checkpoint(self.text_encoder, prompts, eot, use_reentrant=False)
+        return self.text_encoder(prompts, eot)
+
+    def _chunks(self) -> list[tuple[int, int, int]]:
+        """(start, end, length) row ranges for the text encoder; each is trimmed to the tokens its rows need."""
+        lengths = self.prompt_learner.row_length
+        rows = len(lengths)
+        if self.chunk_size > 0:
+            size = self.chunk_size
+        elif self.chunk_size == 0:
+            size = rows
+        else:
+            size = max(1, self._tokens_per_call() // int(lengths.max()))
+        return [(s, min(s + size, rows), int(lengths[s : s + size].max())) for s in range(0, rows, size)]
+
+    def _tokens_per_call(self) -> int:
+        """Automatic chunking: as many tokens as half the free memory can hold activations for (fixed at first use)."""
+        if self._token_budget is None:
+            device = self.prompt_learner.eot.device
+            if device.type == "cuda":
+                free, _ = torch.cuda.mem_get_info(device)
+                free += torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+                budget = free // 2
+            else:
+                budget = CPU_CHUNK_BYTES
+            transformer = self.text_encoder.transformer
+            per_token = SAVED_FLOATS_PER_WIDTH * transformer.width * transformer.layers * 4
+            self._token_budget = max(1, budget // per_token)
+        return self._token_budget
+
+    def _encode_per_candidate(self) -> torch.Tensor:
+        """The plain computation: one text-encoder call per candidate over the full context."""
+        context = self.text_encoder.positional_embedding.shape[0]
+        features = []
+        for learner in self.prompt_learner.learners:
+            prompts = learner()
+            prompts = F.pad(prompts, (0, 0, 0, context - prompts.shape[-2]))
+            features.append(self.text_encoder(prompts, learner.eot))
+        return F.normalize(torch.stack(features), dim=-1)
+
+    def image_features(self, image: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.image_encoder(image.type(self.dtype)), dim=-1)
+
+    def mix(self, image_features: torch.Tensor, text_features: torch.Tensor) -> torch.Tensor:
+        """Mixture logits [B, n_cls] in fp32 (outside autocast), so alpha's gradient never sees half precision."""
+        with torch.autocast(image_features.device.type, enabled=False):
+            weights = self.prompt_learner.alpha.float().softmax(dim=0)
+            text = torch.einsum("g,gce->ce", weights, text_features.float())
+            return self.logit_scale.float().exp() * image_features.float() @ text.t()
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.mix(self.image_features(image), self.text_features())
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Trainer
+# --------------------------------------------------------------------------------------------------------------
+@TRAINER_REGISTRY.register()
+class AttributeSearch(PromptTrainer):
+    """Searches TRAINER.ATTRIBUTE_SEARCH.* over subsets of the attribute bases; writes attribute_search.json."""
+
+    PREC_NODE = "ATTRIBUTE_SEARCH"
+    USE_ATPROMPT = False  # the candidates come from the bases, not from TRAINER.ATPROMPT
+
+    def build_custom_clip(self, clip_model, classnames, attributes):
+        cfg = self.cfg
+        opts = cfg.TRAINER.ATTRIBUTE_SEARCH
+        bases = search_bases(cfg)
+        self.candidates = candidate_subsets(bases, opts.MIN_SIZE, opts.MAX_SIZE)
+        sizes = sorted({len(c) for c in self.candidates})
+        print(f"Attribute bases: {', '.join(bases)}; {len(self.candidates)} candidate subsets of size "
+              f"{sizes[0]}-{sizes[-1]}")
+        if cfg.TRAINER.COOP.CTX_INIT:
+            print("Note: CTX_INIT is ignored by the attribute search (the context is randomly initialised)")
+        prompts = CandidatePrompts(
+            clip_model, classnames, self.candidates, n_ctx=cfg.TRAINER.COOP.N_CTX, n_att=cfg.TRAINER.ATPROMPT.N_ATT1,
+            csc=cfg.TRAINER.COOP.CSC, class_position=cfg.TRAINER.COOP.CLASS_TOKEN_POSITION,
+        )
+        return AttributeSearchCLIP(clip_model, prompts, chunk_size=opts.CHUNK_SIZE)
+
+    def is_trainable(self, name: str) -> bool:
+        return name.startswith("prompt_learner.learners.")  # alpha has its own optimiser
+
+    def build_model(self) -> None:
+        if self.val_loader is None:
+            raise ValueError(
+                f"the attribute search learns alpha on the validation split, and {self.cfg.DATASET.NAME} has none "
+                "here; use a dataset with a val split"
+            )
+        super().build_model()  # SGD (OPTIM) over the prompts, registered as "prompt_learner" with alpha inside
+        opts = self.cfg.TRAINER.ATTRIBUTE_SEARCH
+        alpha = self.model.prompt_learner.alpha.requires_grad_(True)
+        self.alpha_optim = torch.optim.Adam(
+            [alpha], lr=opts.ALPHA_LR, betas=tuple(opts.ALPHA_BETAS), weight_decay=opts.ALPHA_WEIGHT_DECAY
+        )
+        print(f"Architecture weights alpha ({len(alpha)} candidates): Adam, lr {opts.ALPHA_LR}, betas "
+              f"{tuple(opts.ALPHA_BETAS)}, weight decay {opts.ALPHA_WEIGHT_DECAY}")
+        self.alpha_history: list[tuple[int, list[float]]] = []  # (epoch, alpha) at the start and after each epoch
+        self._val_iter = None
+        self._val_batches = 0  # validation batches drawn so far; a resumed run continues at the same one
+
+    # -- the alternating optimisation ----------------------------------------------------------------------------
+    def forward_backward(self, batch: dict) -> dict:
+        image, label = self.parse_batch_train(batch)
+        with autocast(self.prec, self.device):
+            output = self.model(image)
+        loss = F.cross_entropy(output, label)
+        self._prompt_step(loss)
+
+        val_image, val_label = self.next_val_batch()
+        with torch.no_grad(), autocast(self.prec, self.device):
+            image_features = self.model.image_features(val_image)
+            text_features = self.model.text_features()
+        val_output = self.model.mix(image_features, text_features)  # differentiable in alpha only
+        val_loss = F.cross_entropy(val_output, val_label)
+        self.detect_anomaly(val_loss)
+        self.alpha_optim.zero_grad()
+        val_loss.backward()
+        self.alpha_optim.step()
+
+        if (self.batch_idx + 1) == self.num_batches:
+            self.update_lr()
+        return {
+            "loss_train": loss.item(),
+            "acc_train": compute_accuracy(output, label)[0].item(),
+            "loss_val": val_loss.item(),
+            "acc_val": compute_accuracy(val_output, val_label)[0].item(),
+        }
+
+    def _prompt_step(self, loss: torch.Tensor) -> None:
+        """SGD on the prompts only (alpha's gradient from this loss is discarded before the alpha step)."""
+        self.optim.zero_grad()
+        self.detect_anomaly(loss)
+        if self.scaler is None:
+            loss.backward()
+            self.optim.step()
+            return
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optim)
+        self.scaler.update()
+
+    def next_val_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next validation batch, starting over when the validation set is exhausted."""
+        if self._val_iter is None:
+            self._val_iter = self._fresh_val_iter(skip=self._val_batches % len(self.val_loader))
+        batch = next(self._val_iter, None)
+        if batch is None:
+            self._val_iter = self._fresh_val_iter()
+            batch = next(self._val_iter)
+        self._val_batches += 1
+        return self.parse_batch_test(batch)
+
+    def _fresh_val_iter(self, skip: int = 0):
+        # A new loader iterator draws a seed from the global RNG; forking keeps the training stream unaffected.
+        with torch.random.fork_rng(devices=[]):
+            batches = iter(self.val_loader)
+        for _ in range(skip):
+            next(batches)
+        return batches
+
+    # -- bookkeeping ---------------------------------------------------------------------------------------------
+    def confidences(self) -> list[float]:
+        return self.model.prompt_learner.alpha.detach().float().softmax(dim=0).tolist()
+
+    def _record_alpha(self, epoch: int) -> None:
+        self.alpha_history.append((epoch, self.model.prompt_learner.alpha.detach().float().cpu().tolist()))
+
+    def before_train(self) -> None:
+        super().before_train()  # may resume, restoring alpha_history
+        if not self.alpha_history:
+            self._record_alpha(self.start_epoch)
+
+    def after_epoch(self) -> None:
+        self._record_alpha(self.epoch + 1)
+        print(f"Attribute search, epoch {self.epoch + 1}/{self.max_epoch}, candidates by confidence:")
+        conf = self.confidences()
+        for g in sorted(range(len(conf)), key=lambda g: -conf[g]):
+            print(f"words: {self.candidates[g]}, conf: {conf[g]:.3f}")
+        super().after_epoch()  # saves checkpoints, which carry alpha_history
+
+    def after_train(self) -> None:
+        result = self.search_result()
+        write_json(result, osp.join(self.output_dir, RESULT_FILE))
+        plot_confidences(osp.join(self.output_dir, PLOT_FILE), result)
+        best = result["ranking"][0]
+        print(f"Chosen attributes: {', '.join(best['attributes'])} (confidence {best['confidence']:.3f})")
+        print(f"Search result written to {osp.join(self.output_dir, RESULT_FILE)} and {PLOT_FILE}")
+        print("Train with them by adding to train.py:")
+        print(f"  {result['train_overrides']}")
+        words = ",".join(f"'{w}'" for w in best["attributes"])
+        print(f"or, to the run scripts' environment: EXTRA_OPTS=\"TRAINER.ATPROMPT.ATTRIBUTES [{words}]\"")
+        super().after_train()
+
+    def search_result(self) -> dict:
+        """Ranking, alpha per epoch and the chosen subset: the content of attribute_search.json."""
+        conf = self.confidences()
+        alpha = self.model.prompt_learner.alpha.detach().float().tolist()
+        order = sorted(range(len(conf)), key=lambda g: -conf[g])
+        chosen = list(self.candidates[order[0]])
+        return {
+            "dataset": self.cfg.DATASET.NAME,
+            "bases": search_bases(self.cfg),
+            "chosen": chosen,
+            "train_overrides": training_overrides(chosen),
+            "ranking": [{"attributes": list(self.candidates[g]), "confidence": conf[g], "alpha": alpha[g]}
+                        for g in order],
+            "candidates": [list(c) for c in self.candidates],
+            "epochs": [epoch for epoch, _ in self.alpha_history],
+            "alpha": [values for _, values in self.alpha_history],
+            "confidence": [torch.tensor(values).softmax(dim=0).tolist() for _, values in self.alpha_history],
+        }
+
+    # -- resumption: alpha's optimiser, its history and the validation position ride in the checkpoint -----------
+    def _resume_state(self, batches_done: int) -> dict:
+        state = super()._resume_state(batches_done)
+        state["attribute_search"] = {
+            "alpha_optim": self.alpha_optim.state_dict(),
+            "alpha_history": self.alpha_history,
+            "val_batches": self._val_batches,
+        }
+        return state
+
+    def _apply_resume_state(self, state: dict) -> None:
+        super()._apply_resume_state(state)
+        search = state.get("attribute_search")
+        if search:
+            self.alpha_optim.load_state_dict(search["alpha_optim"])
+            self.alpha_history = [(int(e), list(a)) for e, a in search["alpha_history"]]
+            self._val_batches = search["val_batches"]
+            self._val_iter = None
+
+
+@TRAINER_REGISTRY.register()
+class AttributeCompute(AttributeSearch):
+    """The original's name for the attribute search."""
+
+
+def plot_confidences(path: str, result: dict, labelled: int = 5) -> None:
+    """softmax(alpha) of every candidate over the epochs; the `labelled` best at the end are coloured."""
+    from matplotlib.figure import Figure  # no pyplot: draws with the Agg canvas, whatever the backend
+
+    epochs, conf = result["epochs"], torch.tensor(result["confidence"])
+    index = {tuple(c): g for g, c in enumerate(result["candidates"])}
+    best = [index[tuple(r["attributes"])] for r in result["ranking"][:labelled]]
+    fig = Figure(figsize=(10, 5), layout="constrained")
+    ax = fig.add_subplot()
+    for g in range(len(index)):
+        if g not in best:
+            ax.plot(epochs, conf[:, g].tolist(), color="0.8", linewidth=1)
+    for rank, g in enumerate(best, start=1):
+        label = f"{rank}. " + ", ".join(result["candidates"][g])
+        ax.plot(epochs, conf[:, g].tolist(), marker=".", linewidth=2, label=label)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("confidence softmax(alpha)")
+    ax.set_title(f"Attribute search on {result['dataset']}: {len(index)} candidates (grey: the others)")
+    ax.legend(title="best at the end", fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))
+    ax.grid(alpha=0.3)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
