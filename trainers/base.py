@@ -140,11 +140,17 @@ class PromptTrainer(TrainerX):
             path = checkpoint_file(directory, name, epoch)
             checkpoint = load_checkpoint(path)
             state = {k: v for k, v in checkpoint["state_dict"].items() if not FIXED_TOKEN_KEY.search(k)}
+            state = self.adapt_state_dict(state)
             self._adopt_layout(state)
             module = self._models[name]
             self._check_fits(state, module, path)
             print(f'Loading weights to {name} from "{path}" (epoch = {checkpoint["epoch"]})')
             module.load_state_dict(state, strict=False)
+
+    def adapt_state_dict(self, state: dict) -> dict:
+        """Hook: fit a checkpoint's weights to the current data before they are checked and loaded (e.g. keep the
+        rows of a classifier head that the target classes use)."""
+        return state
 
     def _prefix(self) -> str:
         return "prompt_learner." if self.SAVE_WHOLE_MODEL else ""

@@ -10,12 +10,15 @@ class CoOp(PromptTrainer):
     """`TRAINER.COOP.*` configures the context; `TRAINER.ATPROMPT.USE_ATPROMPT` adds the attribute blocks."""
 
     def build_custom_clip(self, clip_model, classnames, attributes):
+        return PromptedCLIP(clip_model, self.build_prompt_learner(clip_model, classnames, attributes))
+
+    def build_prompt_learner(self, clip_model, classnames, attributes) -> PromptLearner:
         opts = self.cfg.TRAINER.COOP
         ctx_init = opts.CTX_INIT or ""
         if attributes and ctx_init:
             print("Note: CTX_INIT is ignored with ATPrompt (the context is randomly initialised, as in the paper)")
             ctx_init = ""
-        learner = PromptLearner(
+        return PromptLearner(
             clip_model,
             classnames,
             n_ctx=None if ctx_init else opts.N_CTX,
@@ -25,7 +28,6 @@ class CoOp(PromptTrainer):
             class_position=opts.CLASS_TOKEN_POSITION,
             single_token_words=self.cfg.TRAINER.ATPROMPT.SINGLE_TOKEN_WORDS,
         )
-        return PromptedCLIP(clip_model, learner)
 
 
 @TRAINER_REGISTRY.register()

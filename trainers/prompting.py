@@ -382,9 +382,11 @@ class PromptedCLIP(nn.Module):
     state dicts of whole-model checkpoints keep their keys.
     """
 
-    def __init__(self, clip_model: CLIP, prompt_learner: PromptLearner) -> None:
+    def __init__(self, clip_model: CLIP, prompt_learner: PromptLearner, cache_text: bool = True) -> None:
+        """`cache_text` False recomputes the text features on every call (the plain computation, for comparison)."""
         super().__init__()
         self.prompt_learner = prompt_learner
+        self.cache_text = cache_text
         self.image_encoder = clip_model.visual
         self.text_encoder = TextEncoder(clip_model)
         self.logit_scale = clip_model.logit_scale
@@ -393,7 +395,7 @@ class PromptedCLIP(nn.Module):
 
     def text_features(self) -> torch.Tensor:
         """Normalised class text features [n_cls, E]; reused without autograd until a prompt parameter changes."""
-        if torch.is_grad_enabled():
+        if torch.is_grad_enabled() or not self.cache_text:
             return self._encode_text()
         key = tuple((id(p), p._version) for p in self.prompt_learner.parameters()) + (id(self.prompt_learner),)
         if self._cache is None or self._cache[0] != key:

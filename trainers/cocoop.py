@@ -1,0 +1,119 @@
+"""CoCoOp (Zhou et al., CVPR 2022) and CoCoOp+ATPrompt: class context conditioned on each image.
+
+A small meta-net maps an image's (normalised) feature to one shift vector that is added to every class-context
+token; the attribute blocks are shared and not shifted. Each image therefore has its own class prompts and the
+text encoder runs once per (image, class) pair. Those prompts are encoded a chunk of images at a time in one call
+each, instead of one call per image as in the original; `CoCoOpCLIP.forward(..., per_image_loop=True)` keeps the
+plain computation, which gives the same numbers.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from clip.model import CLIP
+from dassl.engine import TRAINER_REGISTRY
+from trainers.base import PromptTrainer
+from trainers.prompting import PromptedCLIP, PromptLearner
+
+# Prompt tokens (images x classes x sequence length) per batched text-encoder call: bounds the activation memory
+# of one call (about 0.5 GB per [tokens, 512] fp16 activation) while keeping the calls large.
+TOKENS_PER_CALL = 2**19
+
+
+class MetaNet(nn.Sequential):
+    """Image feature [.., E] -> context shift [.., D]: Linear(E, E/16), ReLU, Linear(E/16, D), as the original."""
+
+    def __init__(self, feature_dim: int, width: int) -> None:
+        hidden = feature_dim // 16
+        super().__init__(
+            OrderedDict(linear1=nn.Linear(feature_dim, hidden), relu=nn.ReLU(), linear2=nn.Linear(hidden, width))
+        )
+
+
+class CoCoOpPromptLearner(PromptLearner):
+    """The attribute-anchored prompt learner plus the meta-net (checkpoint keys `meta_net.linear1.weight`, ...)."""
+
+    def __init__(
+        self,
+        clip_model: CLIP,
+        classnames: Sequence[str],
+        n_ctx: int | None,
+        attributes: Sequence[tuple[str, int]] = (),
+        ctx_init: str = "",
+        single_token_words: bool = False,
+    ) -> None:
+        super().__init__(clip_model, classnames, n_ctx, attributes, ctx_init, single_token_words=single_token_words)
+        width = clip_model.ln_final.weight.shape[0]
+        # In the model dtype, so PREC fp16 keeps it in half precision like the original.
+        self.meta_net = MetaNet(clip_model.visual.output_dim, width).to(clip_model.dtype)
+
+    def shifted_ctx(self, image_features: torch.Tensor) -> torch.Tensor:
+        """Each image's class context [B, n_ctx, D]: `ctx` plus the meta-net's shift of its feature [B, E]."""
+        return self.ctx + self.meta_net(image_features).unsqueeze(-2)
+
+
+class CoCoOpCLIP(PromptedCLIP):
+    """CLIP with instance-conditioned prompts. Text features depend on the image, so nothing is cached."""
+
+    def class_features(self, ctx: torch.Tensor) -> torch.Tensor:
+        """Normalised text features of all class prompts built with context `ctx` [..., n_ctx, D] -> [..., n_cls, E]."""
+        prompts = self.prompt_learner(ctx)
+        return F.normalize(self.text_encoder(prompts, self.prompt_learner.eot), dim=-1)
+
+    def images_per_call(self) -> int:
+        """How many images' prompts go through the text encoder together (at least one)."""
+        tokens_per_image = self.prompt_learner.n_cls * self.prompt_learner.token_embeds.shape[-2]
+        return max(1, TOKENS_PER_CALL // tokens_per_image)
+
+    def forward(self, image: torch.Tensor, per_image_loop: bool = False) -> torch.Tensor:
+        """Logits [B, n_cls]. `per_image_loop` encodes each image's prompts separately (the plain computation)."""
+        image_features = F.normalize(self.image_encoder(image.type(self.dtype)), dim=-1)
+        ctx = self.prompt_learner.shifted_ctx(image_features)
+        scale = self.logit_scale.exp()
+        if per_image_loop:
+            return torch.stack([scale * f @ self.class_features(c).t() for f, c in zip(image_features, ctx)])
+        step = self.images_per_call()
+        logits = []
+        for start in range(0, len(ctx), step):
+            text = self.class_features(ctx[start : start + step].unsqueeze(1))  # [b, n_cls, E]
+            logits.append(scale * torch.einsum("be,bce->bc", image_features[start : start + step], text))
+        return torch.cat(logits)
+
+
+@TRAINER_REGISTRY.register()
+class CoCoOp(PromptTrainer):
+    """`TRAINER.COCOOP.*` configures the context; `TRAINER.ATPROMPT.USE_ATPROMPT` adds the attribute blocks."""
+
+    PREC_NODE = "COCOOP"
+
+    def build_custom_clip(self, clip_model, classnames, attributes):
+        opts = self.cfg.TRAINER.COCOOP
+        ctx_init = opts.CTX_INIT
+        if attributes and ctx_init:
+            # The paper's CoCoOp+ATPrompt results come from random context of N_CTX tokens.
+            print(f"Note: CTX_INIT is ignored with ATPrompt; the context is {opts.N_CTX} random tokens (N_CTX)")
+            ctx_init = ""
+        learner = CoCoOpPromptLearner(
+            clip_model,
+            classnames,
+            n_ctx=None if ctx_init else opts.N_CTX,
+            attributes=attributes,
+            ctx_init=ctx_init,
+            single_token_words=self.cfg.TRAINER.ATPROMPT.SINGLE_TOKEN_WORDS,
+        )
+        if ctx_init and learner.n_ctx != opts.N_CTX:
+            print(f"Note: CTX_INIT '{ctx_init}' sets {learner.n_ctx} context tokens; N_CTX ({opts.N_CTX}) is ignored")
+        return CoCoOpCLIP(clip_model, learner)
+
+
+@TRAINER_REGISTRY.register()
+class CoCoOp_ATP(CoCoOp):
+    """The original's name for CoCoOp with ATPrompt; always uses the attribute blocks."""
+
+    USE_ATPROMPT = True

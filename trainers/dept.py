@@ -1,0 +1,179 @@
+"""DePT (Zhang et al., CVPR 2024) on CoOp, with or without ATPrompt: decoupled prompt tuning.
+
+Besides CoOp's prompt, DePT learns a channel-wise transform (FiLM) of the text and image features and a linear
+head on the base classes. Training mixes CoOp's similarity loss with the head's loss on both transformed text and
+image features; on the base classes the test fuses the similarity logits with the head's, while new classes (which
+the head never saw) use the similarity logits alone.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from dassl.engine import TRAINER_REGISTRY
+from dassl.metrics import compute_accuracy
+from trainers.coop import CoOp
+from trainers.prompting import PromptedCLIP, PromptLearner, autocast
+
+HEAD_TYPES = ("linear", "similarity")
+
+
+class FiLM(nn.Module):
+    """y = scale * x + bias per channel; fp32 parameters applied in the input's dtype."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(dim))
+        self.bias = nn.Parameter(torch.zeros(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.scale.to(x.dtype) * x + self.bias.to(x.dtype)
+
+
+class DePTCLIP(PromptedCLIP):
+    """CoOp's CustomCLIP plus FiLM (`film_lp_img`, `film_lp_text`) and the base-class head (`linear_probe_proj`).
+
+    `base_mode` says whether the current classes are the ones the head is (or was) trained on; outside it the head
+    is an Identity and the model gives plain similarity logits.
+    """
+
+    def __init__(
+        self,
+        clip_model,
+        prompt_learner: PromptLearner,
+        base_mode: bool,
+        head_type: str = "linear",
+        film: bool = True,
+        weight: float = 0.7,
+        fusion: bool = True,
+    ) -> None:
+        super().__init__(clip_model, prompt_learner)
+        if head_type not in HEAD_TYPES:
+            raise ValueError(f"TRAINER.LINEAR_PROBE.TYPE must be one of {', '.join(HEAD_TYPES)}, got '{head_type}'")
+        self.base_mode, self.head_type, self.weight, self.fusion = base_mode, head_type, weight, fusion
+        dim = clip_model.visual.output_dim
+        self.film = film
+        if film:
+            self.film_lp_img = FiLM(dim)
+            self.film_lp_text = FiLM(dim)
+        if base_mode and head_type == "linear":
+            self.linear_probe_proj = nn.Linear(dim, prompt_learner.n_cls).to(clip_model.dtype)
+        else:
+            self.linear_probe_proj = nn.Identity()
+
+    def _encode_text(self) -> torch.Tensor:
+        # DePT's heads take the raw text features, so the cache of PromptedCLIP.text_features() holds them here;
+        # the similarity logits normalise them.
+        return self.text_encoder(self.prompt_learner(), self.prompt_learner.eot)
+
+    def features(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw (un-normalised) class text features [n_cls, E] and image features [B, E]."""
+        return self.text_features(), self.image_encoder(image.type(self.dtype))
+
+    def similarity(self, text: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        return self.logit_scale.exp() * F.normalize(image, dim=-1) @ F.normalize(text, dim=-1).t()
+
+    def probe(self, text, image, labels=None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The head's logits and their labels: with labels (training) on the text features of the labels' classes
+        and on the image features, labels twice; without, on the image features only."""
+        if self.film:
+            text, image = self.film_lp_text(text), self.film_lp_img(image)
+        if self.head_type == "similarity":
+            return self.similarity(text, image), labels
+        if labels is None:
+            return self.linear_probe_proj(image), None
+        return self.linear_probe_proj(torch.cat([text[labels], image])), torch.cat([labels, labels])
+
+    def loss(self, image: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(1 - w) CE(similarity logits) + w CE(head logits), and the similarity logits."""
+        text, features = self.features(image)
+        logits = self.similarity(text, features)
+        head_logits, head_labels = self.probe(text, features, labels)
+        loss = (1 - self.weight) * F.cross_entropy(logits, labels) + self.weight * F.cross_entropy(
+            head_logits, head_labels
+        )
+        return loss, logits
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        text, features = self.features(image)
+        logits = self.similarity(text, features)
+        if not self.base_mode:
+            return logits
+        head_logits, _ = self.probe(text, features)
+        if not self.fusion:
+            return head_logits
+        return (1 - self.weight) * logits + self.weight * head_logits
+
+
+def is_base_mode(cfg) -> bool:
+    """Whether the classes are those the head learns: base classes, or all classes of ImageNet (or a variant)."""
+    subsample = cfg.DATASET.SUBSAMPLE_CLASSES
+    return subsample == "base" or (subsample == "all" and "ImageNet" in cfg.DATASET.NAME)
+
+
+@TRAINER_REGISTRY.register()
+class DePT(CoOp):
+    """CoOp's `TRAINER.COOP.*` prompt plus `TRAINER.LINEAR_PROBE.*` and `TRAINER.FILM.*`; whole-model checkpoints."""
+
+    SAVE_NAME = "PromptLearner"
+    SAVE_WHOLE_MODEL = True
+
+    def build_custom_clip(self, clip_model, classnames, attributes):
+        learner = self.build_prompt_learner(clip_model, classnames, attributes)
+        probe = self.cfg.TRAINER.LINEAR_PROBE
+        return DePTCLIP(
+            clip_model,
+            learner,
+            base_mode=is_base_mode(self.cfg),
+            head_type=probe.TYPE,
+            film=self.cfg.TRAINER.FILM.LINEAR_PROBE,
+            weight=probe.WEIGHT,
+            fusion=probe.TEST_TIME_FUSION,
+        )
+
+    def is_trainable(self, name: str) -> bool:
+        return any(part in name for part in self.cfg.TRAINER.NAMES_TO_UPDATE)
+
+    def before_train(self) -> None:
+        if not is_base_mode(self.cfg):
+            raise ValueError(
+                f"DePT trains its linear head on base classes, but DATASET.SUBSAMPLE_CLASSES is "
+                f"'{self.cfg.DATASET.SUBSAMPLE_CLASSES}' on {self.cfg.DATASET.NAME}: set DATASET.SUBSAMPLE_CLASSES "
+                f"base (or all, on ImageNet)"
+            )
+        super().before_train()
+
+    def forward_backward(self, batch: dict) -> dict:
+        image, label = self.parse_batch_train(batch)
+        with autocast(self.prec, self.device):
+            loss, logits = self.model.loss(image, label)
+        self.backward_and_update(loss)
+        summary = {"loss": loss.item(), "acc": compute_accuracy(logits, label)[0].item()}
+        if (self.batch_idx + 1) == self.num_batches:
+            self.update_lr()
+        return summary
+
+    def adapt_state_dict(self, state: dict) -> dict:
+        """An ImageNet head evaluated on a variant with fewer classes (ImageNet-A/R: 200) keeps their rows only."""
+        indices = getattr(self.dm.dataset, "imagenet_indices", None)
+        weight = state.get("linear_probe_proj.weight")
+        if indices is None or weight is None or weight.shape[0] <= max(indices):
+            return state  # not an ImageNet head, or already one row per class
+        if list(indices) == list(range(weight.shape[0])):
+            return state
+        print(f"Keeping the {len(indices)} of {weight.shape[0]} head rows that {self.cfg.DATASET.NAME} uses")
+        rows = torch.tensor(indices, dtype=torch.long)
+        state = dict(state)
+        for key in ("linear_probe_proj.weight", "linear_probe_proj.bias"):
+            if key in state:
+                state[key] = state[key][rows]
+        return state
+
+
+@TRAINER_REGISTRY.register()
+class DePT_ATP(DePT):
+    """The original's name for DePT with ATPrompt; always uses the attribute blocks."""
+
+    USE_ATPROMPT = True
