@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from dassl.engine import TRAINER_REGISTRY
+from dassl.engine.distributed import is_main_process
 from dassl.metrics import compute_accuracy
 from dassl.utils import atomic_write, write_json
 from trainers.base import PromptTrainer
@@ -335,8 +336,9 @@ class AttributeSearch(PromptTrainer):
 
     def after_train(self) -> None:
         result = self.search_result()
-        write_json(result, osp.join(self.output_dir, RESULT_FILE))
-        plot_confidences(osp.join(self.output_dir, PLOT_FILE), result)
+        if is_main_process():  # one writer when several processes train together
+            write_json(result, osp.join(self.output_dir, RESULT_FILE))
+            plot_confidences(osp.join(self.output_dir, PLOT_FILE), result)
         best = result["ranking"][0]
         print(f"Chosen attributes: {', '.join(best['attributes'])} (confidence {best['confidence']:.3f})")
         print(f"Search result written to {osp.join(self.output_dir, RESULT_FILE)} and {PLOT_FILE}")

@@ -6,6 +6,7 @@ import torch
 import torchvision.transforms as T
 from torch.utils.data import DataLoader, Dataset
 
+from dassl.engine import distributed
 from dassl.utils import read_image
 
 from .datasets import build_dataset
@@ -24,6 +25,11 @@ def build_data_loader(cfg, sampler_type: str = "SequentialSampler", data_source=
         )
     sampler = build_sampler(sampler_type, cfg=cfg, data_source=data_source, batch_size=batch_size,
                             n_domain=n_domain, n_ins=n_ins)
+    # A last partial batch is dropped in training only when at least one full batch exists.
+    drop_last = is_train and len(data_source) >= batch_size
+    if is_train and distributed.get_world_size() > 1:
+        # Each process takes its slice of every global batch; the shards hold whole batches only.
+        sampler, drop_last = distributed.RankShardSampler(sampler, batch_size), False
     wrapper = dataset_wrapper or DatasetWrapper
     num_workers = cfg.DATALOADER.NUM_WORKERS
     return DataLoader(
@@ -31,8 +37,7 @@ def build_data_loader(cfg, sampler_type: str = "SequentialSampler", data_source=
         batch_size=batch_size,
         sampler=sampler,
         num_workers=num_workers,
-        # A last partial batch is dropped in training only when at least one full batch exists.
-        drop_last=is_train and len(data_source) >= batch_size,
+        drop_last=drop_last,
         pin_memory=torch.cuda.is_available() and cfg.USE_CUDA,
         # Keeping workers alive avoids re-spawning them (and re-importing torch) at every epoch.
         persistent_workers=num_workers > 0,
@@ -43,7 +48,8 @@ class DataManager:
     """Builds the dataset named by DATASET.NAME and its train_x / train_u / val / test loaders."""
 
     def __init__(self, cfg, custom_tfm_train=None, custom_tfm_test=None, dataset_wrapper=None) -> None:
-        dataset = build_dataset(cfg)
+        with distributed.main_process_first():  # rank 0 writes any split cache, the other processes read it
+            dataset = build_dataset(cfg)
 
         if custom_tfm_train is None:
             tfm_train = build_transform(cfg, is_train=True)

@@ -13,6 +13,8 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
+from . import distributed
+
 
 def capture_rng_state() -> dict[str, Any]:
     """The current state of Python's `random`, NumPy's global RNG, torch's CPU RNG and all CUDA RNGs."""
@@ -32,7 +34,13 @@ def capture_rng_state() -> dict[str, Any]:
 
 
 def restore_rng_state(state: dict[str, Any]) -> None:
-    """Inverse of capture_rng_state. CUDA states are restored only on a machine with as many GPUs."""
+    """Inverse of capture_rng_state. CUDA states are restored only on a machine with as many GPUs.
+
+    In a multi-process run the saved states are rank 0's: only rank 0 takes them up, the other ranks keep
+    their own streams (see dassl/engine/distributed.py).
+    """
+    if not distributed.is_main_process():
+        return
     py = state["python"]
     random.setstate((py["version"], tuple(py["state"]), py["gauss_next"]))
     npy = state["numpy"]

@@ -26,6 +26,7 @@ from dassl.evaluation import build_evaluator
 from dassl.utils import AverageMeter, MetricMeter, load_checkpoint, mkdir_if_missing, save_checkpoint
 from dassl.utils.registry import UnknownNameError
 
+from . import distributed
 from .resume import StopSignal, capture_rng_state, restore_rng_state
 
 # Written when a run is stopped in the middle of an epoch; removed by the next regular save.
@@ -35,7 +36,7 @@ INTERRUPTED_MODEL_NAME = "model-interrupted.pth.tar"
 def _stderr_is_terminal() -> bool:
     # Decided on stderr, where bars are drawn: stdout may be tee'd into log.txt.
     isatty = getattr(sys.stderr, "isatty", None)
-    return bool(isatty and isatty())
+    return bool(isatty and isatty()) and distributed.is_main_process()
 
 
 def _to_device(x: Any, device: torch.device) -> Any:
@@ -129,7 +130,7 @@ class TrainerBase:
     # ----- tensorboard (optional) -----------------------------------------------------------------
 
     def init_writer(self, log_dir: str) -> None:
-        if self._writer is not None:
+        if self._writer is not None or not distributed.is_main_process():
             return
         try:
             from torch.utils.tensorboard import SummaryWriter
@@ -176,7 +177,7 @@ class TrainerBase:
         `batches_done` batches of the next one.
         """
         resume_state = self._resume_state(batches_done)
-        for name in self.get_model_names():
+        for name in self.get_model_names() if distributed.is_main_process() else ():  # rank 0 alone writes
             optim, sched = self._optims[name], self._scheds[name]
             state = {
                 "state_dict": self._models[name].state_dict(),
@@ -193,6 +194,7 @@ class TrainerBase:
                 os.remove(stale)  # the `checkpoint` pointer now names a newer file
         if not batches_done:
             self._saved_epoch = epoch
+        distributed.barrier()  # on return the files exist for every process
 
     def resume_model_if_exist(self, directory: str) -> int:
         """Resume every registered model, optimiser and scheduler from `directory`; return the start epoch."""
@@ -212,7 +214,13 @@ class TrainerBase:
                 fpath = osp.join(directory, name, f.readline().strip())
             print(f'Loading checkpoint from "{fpath}"')
             checkpoint = load_checkpoint(fpath)
-            self._models[name].load_state_dict(checkpoint["state_dict"])
+            try:
+                self._models[name].load_state_dict(checkpoint["state_dict"])
+            except (RuntimeError, ValueError) as err:
+                raise RuntimeError(
+                    f'Cannot resume from "{fpath}": it does not fit the model ({err}). It was saved with other '
+                    "settings (e.g. N_CTX or the attributes): rerun with those, or use a new --output-dir."
+                ) from err
             print("Loaded model weights")
             if self._optims[name] is not None and checkpoint.get("optimizer") is not None:
                 self._optims[name].load_state_dict(checkpoint["optimizer"])
@@ -273,13 +281,19 @@ class TrainerBase:
                 self.before_epoch()
                 self.run_epoch()
                 self.after_epoch()
-                if self._stop.requested:
+                if self.stop_requested():
                     self.stop_training()
         self._stop = None
         self.after_train()
 
     def stop_requested(self) -> bool:
-        return self._stop is not None and self._stop.requested
+        """Whether to stop; in a multi-process run, a signal that reached any process stops them all."""
+        if self._stop is None:
+            return False
+        agreed = distributed.agree_on_signal(self._stop.signum)
+        if agreed is not None and self._stop.signum is None:  # another process was signalled
+            self._stop.signum = agreed
+        return agreed is not None
 
     def stop_training(self, batches_done: int = 0) -> None:
         """Save a resumable checkpoint and exit with status 128 + signal number.
@@ -377,8 +391,24 @@ class SimpleTrainer(TrainerBase):
     def before_train(self) -> None:
         directory = self.cfg.RESUME or self.cfg.OUTPUT_DIR
         self.start_epoch = self.resume_model_if_exist(directory)
+        self.check_finished_run(directory)
+        distributed.prepare_training(self._models.values())
         self.init_writer(osp.join(self.output_dir, "tensorboard"))
         self.time_start = time.time()
+
+    def check_finished_run(self, directory: str) -> None:
+        """Re-running a finished run trains no epoch and only tests again (Dassl's behaviour): say so, and refuse
+        a run that was trained for more epochs than asked."""
+        if self.start_epoch > self.max_epoch:
+            raise ValueError(
+                f"{directory} holds a run trained for {self.start_epoch} epochs, more than OPTIM.MAX_EPOCH = "
+                f"{self.max_epoch}: evaluate it with --eval-only, or use a new --output-dir to train "
+                f"{self.max_epoch} epochs"
+            )
+        if self.start_epoch and self.start_epoch == self.max_epoch:
+            retest = "" if self.cfg.TEST.NO_TEST else ", only the final model is tested again"
+            print(f"{directory} holds a finished run ({self.max_epoch} of {self.max_epoch} epochs): it is reused "
+                  f"without training{retest}; no checkpoint or log is overwritten")
 
     def after_train(self) -> None:
         print("Finish training")
@@ -412,6 +442,8 @@ class SimpleTrainer(TrainerBase):
         `is_final` is accepted for compatibility with scripts that mark the last evaluation; it only
         flushes the output (the process is not terminated).
         """
+        if not distributed.is_main_process():
+            return distributed.broadcast_object(None)  # rank 0 evaluates alone and shares the result
         self.set_model_mode("eval")
         self.evaluator.reset()
         split = split or self.cfg.TEST.SPLIT
@@ -430,7 +462,7 @@ class SimpleTrainer(TrainerBase):
             self.write_scalar(f"{split}/{key}", value, self.epoch)
         if is_final:
             sys.stdout.flush()
-        return list(results.values())[0]
+        return distributed.broadcast_object(list(results.values())[0])
 
     def model_inference(self, input: torch.Tensor) -> torch.Tensor:
         return self.model(input)
