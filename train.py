@@ -5,20 +5,31 @@ The arguments are the original's, so its scripts run unchanged, e.g.
     python train.py --root DATA --seed 1 --trainer CoOp_ATP \
         --dataset-config-file configs/datasets/caltech101.yaml --config-file configs/trainers/CoOp/vit_b16.yaml \
         --output-dir output/caltech101/seed1 DATASET.NUM_SHOTS 16 DATASET.SUBSAMPLE_CLASSES base
+
+A bad input (missing data or weights, an unknown name or config key, a checkpoint that does not fit, ...) ends the
+run with one `error:` line on stderr and exit status 2; `--debug` (or ATPROMPT_DEBUG=1) shows the traceback.
+docs/RELIABILITY.md says what happens on each failure.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import torch
+from yacs.config import CfgNode
 
 import datasets  # noqa: F401  (registers the datasets)
 import trainers  # noqa: F401  (registers the trainers)
-from dassl.engine import build_trainer
-from dassl.utils import collect_env_info, set_random_seed, setup_logger
-from trainers.config import get_cfg
+from dassl.data.datasets import DATASET_REGISTRY
+from dassl.engine import TRAINER_REGISTRY, build_trainer
+from dassl.engine.distributed import init_distributed, is_main_process
+from dassl.utils import collect_env_info, set_random_seed
+from trainers.config import get_cfg, merge_file, merge_options
+from trainers.failures import RunOutputs, user_error_message
+
+DEBUG_ENV = "ATPROMPT_DEBUG"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model-dir", type=str, default="", help="load the model from this directory for eval-only")
     parser.add_argument("--load-epoch", type=int, help="load the weights of this epoch (default: best, else latest)")
     parser.add_argument("--no-train", action="store_true", help="do not call trainer.train()")
+    parser.add_argument("--debug", action="store_true", help=f"show the traceback of errors (or set {DEBUG_ENV}=1)")
     parser.add_argument("opts", default=None, nargs=argparse.REMAINDER, help="modify config options (KEY VALUE)")
     return parser
 
@@ -70,22 +82,83 @@ def setup_cfg(args: argparse.Namespace):
     """Defaults, dataset yaml, trainer yaml, command-line flags, then `KEY VALUE` options (last wins)."""
     cfg = get_cfg()
     if args.dataset_config_file:
-        cfg.merge_from_file(args.dataset_config_file)
+        merge_file(cfg, args.dataset_config_file, "--dataset-config-file")
     if args.config_file:
-        cfg.merge_from_file(args.config_file)
+        merge_file(cfg, args.config_file, "--config-file")
     reset_cfg(cfg, args)
-    cfg.merge_from_list(args.opts or [])
+    merge_options(cfg, args.opts or [])
     cfg.freeze()
     return cfg
 
 
+# ----- checks before anything is written ----------------------------------------------------------------------
+def checkpoint_folders(folder: str) -> list[str]:
+    """The sub-folders of `folder` that hold training checkpoints (a Dassl `checkpoint` pointer or model files)."""
+    if not os.path.isdir(folder):
+        return []
+    return [name for name in sorted(os.listdir(folder)) if os.path.isdir(os.path.join(folder, name))
+            and any(f == "checkpoint" or f.startswith("model") and ".pth" in f
+                    for f in os.listdir(os.path.join(folder, name)))]
+
+
+def check_args(args: argparse.Namespace, cfg: CfgNode) -> None:
+    """Refuse unknown names, missing folders and contradictory flags before any output is created."""
+    if cfg.TRAINER.NAME:
+        TRAINER_REGISTRY.get(cfg.TRAINER.NAME)
+    if cfg.DATASET.NAME:
+        DATASET_REGISTRY.get(cfg.DATASET.NAME)
+    if not args.eval_only and (args.model_dir or args.load_epoch is not None):
+        raise ValueError("--model-dir and --load-epoch choose the weights to evaluate and need --eval-only; a "
+                         "training run resumes from its --output-dir (or from --resume DIR)")
+    if args.resume and not os.path.isdir(args.resume):
+        raise FileNotFoundError(f"--resume {args.resume}: no such folder; pass the output folder of the run to "
+                                "continue")
+    if not args.eval_only:
+        return
+    output = os.path.abspath(cfg.OUTPUT_DIR)
+    if args.model_dir:
+        model_dir = os.path.abspath(args.model_dir)
+        if not os.path.isdir(model_dir):
+            raise FileNotFoundError(f"--model-dir {args.model_dir}: no such folder; pass the --output-dir of the "
+                                    "training run to evaluate")
+        if output == model_dir or output.startswith(model_dir + os.sep):
+            raise ValueError(f"--output-dir {cfg.OUTPUT_DIR} is inside --model-dir {args.model_dir}: an evaluation "
+                             "never writes into a training folder; give it a folder of its own, e.g. under "
+                             "output/evaluation/")
+    trained = checkpoint_folders(output)
+    if trained:
+        raise ValueError(f"--output-dir {cfg.OUTPUT_DIR} holds the checkpoints of a training run "
+                         f"({', '.join(trained)}/): an evaluation never writes into a training folder; pass that "
+                         "folder as --model-dir and choose another --output-dir")
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run train.py. A bad input prints one `error:` line on stderr and returns 2; a bug raises with its traceback."""
     args = build_parser().parse_args(argv)
-    cfg = setup_cfg(args)
+    outputs, cfg = RunOutputs(), None
+    try:
+        cfg = setup_cfg(args)
+        check_args(args, cfg)
+        return run(args, cfg, outputs)
+    except KeyboardInterrupt:
+        outputs.close_failed("interrupted")
+        print("\nInterrupted", file=sys.stderr)
+        return 130
+    except Exception as err:
+        message = user_error_message(err, cfg)
+        outputs.close_failed(message or f"{type(err).__name__}: {err}")
+        if message is None or args.debug or os.environ.get(DEBUG_ENV):
+            raise
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+
+
+def run(args: argparse.Namespace, cfg: CfgNode, outputs: RunOutputs) -> int:
+    init_distributed(cfg.USE_CUDA)  # several processes under torchrun: docs/MULTI_GPU.md
     if cfg.SEED >= 0:
         print(f"Setting fixed seed: {cfg.SEED}")
         set_random_seed(cfg.SEED)
-    setup_logger(cfg.OUTPUT_DIR)
+    outputs.open_log(cfg.OUTPUT_DIR if is_main_process() else None)  # rank 0 alone writes log.txt
     if torch.cuda.is_available() and cfg.USE_CUDA:
         torch.backends.cudnn.benchmark = True
 

@@ -135,7 +135,7 @@ def _read_state_dict(path: str) -> tuple[dict, bool]:
     except Exception as err:
         raise RuntimeError(
             f"Could not read CLIP checkpoint {path}: it is neither a TorchScript archive nor a state dict saved "
-            f"with torch.save ({err})"
+            f"with torch.save ({err}). The file is truncated or damaged: replace it with an intact copy"
         ) from err
     if isinstance(checkpoint, dict) and isinstance(checkpoint.get("state_dict"), dict):
         checkpoint = checkpoint["state_dict"]

@@ -202,6 +202,8 @@ class SplitDataset(DatasetBase):
         split_path = os.path.join(self.dataset_dir, self.split_file)
         if os.path.exists(split_path):
             return read_split(split_path, self.image_dir)
+        print(f"Note: {split_path} not found; making a new split from the raw data. It differs from the published "
+              f"split, so results are not comparable with the paper's: download the split file ({LAYOUT_DOC}).")
         train, val, test = self.make_split()
         save_split(train, val, test, split_path, self.image_dir)
         return train, val, test

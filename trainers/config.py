@@ -4,6 +4,13 @@ Names and defaults follow the original ATPrompt `train.py` so its yaml files and
 few keys that are new here say so in their comment.
 """
 
+import ast
+import difflib
+import os
+import re
+import shlex
+
+import yaml
 from yacs.config import CfgNode as CN
 
 from dassl.config import get_cfg_default
@@ -97,3 +104,103 @@ def extend_cfg(cfg: CN) -> CN:
 def get_cfg() -> CN:
     """Dassl defaults plus the trainer nodes: the complete, unfrozen default config."""
     return extend_cfg(get_cfg_default())
+
+
+# Merging with errors that name the key, where it came from, the expected type and an example.
+def _decode(value):
+    """A command-line value as yacs reads it: a Python literal when it parses as one, else the string."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return value
+
+
+def _config_keys(node: CN, prefix: str = "") -> list[str]:
+    keys = []
+    for name, value in node.items():
+        keys += _config_keys(value, f"{prefix}{name}.") if isinstance(value, CN) else [prefix + name]
+    return keys
+
+
+def _config_value(node: CN, key: str):
+    """The value at a dotted key; KeyError when there is none."""
+    for part in key.split("."):
+        if not isinstance(node, CN) or part not in node:
+            raise KeyError(key)
+        node = node[part]
+    return node
+
+
+def _unknown_key(cfg: CN, key: str, source: str) -> str:
+    if key.startswith("--"):
+        return f"{key} is a flag but comes after the KEY VALUE config options: put every --flag before them"
+    keys = _config_keys(cfg)
+    leaf = key.rsplit(".", 1)[-1].upper()
+    close = [k for k in keys if k.rsplit(".", 1)[-1] == leaf]
+    close += [k for k in difflib.get_close_matches(key.upper(), keys, n=3, cutoff=0.6) if k not in close]
+    hint = f" Did you mean {' or '.join(close[:3])}?" if close else ""
+    return (f"unknown config key {key} ({source}).{hint} Every key is listed with its default in "
+            "dassl/config/defaults.py and trainers/config.py.")
+
+
+_TYPE_NAMES = {bool: "True or False", int: "an integer", float: "a float", str: "a string", tuple: "a tuple",
+               list: "a list"}
+
+
+def _shell_form(value) -> str:
+    if isinstance(value, (list, tuple)):
+        return f'"{value!r}"'
+    if isinstance(value, str):
+        return shlex.quote(value) if value else '"some text"'
+    return str(value)
+
+
+def _wrong_type(key: str, default, given, source: str) -> str:
+    if isinstance(default, CN):
+        keys = ", ".join(_config_keys(default, key + "."))
+        return f"{key} ({source}) is a group of keys, not a key: set one of {keys}"
+    kind = type(default)
+    example = f"{given}.0" if kind is float and type(given) is int else _shell_form(default)
+    return (f"config key {key} ({source}) takes {_TYPE_NAMES.get(kind, kind.__name__)}, not the "
+            f"{type(given).__name__} {given!r}: write e.g. {key} {example}")
+
+
+def merge_file(cfg: CN, path: str, flag: str) -> None:
+    """Merge a yaml config file; a bad key or value is named with the file it comes from."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{flag} {path}: no such file")
+    source = f"in {flag} {path}"
+    try:
+        cfg.merge_from_file(path)
+    except yaml.YAMLError as err:
+        raise ValueError(f"{flag} {path} is not valid YAML: {err}") from err
+    except (KeyError, ValueError) as err:
+        match = re.search(r"config key: ([\w.]+)", str(err))  # yacs names the key at the end of both errors
+        if match is None:
+            raise
+        key = match.group(1)
+        try:
+            default = _config_value(cfg, key)
+        except KeyError:
+            raise ValueError(_unknown_key(cfg, key, source)) from err
+        with open(path) as f:
+            given = _decode(_config_value(CN.load_cfg(f), key))
+        raise ValueError(_wrong_type(key, default, given, source)) from err
+
+
+def merge_options(cfg: CN, opts: list[str]) -> None:
+    """Merge the trailing `KEY VALUE` pairs one at a time, so that an error names its key."""
+    for i in range(0, len(opts), 2):
+        key = opts[i]
+        try:
+            default = _config_value(cfg, key)
+        except KeyError:
+            raise ValueError(_unknown_key(cfg, key, "on the command line")) from None
+        if i + 1 == len(opts):
+            raise ValueError(f"config options come as KEY VALUE pairs, but {key} has no value")
+        try:
+            cfg.merge_from_list([key, opts[i + 1]])
+        except ValueError as err:  # yacs refuses a value of another type than the default
+            raise ValueError(_wrong_type(key, default, _decode(opts[i + 1]), "on the command line")) from err
