@@ -18,12 +18,21 @@ parse_args() {
     PYTHON=${PYTHON:-python3}
 }
 
-# run_job KIND DIR ARGS... : KIND is train or eval; skips a job whose log shows it finished.
+# finished KIND DIR : the folder's log shows a final result (for training: a test after "Finish training") that no
+# later error line overrides.
+finished() {
+    cat "$2"/log.txt* 2>/dev/null | awk -v kind="$1" '
+        /^Finish training/ { trained = 1 }
+        /^\* accuracy:/ { if (kind == "eval" || trained) done = 1 }
+        /^error:/ { done = 0 }
+        END { exit !done }'
+}
+
+# run_job KIND DIR ARGS... : KIND is train or eval; skips a job that already finished (FORCE=1 runs it anyway).
 run_job() {
-    local kind=$1 dir=$2 marker
+    local kind=$1 dir=$2
     shift 2
-    if [ "$kind" = train ]; then marker="Finish training"; else marker="* accuracy:"; fi
-    if [ -z "${FORCE:-}" ] && cat "$dir"/log.txt* 2>/dev/null | grep -qF -- "$marker"; then
+    if [ -z "${FORCE:-}" ] && finished "$kind" "$dir"; then
         echo "Results are available in ${dir}. Skip this job"
         return 0
     fi
