@@ -144,21 +144,24 @@ class AttributeSearchCLIP(PromptedCLIP):
         return super().text_features() if batched else self._encode_per_candidate()
 
     def _encode_text(self) -> torch.Tensor:
-        prompts = self.prompt_learner()
-        features = torch.cat([
-            self._encode_chunk(prompts[start:end, :length], self.prompt_learner.eot[start:end])
-            for start, end, length in self._chunks()
-        ])
+        prompts, eot = self.prompt_learner(), self.prompt_learner.eot
+        groups, memory_bound = self._groups()
+        features = torch.cat([self._encode_chunk(prompts[rows, :length], eot[rows], memory_bound)
+                              for rows, length in groups])
+        order = torch.cat([rows for rows, _ in groups])
+        features = features[torch.argsort(order.to(features.device))]
         return F.normalize(features, dim=-1).unflatten(0, (-1, self.prompt_learner.n_cls))
 
-    def _encode_chunk(self, prompts: torch.Tensor, eot: torch.Tensor) -> torch.Tensor:
-        if torch.is_grad_enabled() and prompts.requires_grad and len(prompts) < len(self.prompt_learner.eot):
+    def _encode_chunk(self, prompts: torch.Tensor, eot: torch.Tensor, memory_bound: bool) -> torch.Tensor:
+        if memory_bound and torch.is_grad_enabled() and prompts.requires_grad:
             # Keep only the chunk's inputs; its activations are recomputed in backward, so memory is one chunk's.
             return checkpoint(self.text_encoder, prompts, eot, use_reentrant=False)
         return self.text_encoder(prompts, eot)
 
-    def _chunks(self) -> list[tuple[int, int, int]]:
-        """(start, end, length) row ranges for the text encoder; each is trimmed to the tokens its rows need."""
+    def _groups(self) -> tuple[list[tuple[torch.Tensor, int]], bool]:
+        """(rows, length) calls for the text encoder: rows of one length together, so no call pays for padding,
+        and at most the chunk size of rows per call; and whether the chunk size, not the lengths, splits them
+        (then activations are recomputed in backward to keep one chunk's in memory)."""
         lengths = self.prompt_learner.row_length
         rows = len(lengths)
         if self.chunk_size > 0:
@@ -167,7 +170,11 @@ class AttributeSearchCLIP(PromptedCLIP):
             size = rows
         else:
             size = max(1, self._tokens_per_call() // int(lengths.max()))
-        return [(s, min(s + size, rows), int(lengths[s : s + size].max())) for s in range(0, rows, size)]
+        groups = []
+        for length in torch.unique(lengths).tolist():
+            same = torch.nonzero(lengths == length).flatten().to(self.prompt_learner.eot.device)
+            groups += [(same[s : s + size], length) for s in range(0, len(same), size)]
+        return groups, size < rows
 
     def _tokens_per_call(self) -> int:
         """Automatic chunking: as many tokens as half the free memory can hold activations for (fixed at first use)."""
