@@ -1,10 +1,14 @@
-"""A tiny Caltech101 on disk (real layout and split-file format) for end-to-end trainer tests."""
+"""A tiny Caltech101 on disk (real layout and split-file format) and the arguments of tiny end-to-end runs on it."""
 
 import json
 import os
 
 import numpy as np
+import torch
 from PIL import Image
+
+import train
+from dassl.engine import build_trainer
 
 CLASSES = ["airplane", "face", "leopard", "car_side", "golden_retriever", "sea_lion"]
 
@@ -28,3 +32,42 @@ def make_caltech101(root: str, per_split: tuple[int, int, int] = (4, 2, 3), size
     with open(os.path.join(dataset_dir, "split_zhou_Caltech101.json"), "w") as f:
         json.dump(split, f)
     return root
+
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# What every tiny end-to-end run shares: 32-pixel images for the tiny CLIP, no loader workers, 2 shots.
+TINY_RUN = [
+    "INPUT.SIZE", "(32, 32)",
+    "DATALOADER.NUM_WORKERS", "0",
+    "DATALOADER.TEST.BATCH_SIZE", "8",
+    "TRAIN.PRINT_FREQ", "1",
+    "DATASET.NUM_SHOTS", "2",
+]  # fmt: skip
+
+
+def run_args(data_root: str, out, trainer: str, clip_path, config: str, *opts: str, extra=()) -> list[str]:
+    """train.py arguments for a tiny run on the fake Caltech101; `config` is relative to configs/trainers."""
+    return [
+        "--root", str(data_root), "--seed", "1", "--trainer", trainer, "--output-dir", str(out),
+        "--dataset-config-file", os.path.join(REPO, "configs/datasets/caltech101.yaml"),
+        "--config-file", os.path.join(REPO, "configs/trainers", config),
+        *extra, *TINY_RUN, "MODEL.BACKBONE.NAME", str(clip_path), *opts,
+    ]  # fmt: skip
+
+
+def build_from(argv: list[str]):
+    """The trainer train.py would build for these arguments (no training, no log)."""
+    return build_trainer(train.setup_cfg(train.build_parser().parse_args(argv)))
+
+
+def images(n: int, seed: int = 0) -> torch.Tensor:
+    return torch.randn(n, 3, 32, 32, generator=torch.Generator().manual_seed(seed))
+
+
+def perturb(module, seed: int = 1) -> None:
+    """Move every trainable parameter off its initial value (a zero or identity initialisation can hide bugs)."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            if p.requires_grad:
+                p.add_(0.1 * torch.randn(p.shape, generator=generator))

@@ -6,11 +6,10 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from fake_data import make_caltech101
+from fake_data import build_from, make_caltech101, run_args
 from tiny_clip import make_tiny_clip
 
 import train
-from dassl.engine import build_trainer
 from dassl.utils import load_checkpoint
 from trainers.attribute_search import (
     AttributeSearchCLIP,
@@ -22,14 +21,10 @@ from trainers.attribute_search import (
 from trainers.config import get_cfg
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = [
-    "INPUT.SIZE", "(32, 32)",
-    "DATALOADER.NUM_WORKERS", "0",
+OPTS = [  # on top of fake_data.TINY_RUN
     "DATALOADER.TRAIN_X.BATCH_SIZE", "2",
     "DATALOADER.TEST.BATCH_SIZE", "2",
     "OPTIM.MAX_EPOCH", "2",
-    "TRAIN.PRINT_FREQ", "1",
-    "DATASET.NUM_SHOTS", "2",
     "DATASET.SUBSAMPLE_CLASSES", "base",
     "TRAINER.COOP.N_CTX", "2",
     "TRAINER.ATPROMPT.N_ATT1", "2",
@@ -43,17 +38,11 @@ def data_root(tmp_path_factory):
 
 
 def args(data_root, out, clip_path, *opts, trainer="AttributeCompute"):
-    return [
-        "--root", data_root, "--seed", "1", "--trainer", trainer, "--output-dir", str(out),
-        "--dataset-config-file", str(REPO / "configs/datasets/caltech101.yaml"),
-        "--config-file", str(REPO / "configs/trainers/CoOp/vit_b16.yaml"),
-        *TINY, "MODEL.BACKBONE.NAME", str(clip_path), *opts,
-    ]  # fmt: skip
+    return run_args(data_root, out, trainer, clip_path, "CoOp/vit_b16.yaml", *OPTS, *opts)
 
 
 def build(data_root, out, clip_path, *opts):
-    parsed = train.build_parser().parse_args(args(data_root, out, clip_path, *opts, trainer="AttributeSearch"))
-    return build_trainer(train.setup_cfg(parsed))
+    return build_from(args(data_root, out, clip_path, *opts, trainer="AttributeSearch"))
 
 
 # -- candidates -------------------------------------------------------------------------------------------------

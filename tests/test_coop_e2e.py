@@ -4,20 +4,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from fake_data import make_caltech101
+from fake_data import build_from, make_caltech101, run_args
 
 import train
-from dassl.engine import build_trainer
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = [
-    "INPUT.SIZE", "(32, 32)",
-    "DATALOADER.NUM_WORKERS", "0",
+OPTS = [  # on top of fake_data.TINY_RUN
     "DATALOADER.TRAIN_X.BATCH_SIZE", "4",
     "DATALOADER.TEST.BATCH_SIZE", "8",
     "OPTIM.MAX_EPOCH", "2",
-    "TRAIN.PRINT_FREQ", "1",
-    "DATASET.NUM_SHOTS", "2",
     "TRAINER.COOP.N_CTX", "2",
     "TRAINER.ATPROMPT.N_ATT1", "2",
     "TRAINER.ATPROMPT.N_ATT2", "2",
@@ -30,12 +25,7 @@ def data_root(tmp_path_factory):
 
 
 def args(data_root, out, trainer, clip_path, *opts, extra=()):
-    return [
-        "--root", data_root, "--seed", "1", "--trainer", trainer, "--output-dir", str(out),
-        "--dataset-config-file", str(REPO / "configs/datasets/caltech101.yaml"),
-        "--config-file", str(REPO / "configs/trainers/CoOp/vit_b16.yaml"),
-        *extra, *TINY, "MODEL.BACKBONE.NAME", str(clip_path), *opts,
-    ]  # fmt: skip
+    return run_args(data_root, out, trainer, clip_path, "CoOp/vit_b16.yaml", *OPTS, *opts, extra=extra)
 
 
 def log_of(folder: Path) -> str:
@@ -66,8 +56,7 @@ def test_zero_shot(tmp_path, data_root, tiny_rn_path):
 
 
 def build(data_root, out, trainer, clip_path, *opts):
-    return build_trainer(train.setup_cfg(train.build_parser().parse_args(args(data_root, out, trainer, clip_path,
-                                                                               *opts))))
+    return build_from(args(data_root, out, trainer, clip_path, *opts))
 
 
 def test_original_checkpoint_loads_and_predicts_the_same(tmp_path, data_root, tiny_vit_path):

@@ -5,24 +5,19 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from fake_data import make_caltech101
+from fake_data import build_from, images, make_caltech101, perturb, run_args
 from tiny_clip import make_tiny_clip
 
 import train
 from clip.model import convert_weights
-from dassl.engine import build_trainer
 from trainers.dept import DePTCLIP
 from trainers.prompting import PromptLearner
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = [
-    "INPUT.SIZE", "(32, 32)",
-    "DATALOADER.NUM_WORKERS", "0",
+OPTS = [  # on top of fake_data.TINY_RUN
     "DATALOADER.TRAIN_X.BATCH_SIZE", "2",
     "DATALOADER.TEST.BATCH_SIZE", "8",
     "OPTIM.MAX_EPOCH", "1",
-    "TRAIN.PRINT_FREQ", "1",
-    "DATASET.NUM_SHOTS", "2",
     "TRAINER.COOP.N_CTX", "2",
     "TRAINER.ATPROMPT.N_ATT1", "2",
     "TRAINER.ATPROMPT.N_ATT2", "2",
@@ -38,31 +33,11 @@ def data_root(tmp_path_factory):
 
 
 def args(data_root, out, trainer, clip_path, *opts, extra=()):
-    return [
-        "--root", data_root, "--seed", "1", "--trainer", trainer, "--output-dir", str(out),
-        "--dataset-config-file", str(REPO / "configs/datasets/caltech101.yaml"),
-        "--config-file", str(REPO / "configs/trainers/DePT/vit_b16_ep10_bs4_lr35.yaml"),
-        *extra, *TINY, "MODEL.BACKBONE.NAME", str(clip_path), *opts,
-    ]  # fmt: skip
+    return run_args(data_root, out, trainer, clip_path, "DePT/vit_b16_ep10_bs4_lr35.yaml", *OPTS, *opts, extra=extra)
 
 
 def build(data_root, out, trainer, clip_path, *opts, subsample="base"):
-    opts = ("DATASET.SUBSAMPLE_CLASSES", subsample, *opts)
-    parsed = train.build_parser().parse_args(args(data_root, out, trainer, clip_path, *opts))
-    return build_trainer(train.setup_cfg(parsed))
-
-
-def images(n: int, seed: int = 0) -> torch.Tensor:
-    return torch.randn(n, 3, 32, 32, generator=torch.Generator().manual_seed(seed))
-
-
-def perturb(module: torch.nn.Module, seed: int = 1) -> None:
-    """Move the learnable parameters off their initial values (FiLM starts as the identity)."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            if p.requires_grad:
-                p.add_(0.1 * torch.randn(p.shape, generator=generator))
+    return build_from(args(data_root, out, trainer, clip_path, "DATASET.SUBSAMPLE_CLASSES", subsample, *opts))
 
 
 def raw_features(model, image):

@@ -5,13 +5,12 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from fake_data import CLASSES, make_caltech101
+from fake_data import CLASSES, build_from, make_caltech101, run_args
 from tiny_clip import make_tiny_clip
 
 import train
 from clip.model import convert_weights
 from clip.simple_tokenizer import SimpleTokenizer
-from dassl.engine import build_trainer
 from dassl.utils import load_checkpoint
 from trainers.maple import MaPLeCLIP, MultiModalPromptLearner
 from trainers.prompting import PromptedCLIP, autocast
@@ -221,14 +220,10 @@ def test_fp16_keeps_the_original_dtypes_and_matches_fp32():
 
 
 # ----------------------------------------------------------------------------------------------- the trainer
-TINY = [
-    "INPUT.SIZE", "(32, 32)",
-    "DATALOADER.NUM_WORKERS", "0",
+OPTS = [  # on top of fake_data.TINY_RUN
     "DATALOADER.TRAIN_X.BATCH_SIZE", "4",
     "DATALOADER.TEST.BATCH_SIZE", "8",
     "OPTIM.MAX_EPOCH", "2",
-    "TRAIN.PRINT_FREQ", "1",
-    "DATASET.NUM_SHOTS", "2",
     "TRAINER.MAPLE.N_CTX", "2",
     "TRAINER.MAPLE.PROMPT_DEPTH", "2",
     "TRAINER.ATPROMPT.N_ATT1", "3",
@@ -242,18 +237,12 @@ def data_root(tmp_path_factory):
 
 
 def args(data_root, out, trainer, clip_path, *opts, extra=()):
-    return [
-        "--root", data_root, "--seed", "1", "--trainer", trainer, "--output-dir", str(out),
-        "--dataset-config-file", str(REPO / "configs/datasets/caltech101.yaml"),
-        "--config-file", str(REPO / "configs/trainers/MaPLe/vit_b16_c2_ep5_batch4_2ctx.yaml"),
-        *extra, *TINY, "MODEL.BACKBONE.NAME", str(clip_path), *opts,
-    ]  # fmt: skip
+    config = "MaPLe/vit_b16_c2_ep5_batch4_2ctx.yaml"
+    return run_args(data_root, out, trainer, clip_path, config, *OPTS, *opts, extra=extra)
 
 
 def build(data_root, out, trainer, clip_path, *opts):
-    return build_trainer(
-        train.setup_cfg(train.build_parser().parse_args(args(data_root, out, trainer, clip_path, *opts)))
-    )
+    return build_from(args(data_root, out, trainer, clip_path, *opts))
 
 
 @pytest.mark.parametrize("trainer", ["MaPLe_ATP", "MaPLe"])
