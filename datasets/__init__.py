@@ -1,6 +1,7 @@
 """Dataset readers; importing the package registers every reader in ``DATASET_REGISTRY``."""
 
 from . import (  # noqa: F401
+    attribute_world,
     caltech101,
     dtd,
     eurosat,

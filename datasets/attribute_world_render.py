@@ -31,8 +31,9 @@ SHAPES = ("circle", "square", "triangle", "diamond", "star", "hexagon")
 SIZES = ("small", "large")
 PATTERNS = ("plain", "striped", "dotted", "checkered")
 
-# Circumscribed radius as a fraction of the image side.
-_RADIUS = {"small": (0.19, 0.25), "large": (0.33, 0.41)}
+# Circumscribed radius as a fraction of the image side. The ranges overlap, so size alone is sometimes ambiguous,
+# and clutter shapes can be as large as a small object.
+_RADIUS = {"small": (0.15, 0.29), "large": (0.25, 0.42), "clutter": (0.07, 0.16)}
 # Largest rotation in degrees: squares, diamonds and triangles stay upright enough to keep their identity.
 _MAX_ROTATION = {"circle": 180, "square": 20, "triangle": 25, "diamond": 20, "star": 180, "hexagon": 180}
 # Independent random streams, so pretraining images never coincide with the dataset's images.
@@ -153,11 +154,11 @@ def _pattern_mask(pattern: str, side: int, angle: float, rng: np.random.Generato
 
 
 def _background(side: int, rng: np.random.Generator) -> np.ndarray:
-    """Muted backgrounds (flat, gradient or blotchy) that never look like one of the object colours."""
+    """Muted, greyish backgrounds (flat, gradient or blotchy), unlike the saturated object colours."""
 
     def muted() -> np.ndarray:
         grey = rng.uniform(0.28, 0.72)
-        return np.clip(grey + rng.uniform(-0.08, 0.08, size=3), 0, 1)
+        return np.clip(grey + rng.uniform(-0.12, 0.12, size=3), 0, 1)
 
     kind = rng.integers(3)
     if kind == 0:
@@ -174,8 +175,11 @@ def _background(side: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def _object_colors(color: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Main colour and the pattern's second colour (a darker or, for dark objects, lighter shade)."""
-    main = np.array(COLORS[color]) * rng.uniform(0.88, 1.06) + rng.uniform(-0.04, 0.04, size=3)
+    """Main colour and the pattern's second colour (a darker or, for dark objects, lighter shade).
+
+    The jitter is wide enough that neighbouring colours (red/orange, blue/purple) occasionally look alike.
+    """
+    main = np.array(COLORS[color]) * rng.uniform(0.7, 1.1) + rng.uniform(-0.12, 0.12, size=3)
     main = np.clip(main, 0, 1)
     if color == "black":
         second = np.full(3, rng.uniform(0.5, 0.6))
@@ -186,8 +190,14 @@ def _object_colors(color: str, rng: np.random.Generator) -> tuple[np.ndarray, np
     return main, second
 
 
-def render(label: int, index: int, stream: str = "train", seed: int = 0, size: int = 32) -> Image.Image:
-    """Image `index` of class `label` from `stream` of the world with `seed`, as a size x size RGB image."""
+def render(label: int, index: int, stream: str = "train", seed: int = 0, size: int = 32, clutter: int = 3,
+           fog: bool = False) -> Image.Image:
+    """Image `index` of class `label` from `stream` of the world with `seed`, as a size x size RGB image.
+
+    Up to `clutter` small plain shapes of any colour sit behind the object; the object itself may be partly
+    transparent or cut by the image border. With `fog` a grey haze washes out contrast and colour (the benchmark's
+    camera, see datasets/attribute_world.py). Pixel noise of varying strength is added last.
+    """
     if not 0 <= label < len(CLASSES):
         raise ValueError(f"Attribute-world label {label} is out of range; there are {len(CLASSES)} classes.")
     if size < 16:
@@ -195,20 +205,29 @@ def render(label: int, index: int, stream: str = "train", seed: int = 0, size: i
     cls = CLASSES[label]
     rng = image_rng(seed, stream, label, index)
     side = size * _SUPERSAMPLE
+    background = Image.fromarray((_background(size, rng) * 255).astype(np.uint8))
+    canvas = np.asarray(background.resize((side, side), Image.BILINEAR), dtype=np.float32) / 255.0
+
+    for _ in range(rng.integers(clutter + 1)):
+        shape = SHAPES[rng.integers(len(SHAPES))]
+        r = side * rng.uniform(*_RADIUS["clutter"])
+        cx, cy = rng.uniform(0, side, size=2)
+        color, _ = _object_colors(list(COLORS)[rng.integers(len(COLORS))], rng)
+        mask = _shape_mask(shape, side, cx, cy, r, rng.uniform(0, 2 * math.pi))[..., None]
+        canvas = canvas * (1 - mask) + color * mask
+
     r = side * rng.uniform(*_RADIUS[cls.size])
-    margin = r * 1.05
-    cx, cy = rng.uniform(margin, side - margin, size=2)
+    cx, cy = rng.uniform(0.8 * r, side - 0.8 * r, size=2)
     angle = math.radians(rng.uniform(-1, 1) * _MAX_ROTATION[cls.shape])
     main, second = _object_colors(cls.color, rng)
-
-    canvas = _background(side // _SUPERSAMPLE, rng)
-    canvas = np.asarray(Image.fromarray((canvas * 255).astype(np.uint8)).resize((side, side), Image.BILINEAR))
-    canvas = canvas.astype(np.float32) / 255.0
-    shape = _shape_mask(cls.shape, side, cx, cy, r, angle)[..., None]
+    opacity = rng.uniform(0.75, 1.0)
+    shape = opacity * _shape_mask(cls.shape, side, cx, cy, r, angle)[..., None]
     pattern = _pattern_mask(cls.pattern, side, angle, rng)[..., None]
-    fill = main * (1 - pattern) + second * pattern
-    canvas = canvas * (1 - shape) + fill * shape
+    canvas = canvas * (1 - shape) + (main * (1 - pattern) + second * pattern) * shape
+    if fog:
+        clarity = rng.uniform(0.4, 0.6)
+        canvas = canvas * clarity + rng.uniform(0.55, 0.65) * (1 - clarity)
 
     small = Image.fromarray((canvas * 255).round().astype(np.uint8)).resize((size, size), Image.BOX)
-    noisy = np.asarray(small, dtype=np.float32) + rng.normal(0, rng.uniform(2, 12), size=(size, size, 3))
+    noisy = np.asarray(small, dtype=np.float32) + rng.normal(0, rng.uniform(3, 22), size=(size, size, 3))
     return Image.fromarray(np.clip(noisy, 0, 255).round().astype(np.uint8))
