@@ -4,7 +4,8 @@
 #   DATASET    a configs/datasets/<DATASET>.yaml name, e.g. caltech101
 #   DATA_ROOT  folder holding the datasets (default: $DATA, else ./data)
 #   "w1 ..."   the attribute bases, one quoted space-separated string (default: the paper's bases for DATASET)
-# Environment: EPO (epochs, default 40), NCTX (soft tokens per block, default 4), SHOTS, OUTPUT, PYTHON,
+# Environment: EPO (epochs, default 40), NCTX (soft tokens per block, default 4), CFG (a configs/trainers/CoOp
+#   config, default vit_b16), SHOTS, OUTPUT, PYTHON,
 #   EXTRA_OPTS, FORCE=1 (see scripts/lib.sh).
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
@@ -13,7 +14,7 @@ if [ $# -lt 1 ] || [ $# -gt 3 ]; then
     exit 2
 fi
 parse_args "$1" "${2:-}"
-TRAINER=AttributeCompute CFG=vit_b16 CSC=False CTP=end SEED=1
+TRAINER=AttributeCompute CFG=${CFG:-vit_b16} CSC=False CTP=end SEED=1
 EPO=${EPO:-40}
 NCTX=${NCTX:-4}
 BASES=()

@@ -1,0 +1,22 @@
+"""scripts/demo.sh, the README's main command, end to end (one seed, one epoch, few shots)."""
+
+import os
+import subprocess
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_demo_prints_the_base_to_novel_table(tmp_path):
+    env = dict(os.environ, DATA=str(tmp_path / "data"), OUTPUT=str(tmp_path / "out"), EPO="1", SHOTS="2",
+               SEARCH="1")
+    done = subprocess.run(["bash", "scripts/demo.sh", "1"], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| attribute_world |")]
+    assert [row.split("|")[2].strip() for row in rows] == ["ZeroshotCLIP", "CoOp", "CoOp_ATP"]
+    for row in rows:
+        base, novel, hm = (float(cell) for cell in row.split("|")[3:6])
+        assert 3 * 100 / 16 < min(base, novel) <= 100 and min(base, novel) <= hm <= max(base, novel)
+    search = tmp_path / "out/attribute_world/AttributeCompute/world_tiny_2shots/nctx4_cscFalse_ctpend/search_attribute"
+    assert (search / "attribute_search.json").is_file() and (search / "attribute_search.png").is_file()
