@@ -252,7 +252,7 @@ def test_base_to_new(tmp_path, data_root, tiny_vit_path, trainer):
     assert (train_dir / "MultiModalPromptLearner" / "model.pth.tar-2").is_file()
     log = (train_dir / "log.txt").read_text()
     assert "Finish training" in log and "* accuracy:" in log
-    assert ("ATPrompt attributes: shape (3 soft tokens), size (1 soft tokens)" in log) == (trainer == "MaPLe_ATP")
+    assert ("ATPrompt attributes: shape (3 soft tokens), size (1 soft token)" in log) == (trainer == "MaPLe_ATP")
 
     eval_args = ["--eval-only", "--model-dir", str(train_dir), "--load-epoch", "2"]
     assert (

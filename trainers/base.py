@@ -68,7 +68,8 @@ class PromptTrainer(TrainerX):
         self.clip_model = clip_model
         self.attributes = attributes_from_cfg(cfg, self.USE_ATPROMPT)
         if self.attributes:
-            print("ATPrompt attributes: " + ", ".join(f"{w} ({n} soft tokens)" for w, n in self.attributes))
+            blocks = [f"{w} ({n} soft token{'s' * (n != 1)})" for w, n in self.attributes]
+            print("ATPrompt attributes: " + ", ".join(blocks))
         print("Building custom CLIP")
         self.model = self.build_custom_clip(clip_model, self.dm.dataset.classnames, self.attributes)
         self._freeze_and_register()
