@@ -71,3 +71,12 @@ def perturb(module, seed: int = 1) -> None:
         for p in module.parameters():
             if p.requires_grad:
                 p.add_(0.1 * torch.randn(p.shape, generator=generator))
+
+
+def assert_round_trip(trained, fresh, folder) -> None:
+    """Saving `trained` (off its initial values) and loading it into `fresh` gives identical logits."""
+    perturb(trained.model)
+    trained.save_model(0, str(folder))
+    fresh.load_model(str(folder))
+    with torch.no_grad():
+        assert torch.equal(trained.model_inference(images(4)), fresh.model_inference(images(4)))

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from fake_data import build_from, images, make_caltech101, perturb, run_args
+from fake_data import assert_round_trip, build_from, images, make_caltech101, perturb, run_args
 from tiny_clip import make_tiny_clip
 
 import train
@@ -130,14 +130,8 @@ def test_only_the_prompt_learner_learns(tmp_path, data_root, tiny_vit_path, trai
 
 @pytest.mark.parametrize("trainer", TRAINERS)
 def test_checkpoint_round_trip(tmp_path, data_root, tiny_vit_path, trainer):
-    trained = build(data_root, tmp_path / "a", trainer, tiny_vit_path)
-    perturb(trained.model)
-    trained.save_model(0, str(tmp_path / "ckpt"))
-    loaded = build(data_root, tmp_path / "b", trainer, tiny_vit_path)
-    loaded.load_model(str(tmp_path / "ckpt"))
-    image = images(4)
-    with torch.no_grad():
-        assert torch.equal(trained.model_inference(image), loaded.model_inference(image))
+    assert_round_trip(build(data_root, tmp_path / "a", trainer, tiny_vit_path),
+                      build(data_root, tmp_path / "b", trainer, tiny_vit_path), tmp_path / "ckpt")
 
 
 def test_original_checkpoint_loads(tmp_path, data_root, tiny_vit_path):
