@@ -77,6 +77,7 @@ def dataset_classnames(config_file: str, root: str) -> list[str]:
     import datasets  # noqa: F401  (registers the benchmark readers)
     from dassl.config import get_cfg_default
     from dassl.data.datasets import build_dataset
+    from dassl.utils.errors import UserError
 
     cfg = get_cfg_default()
     cfg.DATASET.SUBSAMPLE_CLASSES = "all"  # every class, not the base or new half
@@ -85,7 +86,7 @@ def dataset_classnames(config_file: str, root: str) -> list[str]:
         cfg.DATASET.ROOT = root
         cfg.DATASET.NUM_SHOTS = -1  # names need no few-shot sampling, which would also write a cache under ROOT
         return list(build_dataset(cfg).classnames)
-    except (OSError, ValueError, KeyError) as err:
+    except (OSError, ValueError, KeyError, UserError) as err:
         raise QueryError(f"cannot read the class names of {config_file} under {root}: {err}") from err
 
 

@@ -26,6 +26,7 @@ from dassl.data.datasets import DATASET_REGISTRY
 from dassl.engine import TRAINER_REGISTRY, build_trainer
 from dassl.engine.distributed import init_distributed, is_main_process
 from dassl.utils import collect_env_info, set_random_seed
+from dassl.utils.errors import UserError
 from trainers.config import get_cfg, merge_file, merge_options
 from trainers.failures import RunOutputs, user_error_message
 
@@ -108,28 +109,28 @@ def check_args(args: argparse.Namespace, cfg: CfgNode) -> None:
     if cfg.DATASET.NAME:
         DATASET_REGISTRY.get(cfg.DATASET.NAME)
     if not args.eval_only and (args.model_dir or args.load_epoch is not None):
-        raise ValueError("--model-dir and --load-epoch choose the weights to evaluate and need --eval-only; a "
-                         "training run resumes from its --output-dir (or from --resume DIR)")
+        raise UserError("--model-dir and --load-epoch choose the weights to evaluate and need --eval-only; a "
+                        "training run resumes from its --output-dir (or from --resume DIR)")
     if args.resume and not os.path.isdir(args.resume):
-        raise FileNotFoundError(f"--resume {args.resume}: no such folder; pass the output folder of the run to "
-                                "continue")
+        raise UserError(f"--resume {args.resume}: no such folder; pass the output folder of the run to "
+                        "continue")
     if not args.eval_only:
         return
     output = os.path.abspath(cfg.OUTPUT_DIR)
     if args.model_dir:
         model_dir = os.path.abspath(args.model_dir)
         if not os.path.isdir(model_dir):
-            raise FileNotFoundError(f"--model-dir {args.model_dir}: no such folder; pass the --output-dir of the "
-                                    "training run to evaluate")
+            raise UserError(f"--model-dir {args.model_dir}: no such folder; pass the --output-dir of the "
+                            "training run to evaluate")
         if output == model_dir or output.startswith(model_dir + os.sep):
-            raise ValueError(f"--output-dir {cfg.OUTPUT_DIR} is inside --model-dir {args.model_dir}: an evaluation "
-                             "never writes into a training folder; give it a folder of its own, e.g. under "
-                             "output/evaluation/")
+            raise UserError(f"--output-dir {cfg.OUTPUT_DIR} is inside --model-dir {args.model_dir}: an evaluation "
+                            "never writes into a training folder; give it a folder of its own, e.g. under "
+                            "output/evaluation/")
     trained = checkpoint_folders(output)
     if trained:
-        raise ValueError(f"--output-dir {cfg.OUTPUT_DIR} holds the checkpoints of a training run "
-                         f"({', '.join(trained)}/): an evaluation never writes into a training folder; pass that "
-                         "folder as --model-dir and choose another --output-dir")
+        raise UserError(f"--output-dir {cfg.OUTPUT_DIR} holds the checkpoints of a training run "
+                        f"({', '.join(trained)}/): an evaluation never writes into a training folder; pass that "
+                        "folder as --model-dir and choose another --output-dir")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,8 +9,9 @@ Tokens after the last EOT never influence the pooled feature, so callers may tru
 Deep prompts (MaPLe-style) are injected at run time rather than through architecture variants:
 - ``Transformer.forward(x, layer_hook)`` calls ``x = layer_hook(i, x)`` before residual block ``i`` (0-based, every
   block) with ``x`` sequence-first ``[L, N, D]``;
-- ``VisionTransformer.forward(x, prompt_tokens, layer_hook)`` appends ``prompt_tokens`` after the patch tokens
-  (after the positional embedding is added, before ``ln_pre``) and passes ``layer_hook`` to its transformer.
+- ``VisionTransformer.forward(x, input_hook, layer_hook)`` calls ``x = input_hook(x)`` on the batch-first tokens
+  ``[N, 1 + grid**2, width]`` once the positional embedding is added (before ``ln_pre``), so a caller can insert
+  prompt tokens wherever it keeps them, and passes ``layer_hook`` to its transformer.
 """
 
 from collections import OrderedDict
@@ -22,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 LayerHook = Callable[[int, torch.Tensor], torch.Tensor]
+InputHook = Callable[[torch.Tensor], torch.Tensor]
 
 
 def _split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
@@ -239,17 +241,15 @@ class VisionTransformer(nn.Module):
         self.ln_post = LayerNorm(width)
         self.proj = nn.Parameter(scale * torch.randn(width, output_dim))
 
-    def forward(self, x: torch.Tensor, prompt_tokens: torch.Tensor | None = None,
+    def forward(self, x: torch.Tensor, input_hook: InputHook | None = None,
                 layer_hook: LayerHook | None = None) -> torch.Tensor:
-        """x: images [N, 3, H, W]. prompt_tokens: [n, width] or [N, n, width], appended after the patch tokens."""
+        """x: images [N, 3, H, W]. ``input_hook`` may change the embedded tokens [N, 1 + grid**2, width]."""
         x = self.conv1(x.type(self.conv1.weight.dtype))
         x = x.flatten(start_dim=2).permute(0, 2, 1)  # [N, grid**2, width]
         cls = self.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
         x = torch.cat([cls, x], dim=1) + self.positional_embedding.to(x.dtype)
-        if prompt_tokens is not None:
-            if prompt_tokens.dim() == 2:
-                prompt_tokens = prompt_tokens.expand(x.shape[0], -1, -1)
-            x = torch.cat([x, prompt_tokens.to(x.dtype)], dim=1)
+        if input_hook is not None:
+            x = input_hook(x)
         x = self.ln_pre(x)
 
         x = self.transformer(x.permute(1, 0, 2), layer_hook).permute(1, 0, 2)
@@ -336,14 +336,14 @@ class CLIP(nn.Module):
     def dtype(self) -> torch.dtype:
         return self.visual.conv1.weight.dtype
 
-    def encode_image(self, image: torch.Tensor, prompt_tokens: torch.Tensor | None = None,
+    def encode_image(self, image: torch.Tensor, input_hook: InputHook | None = None,
                      layer_hook: LayerHook | None = None) -> torch.Tensor:
         image = image.type(self.dtype)
         if isinstance(self.visual, VisionTransformer):
-            return self.visual(image, prompt_tokens, layer_hook)
-        if prompt_tokens is not None or layer_hook is not None:
+            return self.visual(image, input_hook, layer_hook)
+        if input_hook is not None or layer_hook is not None:
             raise ValueError(
-                "encode_image: prompt_tokens and layer_hook need a ViT image encoder, but this CLIP has a ResNet; "
+                "encode_image: input_hook and layer_hook need a ViT image encoder, but this CLIP has a ResNet; "
                 "choose a ViT backbone (e.g. MODEL.BACKBONE.NAME ViT-B/16) for visual prompts"
             )
         return self.visual(image)
@@ -427,7 +427,7 @@ def build_model(state_dict: dict, design_details: dict | None = None) -> CLIP:
     """Rebuild CLIP from an OpenAI-format state dict, in fp16 (see ``convert_weights``) and eval mode.
 
     ``design_details`` (the upstream MaPLe/IVLP/VPT switches) is accepted so existing callers keep working, but the
-    architecture never changes: deep prompts are added at run time through ``prompt_tokens`` / ``layer_hook``.
+    architecture never changes: deep prompts are added at run time through ``input_hook`` / ``layer_hook``.
     """
     try:
         config = infer_config(state_dict)

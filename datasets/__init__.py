@@ -1,21 +1,11 @@
-"""Dataset readers; importing the package registers every reader in ``DATASET_REGISTRY``."""
+"""Dataset readers; importing the package registers every reader module in it with ``DATASET_REGISTRY``.
 
-from . import (  # noqa: F401
-    attribute_world,
-    caltech101,
-    dtd,
-    eurosat,
-    fgvc_aircraft,
-    food101,
-    image_folder,
-    imagenet,
-    imagenet_a,
-    imagenet_r,
-    imagenet_sketch,
-    imagenetv2,
-    oxford_flowers,
-    oxford_pets,
-    stanford_cars,
-    sun397,
-    ucf101,
-)
+What the project knows about each dataset beyond reading it (templates, attributes, protocol settings) is in
+``datasets/catalog.py``.
+"""
+
+import importlib
+import pkgutil
+
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")

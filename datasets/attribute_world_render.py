@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
+from dassl.utils.errors import UserError
+
 # Reference RGB in [0, 1]; each image jitters it a little.
 COLORS: dict[str, tuple[float, float, float]] = {
     "red": (0.86, 0.12, 0.12),
@@ -100,7 +102,7 @@ CLASSES: tuple[WorldClass, ...] = (
 def image_rng(seed: int, stream: str, label: int, index: int) -> np.random.Generator:
     """The private random generator of one image."""
     if stream not in STREAMS:
-        raise ValueError(f"Unknown attribute-world stream {stream!r}; use one of {sorted(STREAMS)}.")
+        raise UserError(f"Unknown attribute-world stream {stream!r}; use one of {sorted(STREAMS)}.")
     return np.random.default_rng([seed, STREAMS[stream], label, index])
 
 
@@ -199,9 +201,9 @@ def render(label: int, index: int, stream: str = "train", seed: int = 0, size: i
     camera, see datasets/attribute_world.py). Pixel noise of varying strength is added last.
     """
     if not 0 <= label < len(CLASSES):
-        raise ValueError(f"Attribute-world label {label} is out of range; there are {len(CLASSES)} classes.")
+        raise UserError(f"Attribute-world label {label} is out of range; there are {len(CLASSES)} classes.")
     if size < 16:
-        raise ValueError(f"Attribute-world images need size >= 16 to show their patterns; got {size}.")
+        raise UserError(f"Attribute-world images need size >= 16 to show their patterns; got {size}.")
     cls = CLASSES[label]
     rng = image_rng(seed, stream, label, index)
     side = size * _SUPERSAMPLE

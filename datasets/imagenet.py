@@ -11,6 +11,7 @@ import os
 from dassl.data.datasets import DATASET_REGISTRY, DatasetBase, Datum, check_image_files, subsample_classes
 from dassl.data.datasets.fewshot_cache import load_fewshot_cache, save_fewshot_cache
 from dassl.utils import listdir_nohidden
+from dassl.utils.errors import UserError
 
 from .splits import load_fewshot, read_lines, require_dir, subsample_mode
 
@@ -28,8 +29,8 @@ def names_of(wnids: list[str], classnames: dict[str, str], image_dir: str) -> li
     """Class names of ``wnids``; folders missing from classnames.txt are reported together."""
     unknown = [w for w in wnids if w not in classnames]
     if unknown:
-        raise ValueError(f"{len(unknown)} class folder(s) of {image_dir} are not in classnames.txt "
-                         f"(first: {unknown[:3]}); use the 1000-class classnames.txt of ImageNet.")
+        raise UserError(f"{len(unknown)} class folder(s) of {image_dir} are not in classnames.txt "
+                        f"(first: {unknown[:3]}); use the 1000-class classnames.txt of ImageNet.")
     return [classnames[w] for w in wnids]
 
 

@@ -3,6 +3,7 @@
 import os
 
 from dassl.data.datasets import DATASET_REGISTRY
+from dassl.utils.errors import UserError
 
 from .imagenet import ImageNetVariant
 
@@ -20,6 +21,6 @@ class ImageNetV2(ImageNetVariant):
         folders = [str(label) for label in range(len(all_wnids))]
         missing = [f for f in folders if not os.path.isdir(os.path.join(self.image_dir, f))]
         if missing:
-            raise FileNotFoundError(f"ImageNetV2: {len(missing)} of {len(folders)} class folders are missing in "
-                                    f"{self.image_dir} (first: {missing[:3]}); expected {self.layout}.")
+            raise UserError(f"ImageNetV2: {len(missing)} of {len(folders)} class folders are missing in "
+                            f"{self.image_dir} (first: {missing[:3]}); expected {self.layout}.")
         return folders, all_wnids

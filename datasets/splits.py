@@ -20,6 +20,7 @@ from collections import defaultdict
 from dassl.data.datasets import DatasetBase, Datum, check_image_files, subsample_classes
 from dassl.data.datasets.fewshot_cache import load_fewshot_cache, save_fewshot_cache
 from dassl.utils import listdir_nohidden, read_json, write_json
+from dassl.utils.errors import UserError
 
 LAYOUT_DOC = "docs/DATASETS.md"
 
@@ -29,7 +30,7 @@ Split = tuple[list[Datum], list[Datum], list[Datum]]
 def require_dir(path: str, name: str, layout: str) -> None:
     """Fail with the expected folder layout when a dataset folder is missing."""
     if not os.path.isdir(path):
-        raise FileNotFoundError(
+        raise UserError(
             f"{name}: folder not found: {path}\n"
             f"  expected under DATASET.ROOT: {layout}\n"
             f"  Set DATASET.ROOT (--root) to the folder that holds it; {LAYOUT_DOC} says where to get the data."
@@ -39,8 +40,8 @@ def require_dir(path: str, name: str, layout: str) -> None:
 def read_lines(path: str) -> list[str]:
     """The non-empty lines of an annotation text file, stripped."""
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"Annotation file not found: {path}\n  It comes with the dataset download; "
-                                f"{LAYOUT_DOC} shows the expected layout.")
+        raise UserError(f"Annotation file not found: {path}\n  It comes with the dataset download; "
+                        f"{LAYOUT_DOC} shows the expected layout.")
     with open(path) as f:
         return [line.strip() for line in f if line.strip()]
 
@@ -50,13 +51,13 @@ def read_split(filepath: str, path_prefix: str) -> Split:
     print(f"Reading split from {filepath}")
     try:
         split = read_json(filepath)
-    except ValueError as err:
-        raise ValueError(f"Split file {filepath} is not valid JSON. Download it again (see {LAYOUT_DOC}) or delete "
-                         f"it to make a new split (which differs from the published one).") from err
+    except UserError as err:
+        raise UserError(f"Split file {filepath} is not valid JSON. Download it again (see {LAYOUT_DOC}) or delete "
+                        f"it to make a new split (which differs from the published one).") from err
     if not isinstance(split, dict) or any(not isinstance(split.get(key), list) for key in ("train", "val", "test")):
         found = sorted(split) if isinstance(split, dict) else type(split).__name__
-        raise ValueError(f"Split file {filepath} must hold an object with the lists 'train', 'val' and 'test'; "
-                         f"found {found}.")
+        raise UserError(f"Split file {filepath} must hold an object with the lists 'train', 'val' and 'test'; "
+                        f"found {found}.")
 
     def convert(key: str) -> list[Datum]:
         items = []
@@ -65,8 +66,8 @@ def read_split(filepath: str, path_prefix: str) -> Split:
                 impath, label, classname = entry
                 items.append(Datum(impath=os.path.join(path_prefix, impath), label=int(label), classname=classname))
             except (TypeError, ValueError) as err:
-                raise ValueError(f"Split file {filepath}: entry {i} of '{key}' is {entry!r}; expected "
-                                 f"[relative_image_path, integer_label, classname].") from err
+                raise UserError(f"Split file {filepath}: entry {i} of '{key}' is {entry!r}; expected "
+                                f"[relative_image_path, integer_label, classname].") from err
         return items
 
     return convert("train"), convert("val"), convert("test")
@@ -97,8 +98,8 @@ def split_trainval(trainval: list[Datum], p_val: float = 0.2) -> tuple[list[Datu
     for label, idxs in indices.items():
         n_val = round(len(idxs) * p_val)
         if n_val == 0:
-            raise ValueError(f"Class {label} ({trainval[idxs[0]].classname!r}) has only {len(idxs)} trainval "
-                             f"image(s), too few to hold out {p_val:.0%} for validation (at least 3 are needed).")
+            raise UserError(f"Class {label} ({trainval[idxs[0]].classname!r}) has only {len(idxs)} trainval "
+                            f"image(s), too few to hold out {p_val:.0%} for validation (at least 3 are needed).")
         random.shuffle(idxs)
         for n, idx in enumerate(idxs):
             (val if n < n_val else train).append(trainval[idx])
@@ -119,8 +120,8 @@ def split_groups(groups: list[tuple[int, str, list[str]]], p_trn: float = 0.5, p
         n_train = round(len(impaths) * p_trn)
         n_val = round(len(impaths) * p_val)
         if n_train == 0 or n_val == 0 or n_train + n_val >= len(impaths):
-            raise ValueError(f"Class {classname!r} has only {len(impaths)} image(s); at least 4 are needed to give "
-                             f"train, val and test one image each.")
+            raise UserError(f"Class {classname!r} has only {len(impaths)} image(s); at least 4 are needed to give "
+                            f"train, val and test one image each.")
         parts = (impaths[:n_train], impaths[n_train:n_train + n_val], impaths[n_train + n_val:])
         for out, paths in zip((train, val, test), parts):
             out.extend(Datum(impath=path, label=label, classname=classname) for path in paths)
@@ -159,7 +160,7 @@ def load_fewshot(reader: DatasetBase, cfg, train: list[Datum], val: list[Datum] 
     data = load_fewshot_cache(cache)
     if data is not None:
         if "train" not in data or (val is not None and "val" not in data):
-            raise ValueError(f"Few-shot cache {cache} lacks the 'train' or 'val' subset; delete it to draw again.")
+            raise UserError(f"Few-shot cache {cache} lacks the 'train' or 'val' subset; delete it to draw again.")
         return data["train"], (data["val"] if val is not None else None)
 
     train = reader.generate_fewshot_dataset(train, num_shots=num_shots)

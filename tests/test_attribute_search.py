@@ -11,6 +11,7 @@ from tiny_clip import make_tiny_clip
 
 import train
 from dassl.utils import load_checkpoint
+from dassl.utils.errors import UserError
 from trainers.attribute_search import (
     AttributeSearchCLIP,
     CandidatePrompts,
@@ -58,7 +59,7 @@ def test_candidates_are_every_subset_in_base_order():
     assert len(original) == 16 and {len(c) for c in original} == {3, 4, 5}
     assert candidate_subsets(bases, 1, 2) == every[:15]
     for low, high in [(0, -1), (3, 2), (1, 6)]:
-        with pytest.raises(ValueError, match="MIN_SIZE"):
+        with pytest.raises(UserError, match="MIN_SIZE"):
             candidate_subsets(bases, low, high)
 
 
@@ -81,7 +82,8 @@ def search_model():
 def features_and_grads(model, batched, chunk_size=0):
     model.chunk_size = chunk_size
     model.zero_grad()
-    features = model.text_features(batched=batched)
+    features = model.use_plain_computation(not batched).text_features()
+    model.use_plain_computation(False)
     weights = torch.linspace(-1, 1, features.numel()).reshape(features.shape)
     (features * weights).sum().backward()
     grads = [p.grad.clone() for p in model.prompt_learner.learners.parameters()]
@@ -108,7 +110,8 @@ def test_mixture_is_the_weighted_sum_of_candidate_logits(search_model):
     with torch.no_grad():
         logits = search_model(image)
         image_features = search_model.image_features(image)
-        text_features = search_model.text_features(batched=False)
+        text_features = search_model.use_plain_computation().text_features()
+        search_model.use_plain_computation(False)
         weights = search_model.prompt_learner.alpha.softmax(dim=0)
         per_candidate = search_model.logit_scale.exp() * torch.einsum("be,gce->gbc", image_features, text_features)
     assert torch.allclose(logits, torch.einsum("g,gbc->bc", weights, per_candidate), atol=1e-4)
@@ -172,7 +175,7 @@ def test_planted_candidate_wins(tmp_path, data_root, tiny_vit_path, monkeypatch)
                         for g in range(n_cand)])
     accuracy = (features @ fake.transpose(1, 2)).argmax(-1).eq(labels).float().mean(-1)
     assert accuracy[planted] == 1 and accuracy.max() == accuracy[planted]  # the planted case is as described
-    monkeypatch.setattr(model, "text_features", lambda batched=True: fake)
+    monkeypatch.setattr(model, "text_features", lambda: fake)
 
     trainer.train()
     result = json.loads((tmp_path / "planted" / "attribute_search.json").read_text())
@@ -211,9 +214,9 @@ def test_bases_default_to_the_paper_and_unknown_datasets_are_explained():
     cfg.DATASET.NAME = "OxfordPets"
     assert search_bases(cfg) == ["loyalty", "affection", "playfulness", "energy", "intelligence"]
     cfg.TRAINER.ATTRIBUTE_SEARCH.BASES = ["a", "b", "a"]
-    with pytest.raises(ValueError, match="repeated"):
+    with pytest.raises(UserError, match="repeated"):
         search_bases(cfg)
     cfg.TRAINER.ATTRIBUTE_SEARCH.BASES = []
     cfg.DATASET.NAME = "MyDataset"
-    with pytest.raises(ValueError, match="TRAINER.ATTRIBUTE_SEARCH.BASES"):
+    with pytest.raises(UserError, match="TRAINER.ATTRIBUTE_SEARCH.BASES"):
         search_bases(cfg)

@@ -14,6 +14,7 @@ from PIL import Image
 import clip
 from dassl.config import get_cfg_default
 from dassl.data.datasets import build_dataset
+from dassl.utils.errors import UserError
 from datasets import attribute_world as world
 from datasets.attribute_world import AttributeWorld, generate_world
 from datasets.attribute_world_render import CLASSES, COLORS, PATTERNS, SHAPES, SIZES, render
@@ -86,11 +87,11 @@ def test_fog_washes_out_contrast_but_keeps_the_scene():
 
 
 def test_render_rejects_bad_arguments():
-    with pytest.raises(ValueError, match="stream"):
+    with pytest.raises(UserError, match="stream"):
         render(0, 0, "holdout")
-    with pytest.raises(ValueError, match="out of range"):
+    with pytest.raises(UserError, match="out of range"):
         render(len(CLASSES), 0)
-    with pytest.raises(ValueError, match="size"):
+    with pytest.raises(UserError, match="size"):
         render(0, 0, size=8)
 
 

@@ -76,7 +76,7 @@ def test_batched_forward_equals_per_image_loop(tmp_path, data_root, tiny_vit_pat
     results = []
     for loop in (False, True):
         model.zero_grad(set_to_none=True)
-        logits = model(image, per_image_loop=loop)
+        logits = model.use_plain_computation(loop)(image)
         (logits * weights).sum().backward()
         grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
         results.append((logits.detach(), grads))

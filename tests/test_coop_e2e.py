@@ -7,6 +7,7 @@ import torch
 from fake_data import build_from, make_caltech101, run_args
 
 import train
+from dassl.utils.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
 OPTS = [  # on top of fake_data.TINY_RUN
@@ -98,7 +99,7 @@ def test_evaluation_uses_the_checkpoint_attributes(tmp_path, data_root, tiny_vit
 def test_checkpoint_that_does_not_fit_is_explained(tmp_path, data_root, tiny_vit_path):
     build(data_root, tmp_path / "a", "CoOp", tiny_vit_path).save_model(0, str(tmp_path / "ckpt"))
     other = build(data_root, tmp_path / "b", "CoOp", tiny_vit_path, "TRAINER.COOP.N_CTX", "4")
-    with pytest.raises(ValueError, match=r"'ctx' has shape \[2, 64\] in the checkpoint but \[4, 64\]"):
+    with pytest.raises(UserError, match=r"'ctx' has shape \[2, 64\] in the checkpoint but \[4, 64\]"):
         other.load_model(str(tmp_path / "ckpt"))
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(UserError, match="does not exist"):
         other.load_model(str(tmp_path / "missing"))

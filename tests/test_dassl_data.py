@@ -17,6 +17,7 @@ from dassl.data.datasets import DATASET_REGISTRY, DatasetBase, Datum, check_imag
 from dassl.data.datasets.fewshot_cache import load_fewshot_cache, save_fewshot_cache
 from dassl.data.samplers import build_sampler
 from dassl.data.transforms import Cutout, GaussianNoise, InstanceNormalization, Random2DTranslation, build_transform
+from dassl.utils.errors import UserError
 
 
 def make_items(counts: dict[int, int], root: str = "/data") -> list[Datum]:
@@ -103,7 +104,7 @@ def test_check_image_files_reports_all_missing_files_at_once(tmp_path):
     present.write_bytes(b"x")
     items = [Datum(str(present), 0)] + [Datum(str(tmp_path / f"gone{i}.png"), 0) for i in range(7)]
     check_image_files(items[:1], str(tmp_path))  # nothing missing: no error
-    with pytest.raises(FileNotFoundError) as err:
+    with pytest.raises(UserError) as err:
         check_image_files(items, str(tmp_path))
     message = str(err.value)
     assert "7 of 8 image files are missing" in message and "docs/DATASETS.md" in message
@@ -141,7 +142,7 @@ def test_subsample_classes_resets_domain_and_validates_mode():
     (kept,) = subsample_classes(train, subsample="new")
     assert kept == [Datum("/b.png", 0, domain=0, classname="y")]
     assert subsample_classes(train, train, subsample="all") == [train, train]
-    with pytest.raises(ValueError, match="base"):
+    with pytest.raises(UserError, match="base"):
         subsample_classes(train, subsample="novel")
 
 
@@ -176,7 +177,7 @@ def test_fewshot_cache_rejects_malformed_json(tmp_path):
     cache = tmp_path / "split_fewshot" / "shot_1-seed_1.json"
     cache.parent.mkdir()
     cache.write_text(json.dumps({"train": [["only-a-path"]]}))
-    with pytest.raises(ValueError, match="shot_1-seed_1.json"):
+    with pytest.raises(UserError, match="shot_1-seed_1.json"):
         load_fewshot_cache(str(cache))
 
 
@@ -233,12 +234,12 @@ def test_fewshot_cache_refuses_pickles_with_other_globals(tmp_path):
     }
     for stem, blob in payloads.items():
         (folder / f"{stem}.pkl").write_bytes(blob)
-        with pytest.raises(pickle.UnpicklingError, match=f"Refusing to load .*{stem}.pkl"):
+        with pytest.raises(UserError, match=f"Refusing to load .*{stem}.pkl"):
             load_fewshot_cache(str(folder / f"{stem}.json"))
     assert not marker.exists()
 
     (folder / "not_datum.pkl").write_bytes(pickle.dumps({"train": [1, 2]}))
-    with pytest.raises(ValueError, match="not a few-shot cache"):
+    with pytest.raises(UserError, match="not a few-shot cache"):
         load_fewshot_cache(str(folder / "not_datum.json"))
 
 
@@ -298,12 +299,12 @@ def test_test_transform_resizes_center_crops_and_normalizes(cfg):
 
 
 def test_transform_errors_name_the_valid_choices(cfg):
-    with pytest.raises(ValueError, match="random_flip"):
+    with pytest.raises(UserError, match="random_flip"):
         build_transform(cfg, choices=["random_flipp"])
-    with pytest.raises(ValueError, match="use 'randaugment'"):
+    with pytest.raises(UserError, match="use 'randaugment'"):
         build_transform(cfg, choices=["randaugment2"])
     cfg.INPUT.INTERPOLATION = "lanczos"
-    with pytest.raises(ValueError, match="bicubic"):
+    with pytest.raises(UserError, match="bicubic"):
         build_transform(cfg, choices=[])
 
 
@@ -324,7 +325,7 @@ def test_tensor_transforms():
 
 def test_samplers():
     items = [Datum(f"/{i}.png", label=i % 4, domain=i % 2) for i in range(16)]
-    with pytest.raises(ValueError, match="RandomSampler"):
+    with pytest.raises(UserError, match="RandomSampler"):
         build_sampler("Shuffled", data_source=items)
     assert list(build_sampler("SequentialSampler", data_source=items)) == list(range(16))
     assert sorted(build_sampler("RandomSampler", data_source=items)) == list(range(16))
@@ -341,7 +342,7 @@ def test_samplers():
 
     cls = list(build_sampler("RandomClassSampler", data_source=items, batch_size=4, n_ins=2))
     assert len(cls) == 16 and all(items[a].label == items[b].label for a, b in zip(cls[::2], cls[1::2]))
-    with pytest.raises(ValueError, match="N_DOMAIN"):
+    with pytest.raises(UserError, match="N_DOMAIN"):
         build_sampler("RandomDomainSampler", data_source=items, batch_size=3, n_domain=2)
 
 
@@ -410,7 +411,7 @@ def test_data_manager_options(data_cfg):
     assert batch["img0"].shape == (12, 3, 8, 8)
     assert next(iter(dm.test_loader))["img"].shape == (4, 3, 8, 8)  # one view at test time
 
-    with pytest.raises(ValueError, match="K_TRANSFORMS=2"):
+    with pytest.raises(UserError, match="K_TRANSFORMS=2"):
         build_data_loader(data_cfg, "RandomSampler", dm.dataset.train_x, batch_size=4, tfm=None)
     data_cfg.DATALOADER.K_TRANSFORMS = 1
     loader = build_data_loader(data_cfg, "RandomSampler", dm.dataset.train_x, batch_size=4, tfm=None)
@@ -418,7 +419,7 @@ def test_data_manager_options(data_cfg):
     data_cfg.DATALOADER.NUM_WORKERS = 1
     loader = build_data_loader(data_cfg, "SequentialSampler", dm.dataset.test, batch_size=4, is_train=False)
     assert loader.persistent_workers and loader.num_workers == 1 and not loader.drop_last
-    with pytest.raises(ValueError, match="training split .* is empty"):
+    with pytest.raises(UserError, match="training split .* is empty"):
         build_data_loader(data_cfg, "RandomSampler", [], batch_size=4)
 
 

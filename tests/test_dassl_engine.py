@@ -20,6 +20,7 @@ from dassl.evaluation import build_evaluator
 from dassl.metrics import compute_accuracy
 from dassl.optim import build_lr_scheduler, build_optimizer
 from dassl.utils import load_checkpoint, set_random_seed
+from dassl.utils.errors import UserError
 
 
 class NoisyPoints(Dataset):
@@ -206,7 +207,7 @@ def test_sigint_mid_epoch_saves_and_resume_is_exact(tmp_path, capsys, reference)
 def test_mid_epoch_resume_refuses_a_changed_loader(tmp_path, capsys):
     with pytest.raises(SystemExit):
         run(toy_cfg(tmp_path), hook=signal_at(1, 3, signal.SIGINT))
-    with pytest.raises(RuntimeError, match="stopped after batch 4 of epoch 2.*has 2 batches"):
+    with pytest.raises(UserError, match="stopped after batch 4 of epoch 2.*has 2 batches"):
         run(toy_cfg(tmp_path, DATALOADER__TRAIN_X__BATCH_SIZE=12))
 
 
@@ -237,13 +238,13 @@ def test_load_model_by_epoch_and_missing_file(tmp_path, capsys):
     fresh.load_model(str(tmp_path), epoch=1)
     assert_same_weights(weights(fresh), weights(trained))
     assert fresh.test(is_final=True) == trained.test()
-    with pytest.raises(FileNotFoundError, match=r"model-best\.pth\.tar.*model\.pth\.tar-1.*--load-epoch"):
+    with pytest.raises(UserError, match=r"model-best\.pth\.tar.*model\.pth\.tar-1.*--load-epoch"):
         fresh.load_model(str(tmp_path))
 
 
 def test_non_finite_loss_raises_clear_error(tmp_path):
     trainer = build_trainer(toy_cfg(tmp_path))
-    with pytest.raises(FloatingPointError, match="not finite.*OPTIM.LR"):
+    with pytest.raises(UserError, match="not finite.*OPTIM.LR"):
         trainer.model_backward_and_update(torch.tensor(float("nan"), requires_grad=True))
 
 
@@ -267,7 +268,7 @@ def test_build_trainer_errors_suggest_names(tmp_path):
     with pytest.raises(KeyError, match='Unknown trainer name "ToyTrainr". Did you mean "ToyTrainer"'):
         build_trainer(cfg)
     cfg.TRAINER.NAME = ""
-    with pytest.raises(ValueError, match="TRAINER.NAME is empty.*ToyTrainer"):
+    with pytest.raises(UserError, match="TRAINER.NAME is empty.*ToyTrainer"):
         build_trainer(cfg)
 
 
@@ -314,7 +315,7 @@ def test_classification_evaluator_output(tmp_path, capsys):
     assert cmat.shape == (3, 3) and cmat[2, 1] == 1.0 and cmat[0, 0] == 1.0
 
     evaluator.reset()
-    with pytest.raises(RuntimeError, match="no samples"):
+    with pytest.raises(UserError, match="no samples"):
         evaluator.evaluate()
 
 

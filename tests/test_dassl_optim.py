@@ -8,6 +8,7 @@ from torch import nn
 
 from dassl.config import get_cfg_default
 from dassl.optim import ConstantWarmupScheduler, build_lr_scheduler, build_optimizer
+from dassl.utils.errors import UserError
 
 LR = 0.002
 
@@ -69,11 +70,11 @@ def test_step_schedulers():
 
 def test_scheduler_errors():
     optimizer = build_optimizer(nn.Linear(2, 2), optim_cfg())
-    with pytest.raises(ValueError, match='Did you mean "cosine"'):
+    with pytest.raises(UserError, match='Did you mean "cosine"'):
         build_lr_scheduler(optimizer, optim_cfg(LR_SCHEDULER="cosin"))
-    with pytest.raises(TypeError, match="multi_step"):
+    with pytest.raises(UserError, match="multi_step"):
         build_lr_scheduler(optimizer, optim_cfg(LR_SCHEDULER="multi_step", STEPSIZE=3))
-    with pytest.raises(ValueError, match="WARMUP_TYPE"):
+    with pytest.raises(UserError, match="WARMUP_TYPE"):
         build_lr_scheduler(optimizer, optim_cfg(LR_SCHEDULER="cosine", WARMUP_EPOCH=1, WARMUP_TYPE="exp"))
 
 
@@ -113,7 +114,7 @@ def test_build_optimizer_settings():
     assert isinstance(build_optimizer(model, optim_cfg(NAME="adamw")), torch.optim.AdamW)
     rmsprop = build_optimizer(model, optim_cfg(NAME="rmsprop", RMSPROP_ALPHA=0.9))
     assert isinstance(rmsprop, torch.optim.RMSprop) and rmsprop.param_groups[0]["alpha"] == 0.9
-    with pytest.raises(ValueError, match='Did you mean "sgd".*Available: adam, adamw'):
+    with pytest.raises(UserError, match='Did you mean "sgd".*Available: adam, adamw'):
         build_optimizer(model, optim_cfg(NAME="sdg"))
 
 
@@ -127,5 +128,5 @@ def test_staged_lr_splits_children():
     assert new["params"][0] is model.head.weight and base["params"][0] is model.backbone.weight
     with pytest.raises(TypeError, match="nn.Module"):
         build_optimizer(list(model.parameters()), optim_cfg(STAGED_LR=True, NEW_LAYERS=("head",)))
-    with pytest.raises(ValueError, match="NEW_LAYERS is empty"):
+    with pytest.raises(UserError, match="NEW_LAYERS is empty"):
         build_optimizer(model, optim_cfg(STAGED_LR=True))

@@ -31,6 +31,7 @@ from dassl.utils import (
     setup_logger,
     write_json,
 )
+from dassl.utils.errors import UserError
 
 
 @pytest.fixture
@@ -86,10 +87,10 @@ def test_json_round_trip_and_errors(tmp_path):
     path = tmp_path / "a" / "b.json"
     write_json({"train": [["x.jpg", 0, "cat"]]}, str(path))
     assert read_json(str(path)) == {"train": [["x.jpg", 0, "cat"]]}
-    with pytest.raises(FileNotFoundError, match="missing.json"):
+    with pytest.raises(UserError, match="missing.json"):
         read_json(str(tmp_path / "missing.json"))
     (tmp_path / "bad.json").write_text("{not json")
-    with pytest.raises(ValueError, match="bad.json"):
+    with pytest.raises(UserError, match="bad.json"):
         read_json(str(tmp_path / "bad.json"))
 
 
@@ -97,10 +98,10 @@ def test_read_image_and_listdir(tmp_path):
     Image.new("L", (5, 4), color=128).save(tmp_path / "gray.png")
     img = read_image(str(tmp_path / "gray.png"))
     assert img.mode == "RGB" and img.size == (5, 4)
-    with pytest.raises(FileNotFoundError, match="nope.png"):
+    with pytest.raises(UserError, match="nope.png"):
         read_image(str(tmp_path / "nope.png"))
     (tmp_path / "broken.jpg").write_bytes(b"not an image")
-    with pytest.raises(OSError, match="broken.jpg"):
+    with pytest.raises(UserError, match="broken.jpg"):
         read_image(str(tmp_path / "broken.jpg"))
     (tmp_path / ".hidden").write_text("")
     mkdir_if_missing(str(tmp_path / "folder"))
@@ -127,10 +128,10 @@ def test_save_checkpoint_layout_and_weights_only_round_trip(tmp_path):
 
 
 def test_load_checkpoint_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="absent.pth"):
+    with pytest.raises(UserError, match="absent.pth"):
         load_checkpoint(str(tmp_path / "absent.pth"))
     (tmp_path / "text.pth").write_text("hello")
-    with pytest.raises(RuntimeError, match="truncated or not a PyTorch file"):
+    with pytest.raises(UserError, match="truncated or not a PyTorch file"):
         load_checkpoint(str(tmp_path / "text.pth"))
 
 
@@ -147,7 +148,7 @@ class _Payload:
 def test_load_checkpoint_refuses_code_execution(tmp_path):
     marker = str(tmp_path / "marker")
     torch.save({"state_dict": {}, "payload": _Payload(marker)}, tmp_path / "evil.pth")
-    with pytest.raises(RuntimeError, match="Refusing to load.*posix.mkdir"):
+    with pytest.raises(UserError, match="Refusing to load.*posix.mkdir"):
         load_checkpoint(str(tmp_path / "evil.pth"))
     assert not os.path.exists(marker)
 
@@ -186,7 +187,7 @@ def test_load_pretrained_weights_copies_matching_keys(tmp_path, capsys):
     assert not torch.equal(target[1].bias, source[1].bias[:2])
     assert "discarded" in capsys.readouterr().out
     torch.save({"other": torch.zeros(1)}, tmp_path / "none.pth")
-    with pytest.raises(ValueError, match="No weight .* matches"):
+    with pytest.raises(UserError, match="No weight .* matches"):
         load_pretrained_weights(target, str(tmp_path / "none.pth"))
 
 
@@ -214,7 +215,7 @@ def test_registry_register_alias_and_suggestions():
     assert registry.get("Pets") is OxfordPets and "OxfordPets" in registry and len(registry) == 2
     with pytest.raises(KeyError, match='Did you mean "OxfordPets"\\?'):
         registry.get("OxfordPet")
-    with pytest.raises(ValueError, match="Available: OxfordPets, Pets"):
+    with pytest.raises(UserError, match="Available: OxfordPets, Pets"):
         registry.get("Caltech101")
     with pytest.raises(KeyError, match="already registered"):
         registry.register(type("OxfordPets", (), {}))

@@ -14,6 +14,7 @@ import datasets
 from dassl.config import get_cfg_default
 from dassl.data.datasets import DATASET_REGISTRY, DatasetBase, Datum, build_dataset
 from dassl.utils import listdir_nohidden
+from dassl.utils.errors import UserError
 from datasets import splits
 from datasets.dtd import DescribableTextures
 from datasets.oxford_pets import OxfordPets
@@ -236,7 +237,7 @@ def test_image_folder_split_is_fixed_and_leaves_the_global_rng_alone(tmp_path):
 def test_image_folder_with_too_few_images_names_the_class(tmp_path):
     fake.folder_tree(tmp_path, ["cat"], per_class=6)
     fake.folder_tree(tmp_path, ["rare_bird"], per_class=3)
-    with pytest.raises(ValueError, match="'rare_bird' has only 3 image"):
+    with pytest.raises(UserError, match="'rare_bird' has only 3 image"):
         load(tmp_path, "ImageFolder")
 
 
@@ -298,7 +299,7 @@ def test_imagenet_a_r_cover_a_subset_of_classes(tmp_path, name):
 
 @pytest.mark.parametrize("name", ALL_NAMES)
 def test_missing_dataset_folder_names_the_layout(tmp_path, name):
-    with pytest.raises(FileNotFoundError) as err:
+    with pytest.raises(UserError) as err:
         load(tmp_path / "nowhere", name)
     message = str(err.value)
     assert "docs/DATASETS.md" in message and DATASET_REGISTRY.get(name).layout in message
@@ -315,7 +316,7 @@ def test_missing_images_are_reported_together(tmp_path, name):
     data = load(tmp_path, name)  # makes and saves the split
     for item in data.test[:3]:
         os.remove(item.impath)
-    with pytest.raises(FileNotFoundError, match=r"3 of \d+ image files are missing") as err:
+    with pytest.raises(UserError, match=r"3 of \d+ image files are missing") as err:
         load(tmp_path, name)
     assert data.test[0].impath in str(err.value)
 
@@ -330,6 +331,6 @@ def test_malformed_split_file_is_named(tmp_path, content, problem):
     fake.dtd(tmp_path)
     path = tmp_path / "dtd" / "split_zhou_DescribableTextures.json"
     path.write_text(content)
-    with pytest.raises(ValueError, match=problem) as err:
+    with pytest.raises(UserError, match=problem) as err:
         load(tmp_path, "DescribableTextures")
     assert str(path) in str(err.value)

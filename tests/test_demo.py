@@ -13,7 +13,7 @@ def test_demo_prints_the_base_to_novel_table(tmp_path):
     done = subprocess.run(["bash", "scripts/demo.sh", "1"], cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    rows = [line for line in done.stdout.splitlines() if line.startswith("| attribute_world |")]
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| AttributeWorld |")]
     assert [row.split("|")[2].strip() for row in rows] == ["ZeroshotCLIP", "CoOp", "CoOp_ATP"]
     for row in rows:
         base, novel, hm = (float(cell) for cell in row.split("|")[3:6])

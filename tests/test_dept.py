@@ -10,6 +10,8 @@ from tiny_clip import make_tiny_clip
 
 import train
 from clip.model import convert_weights
+from dassl.utils.errors import UserError
+from trainers.base import training_step
 from trainers.dept import DePTCLIP
 from trainers.prompting import PromptLearner
 
@@ -88,7 +90,7 @@ def test_loss_is_the_weighted_sum_of_both_losses(tmp_path, data_root, tiny_vit_p
     model = build(data_root, tmp_path, trainer, tiny_vit_path).model.train()
     perturb(model)
     image, labels = images(4), torch.tensor([0, 2, 1, 2])
-    loss, logits = model.loss(image, labels)
+    loss, logits = training_step(model, image, labels, "fp32", torch.device("cpu"))
     expected_logits, expected_loss = direct(model, image, labels)
     torch.testing.assert_close(logits, expected_logits)
     torch.testing.assert_close(loss, expected_loss)
@@ -132,7 +134,7 @@ def test_evaluation_encodes_the_text_once(tmp_path, data_root, tiny_vit_path):
 
 def test_training_outside_base_mode_is_refused(tmp_path, data_root, tiny_vit_path):
     trainer = build(data_root, tmp_path, "DePT_ATP", tiny_vit_path, subsample="all")
-    with pytest.raises(ValueError, match="set DATASET.SUBSAMPLE_CLASSES base"):
+    with pytest.raises(UserError, match="set DATASET.SUBSAMPLE_CLASSES base"):
         trainer.train()
 
 
@@ -208,7 +210,7 @@ def test_imagenet_head_keeps_the_rows_of_the_target_classes(tmp_path, data_root,
     assert torch.equal(trainer.model.linear_probe_proj.bias, state["linear_probe_proj.bias"][rows])
 
     plain = build(data_root, tmp_path / "b", "DePT_ATP", tiny_vit_path)  # a reader without imagenet_indices
-    with pytest.raises(ValueError, match=r"'linear_probe_proj.weight' has shape \[10, 32\] in the checkpoint"):
+    with pytest.raises(UserError, match=r"'linear_probe_proj.weight' has shape \[10, 32\] in the checkpoint"):
         plain.load_model(str(tmp_path / "ckpt"))
 
 
@@ -223,8 +225,7 @@ def test_bf16_forward(tmp_path, data_root, tiny_vit_path):
     assert logits.dtype == torch.float32 and torch.isfinite(logits).all()
     torch.testing.assert_close(logits, reference, atol=0.5, rtol=0.05)
     bf16.model.train()
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        loss, _ = bf16.model.loss(image, torch.tensor([0, 1]))
+    loss, _ = training_step(bf16.model, image, torch.tensor([0, 1]), "bf16", torch.device("cpu"))
     assert torch.isfinite(loss)
 
 
@@ -233,7 +234,7 @@ def test_fp16_head_in_half_film_in_fp32():
     convert_weights(clip_model)
     model = DePTCLIP(clip_model, PromptLearner(clip_model, ["dog", "sea_lion"], 2), base_mode=True)
     assert model.linear_probe_proj.weight.dtype == torch.float16 and model.film_lp_img.scale.dtype == torch.float32
-    loss, _ = model.train().loss(images(2), torch.tensor([0, 1]))
+    loss, _ = training_step(model.train(), images(2), torch.tensor([0, 1]), "fp16", torch.device("cpu"))
     loss.backward()
     assert torch.isfinite(loss) and model.film_lp_text.scale.grad.dtype == torch.float32
     with torch.no_grad():

@@ -102,4 +102,6 @@ def test_two_processes_stop_together_resume_and_match_one(tmp_path, tiny_vit_pat
     expected, got = prompts(single), prompts(multi)
     assert sorted(got) == ["ctx", "ctx_att1", "ctx_att2"]
     for key in expected:
-        assert torch.allclose(got[key], expected[key], rtol=1e-5, atol=1e-6), key
+        # Averaging two half-batch gradients rounds differently from one full batch: ~1e-6 after 20 epochs, where a
+        # wrong data shard or a missed gradient would differ by orders of magnitude more.
+        assert torch.allclose(got[key], expected[key], rtol=1e-5, atol=1e-5), key

@@ -12,8 +12,10 @@ import train
 from clip.model import convert_weights
 from clip.simple_tokenizer import SimpleTokenizer
 from dassl.utils import load_checkpoint
+from dassl.utils.errors import UserError
+from trainers.backbone import autocast
 from trainers.maple import MaPLeCLIP, MultiModalPromptLearner
-from trainers.prompting import PromptedCLIP, autocast
+from trainers.prompting import PromptedCLIP
 
 REPO = Path(__file__).resolve().parents[1]
 NAMES = ["golden retriever", "car side", "sea lion"]
@@ -114,7 +116,9 @@ def test_shallow_maple_is_a_prompted_clip(clip4):
     with torch.no_grad():
         maple_logits = MaPLeCLIP(clip4, learner)(image)
         text = PromptedCLIP(clip4, learner).text_features()
-        image_features = F.normalize(clip4.encode_image(image, prompt_tokens=learner.proj(learner.ctx)), dim=-1)
+        appended = learner.proj(learner.ctx)
+        image_features = clip4.encode_image(image, lambda x: torch.cat([x, appended.expand(len(x), -1, -1)], 1))
+        image_features = F.normalize(image_features, dim=-1)
     assert torch.allclose(maple_logits, clip4.logit_scale.exp() * image_features @ text.t(), atol=1e-5)
 
 
@@ -151,8 +155,8 @@ def test_visual_deep_prompts_equal_to_the_shallow_states_change_nothing(clip4):
     randomise(model)
     image, states = image_batch(1), {}
     with torch.no_grad():
-        shallow_ctx = learner.proj(learner.ctx)
-        shallow = F.normalize(clip4.visual(image, shallow_ctx, layer_hook=record(states, -1)), dim=-1)
+        insert, _ = learner.vision_prompts()
+        shallow = F.normalize(clip4.visual(image, insert, layer_hook=record(states, -1)), dim=-1)
         text = model.text_features()
         random_deep = model(image) / model.logit_scale.exp()
         for i, couple in enumerate(learner.compound_prompt_projections, start=1):
@@ -167,16 +171,16 @@ def test_vanilla_word_initialisation_keeps_the_remaining_words_fixed(clip4):
     learner = MultiModalPromptLearner(clip4, NAMES, n_ctx=2, depth=2, ctx_init="a photo of a")
     tok = SimpleTokenizer()
     assert learner.layout.token_ids[0, 1:6].tolist() == tok.encode("a photo of a golden")
-    assert learner.ctx_positions.tolist() == [1, 2]
+    assert learner.text_slots.positions.tolist() == [[1, 2]] * len(NAMES)
     assert torch.equal(learner.ctx, clip4.token_embedding.weight[tok.encode("a photo")])
 
 
 def test_unsupported_settings_are_explained(clip4):
-    with pytest.raises(ValueError, match="ResNet"):
+    with pytest.raises(UserError, match="ResNet"):
         MultiModalPromptLearner(make_tiny_clip("rn"), NAMES, n_ctx=2, depth=2)
-    with pytest.raises(ValueError, match="PROMPT_DEPTH is 5; it must be between 1 .* and 4"):
+    with pytest.raises(UserError, match="PROMPT_DEPTH is 5; it must be between 1 .* and 4"):
         MultiModalPromptLearner(clip4, NAMES, n_ctx=2, depth=5)
-    with pytest.raises(ValueError, match="N_CTX is 0"):
+    with pytest.raises(UserError, match="N_CTX is 0"):
         MultiModalPromptLearner(clip4, NAMES, n_ctx=0, depth=2)
 
 
@@ -332,5 +336,5 @@ def test_checkpoints_load_ours_and_the_originals(tmp_path, data_root, tiny_vit_p
 def test_a_checkpoint_of_another_depth_is_explained(tmp_path, data_root, tiny_vit_path):
     build(data_root, tmp_path / "a", "MaPLe", tiny_vit_path).save_model(0, str(tmp_path / "ckpt"))
     shallow = build(data_root, tmp_path / "b", "MaPLe", tiny_vit_path, "TRAINER.MAPLE.PROMPT_DEPTH", "1")
-    with pytest.raises(ValueError, match="prompt_depth: checkpoint 2, model 1"):
+    with pytest.raises(UserError, match="prompt_depth: checkpoint 2, model 1"):
         shallow.load_model(str(tmp_path / "ckpt"))

@@ -5,14 +5,13 @@ import torch
 from tiny_clip import make_tiny_clip
 
 import clip
+from dassl.utils.errors import UserError
 from trainers.config import get_cfg
+from trainers.layout import PromptLayout, attributes_from_cfg, tokenizer
 from trainers.prompting import (
     PromptedCLIP,
-    PromptLayout,
     PromptLearner,
     TextEncoder,
-    attributes_from_cfg,
-    tokenizer,
 )
 
 SOS, EOT, X, DOT = 49406, 49407, 343, 269
@@ -79,7 +78,7 @@ def test_single_token_compat_reproduces_original_corruption(tiny):
 
 
 def test_prompt_too_long_names_the_class():
-    with pytest.raises(ValueError, match="very long"):
+    with pytest.raises(UserError, match="very long"):
         PromptLayout(["ok", "very long " * 40], n_ctx=4, attributes=[("color", 4)])
 
 
@@ -165,7 +164,7 @@ def test_extra_state_records_the_layout(tiny):
     }
     assert "token_embeds" not in state
     other = PromptLearner(tiny, ["dog"], 2, [("size", 1), ("shape", 3)])
-    with pytest.raises(ValueError, match="attributes"):
+    with pytest.raises(UserError, match="attributes"):
         other.load_state_dict(state)
 
 
@@ -187,5 +186,5 @@ def test_attributes_from_cfg():
     many = make_cfg(*on, "TRAINER.ATPROMPT.ATTRIBUTES", "['a', 'b', 'c', 'd']", "TRAINER.ATPROMPT.N_ATTS", "[3]")
     assert attributes_from_cfg(many) == [("a", 3), ("b", 3), ("c", 3), ("d", 3)]
     assert attributes_from_cfg(make_cfg("DATASET.NAME", "Food101"), enabled=True)[0][0] == "flavor"
-    with pytest.raises(ValueError, match="no default"):
+    with pytest.raises(UserError, match="no default"):
         attributes_from_cfg(make_cfg(*on, "DATASET.NAME", "MyData"))

@@ -33,8 +33,10 @@ import train
 from dassl.data.datasets import Datum
 from dassl.data.datasets.fewshot_cache import load_fewshot_cache, save_fewshot_cache
 from dassl.utils import close_logger, load_checkpoint, save_checkpoint, write_json
+from dassl.utils.errors import UserError
 from trainers.base import PromptTrainer
-from trainers.prompting import PromptLayout
+from trainers.layout import PromptLayout
+from trainers.prompting import PromptedCLIP
 
 REPO = Path(__file__).resolve().parents[1]
 SECRET = "sk-reliability-SECRET-0123456789"
@@ -206,7 +208,7 @@ def out_of_memory(monkeypatch) -> None:
 
 
 def diverging_loss(monkeypatch) -> None:
-    monkeypatch.setattr(PromptTrainer, "compute_loss", lambda self, output, label: output.sum() * float("nan"))
+    monkeypatch.setattr(PromptedCLIP, "loss", lambda self, outputs, label: outputs["logits"].sum() * float("nan"))
 
 
 class Case(NamedTuple):
@@ -358,18 +360,18 @@ def test_command_line_errors_exit_2_without_traceback(tmp_path, tiny_vit_path):
 def test_bugs_keep_their_traceback_and_debug_shows_it(tmp_path, data_root, tiny_vit_path, monkeypatch, capsys):
     out = tmp_path / "out"
 
-    def shapes_bug(self, output, label):
+    def shapes_bug(self, outputs, label):
         return torch.zeros(2) @ torch.zeros(3)  # raised inside torch: a bug, not a bad input
 
-    monkeypatch.setattr(PromptTrainer, "compute_loss", shapes_bug)
+    monkeypatch.setattr(PromptedCLIP, "loss", shapes_bug)
     with pytest.raises(RuntimeError, match="size mismatch|inconsistent"):
         train.main(cli(data_root, out, tiny_vit_path))
     assert not out.exists()  # a failed start leaves nothing, bug or not
 
-    with pytest.raises(ValueError, match="unknown config key"):
+    with pytest.raises(UserError, match="unknown config key"):
         train.main(cli(data_root, out, tiny_vit_path, "OPTIM.NOPE", "1", flags=["--debug"]))
     monkeypatch.setenv(train.DEBUG_ENV, "1")
-    with pytest.raises(FileNotFoundError, match="folder not found"):
+    with pytest.raises(UserError, match="folder not found"):
         train.main(cli(tmp_path / "nowhere", out, tiny_vit_path))
 
 
@@ -572,7 +574,7 @@ def test_checkpoints_load_with_weights_only(tmp_path, monkeypatch):
 
     marker = tmp_path / "executed"
     torch.save({"state_dict": {}, "payload": Exploit(marker)}, tmp_path / "evil.pth")
-    with pytest.raises(RuntimeError, match="Refusing to load"):
+    with pytest.raises(UserError, match="Refusing to load"):
         load_checkpoint(str(tmp_path / "evil.pth"))
     assert not marker.exists()
 
@@ -592,5 +594,5 @@ def test_api_keys_are_never_printed(tmp_path, monkeypatch, capsys):
 
 
 def test_prompt_layout_names_a_class_that_does_not_fit():
-    with pytest.raises(ValueError, match=r"the prompt for class 'a( a)+' needs \d+ tokens, more than CLIP's context"):
+    with pytest.raises(UserError, match=r"the prompt for class 'a( a)+' needs \d+ tokens, more than CLIP's context"):
         PromptLayout(["cat", "a" + " a" * 80], n_ctx=4)

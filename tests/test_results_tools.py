@@ -269,7 +269,7 @@ def test_markdown_output_marks_gaps_and_shows_paper(output, capsys):
     assert "| Average | CoOp | 76.50* | 52.00* |" in text
     assert f"| Caltech101 | CoOp | 82.00 | 62.00 | {hm(82, 62):.2f} | 1, 2, 3 |" in text
     assert f"| DTD | CoOp_ATP | 75.50* | 51.00 | {hm(75.5, 51):.2f}* |" in text
-    assert "| attribute_world | CoOp_ATP | 90.00 | 70.00 |" in text
+    assert "| AttributeWorld | CoOp_ATP | 90.00 | 70.00 |" in text
     assert "| CoOp_ATP |" in text and "74.65" in text and "82.68" in text
     assert "- WARNING: CoOp_ATP on DTD, base classes: missing seed(s) 3" in text
 

@@ -34,29 +34,24 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from yacs.config import CfgNode  # noqa: E402
+
 from clip.model import CLIP, VisionTransformer, convert_weights  # noqa: E402
 from dassl.optim import build_optimizer  # noqa: E402
+from datasets import catalog  # noqa: E402
 from trainers.attribute_search import AttributeSearch  # noqa: E402
-from trainers.base import PromptTrainer  # noqa: E402
-from trainers.cocoop import CoCoOp, CoCoOpCLIP  # noqa: E402
+from trainers.backbone import autocast, resolve_precision  # noqa: E402
+from trainers.base import PromptTrainer, optimizer_step, training_step  # noqa: E402
+from trainers.cocoop import CoCoOp  # noqa: E402
 from trainers.config import get_cfg  # noqa: E402
 from trainers.coop import CoOp  # noqa: E402
-from trainers.dept import DePT, DePTCLIP  # noqa: E402
+from trainers.dept import DePT  # noqa: E402
+from trainers.layout import CONTEXT_LENGTH, PromptLayout, tokenizer  # noqa: E402
 from trainers.maple import MaPLe  # noqa: E402
-from trainers.prompting import (  # noqa: E402
-    ATTRIBUTE_BASES,
-    CONTEXT_LENGTH,
-    PromptLayout,
-    TextEncoder,
-    autocast,
-    resolve_precision,
-    tokenizer,
-)
 
 _TEXT = dict(context_length=77, vocab_size=49408, transformer_width=512, transformer_heads=8, transformer_layers=12)
 # Constructor arguments of clip.model.CLIP for the OpenAI models (the values build_model infers from their weights).
@@ -110,30 +105,6 @@ def random_classnames(n: int, seed: int) -> list[str]:
     while len(names) < n:
         names.add(" ".join(rng.sample(words, rng.randint(1, 5))))
     return sorted(names)
-
-
-class FullContext(nn.Module):
-    """A text encoder run over the whole context, as the original ran it: prompts are zero-padded to 77 tokens.
-
-    The padding comes after every prompt's EOT token, which a causal encoder pooled at EOT never lets through, so
-    only the cost changes: this is the plain computation that truncation must agree with.
-    """
-
-    def __init__(self, encoder: TextEncoder) -> None:
-        super().__init__()
-        self.encoder = encoder
-        self.positional_embedding = encoder.positional_embedding  # read by callers that pad by themselves
-
-    def forward(self, prompts: torch.Tensor, eot: torch.Tensor, layer_hook=None) -> torch.Tensor:
-        context = self.positional_embedding.shape[0]
-        return self.encoder(F.pad(prompts, (0, 0, 0, context - prompts.shape[-2])), eot, layer_hook=layer_hook)
-
-
-def make_plain(model: nn.Module) -> nn.Module:
-    """Switch a prompted CLIP to the plain computation: full context, no text-feature cache."""
-    model.text_encoder = FullContext(model.text_encoder)
-    model.cache_text = False
-    return model
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -242,42 +213,32 @@ class Bench:
     model: nn.Module
 
 
-def build(case: Case, s: Setup, fast: bool) -> tuple[nn.Module, PromptTrainer]:
-    """The case's model through its trainer's own `build_custom_clip` (a trainer object without data or loop)."""
-    trainer = case.trainer.__new__(case.trainer)
-    trainer.cfg = s.cfg(case.options + (() if fast else case.plain_options))
+def build(case: Case, s: Setup, fast: bool) -> tuple[nn.Module, CfgNode]:
+    """The case's model, built by its trainer's own `build_custom_clip` and frozen by its `is_trainable`."""
+    cfg = s.cfg(case.options + (() if fast else case.plain_options))
     with torch.random.fork_rng(devices=[]), contextlib.redirect_stdout(io.StringIO()):
         torch.manual_seed(s.seed)  # both paths start from the same parameters
-        model = trainer.build_custom_clip(s.clip, s.classnames, s.attributes)
+        model = case.trainer.build_custom_clip(cfg, s.clip, s.classnames, s.attributes)
     for name, param in model.named_parameters():
-        param.requires_grad_(trainer.is_trainable(name))
-    model.to(s.device)
-    return (model if fast else make_plain(model)), trainer
+        param.requires_grad_(case.trainer.is_trainable(cfg, name))
+    model.to(s.device).use_plain_computation(not fast)
+    return model, cfg
 
 
-def logits_of(model: nn.Module, images: torch.Tensor, fast: bool) -> torch.Tensor:
-    if isinstance(model, CoCoOpCLIP):
-        return model(images, per_image_loop=not fast)
-    return model(images)
+def trainable(model: nn.Module) -> list[nn.Parameter]:
+    return [p for p in model.parameters() if p.requires_grad]
 
 
 def train_bench(case: Case, s: Setup, fast: bool) -> Bench:
-    """forward + loss + backward + SGD step on one batch, as the trainer's `forward_backward` does."""
-    model, trainer = build(case, s, fast)
-    optim = build_optimizer([p for p in model.parameters() if p.requires_grad], trainer.cfg.OPTIM)
+    """One training step of the trainers (`training_step`, then `optimizer_step` with SGD) on one batch."""
+    model, cfg = build(case, s, fast)
+    optim = build_optimizer(trainable(model), cfg.OPTIM)
     batch = case.batch or s.batch
     images, labels = s.images(batch), s.labels(batch)
 
     def step() -> torch.Tensor:
-        with autocast(s.prec, s.device):
-            if isinstance(model, DePTCLIP):  # similarity and head losses together
-                loss, logits = model.loss(images, labels)
-            else:
-                logits = logits_of(model, images, fast)
-                loss = F.cross_entropy(logits, labels)
-        optim.zero_grad()
-        loss.backward()
-        optim.step()
+        loss, logits = training_step(model, images, labels, s.prec, s.device)
+        optimizer_step(loss, [optim])
         return logits.detach().float()
 
     return Bench(step, batch, model)
@@ -286,16 +247,16 @@ def train_bench(case: Case, s: Setup, fast: bool) -> Bench:
 def eval_bench(case: Case, s: Setup, fast: bool) -> Bench:
     """One test pass of `eval_batches` batches without gradients, as the trainer's `model_inference` runs them."""
     model, _ = build(case, s, fast)
-    trainable = [p for p in model.parameters() if p.requires_grad]
+    params = trainable(model)
     batch, passes = case.batch or s.batch, case.eval_batches or s.eval_batches
     images = s.images(batch)
 
     def step() -> torch.Tensor:
         with torch.no_grad():
-            for p in trainable:  # an in-place no-op marks the prompts as changed, so each pass starts without
+            for p in params:  # an in-place no-op marks the prompts as changed, so each pass starts without
                 p.add_(0)  # cached text features, as a test after training does
             with autocast(s.prec, s.device):
-                logits = [logits_of(model, images, fast).float() for _ in range(passes)]
+                logits = [model(images).float() for _ in range(passes)]
         return logits[0]
 
     return Bench(step, batch * passes, model)
@@ -303,10 +264,10 @@ def eval_bench(case: Case, s: Setup, fast: bool) -> Bench:
 
 def search_bench(case: Case, s: Setup, fast: bool) -> Bench:
     """The search's two-phase step, as `AttributeSearch.forward_backward`: SGD on the prompts (train batch), then
-    Adam on alpha (validation batch). The plain path encodes each candidate on its own over the full context."""
-    model, trainer = build(case, s, fast)
-    opts = trainer.cfg.TRAINER.ATTRIBUTE_SEARCH
-    optim = build_optimizer([p for p in model.parameters() if p.requires_grad], trainer.cfg.OPTIM)
+    Adam on alpha (validation batch)."""
+    model, cfg = build(case, s, fast)
+    opts = cfg.TRAINER.ATTRIBUTE_SEARCH
+    optim = build_optimizer(trainable(model), cfg.OPTIM)
     alpha = model.prompt_learner.alpha.requires_grad_(True)
     alpha_optim = torch.optim.Adam([alpha], lr=opts.ALPHA_LR, betas=tuple(opts.ALPHA_BETAS))
     batch = case.batch or s.batch
@@ -314,19 +275,10 @@ def search_bench(case: Case, s: Setup, fast: bool) -> Bench:
     val_images, val_labels = s.images(batch, stream=1), s.labels(batch, stream=1)
 
     def step() -> torch.Tensor:
-        with autocast(s.prec, s.device):
-            logits = model.mix(model.image_features(images), model.text_features(batched=fast))
-        loss = F.cross_entropy(logits, labels)
-        optim.zero_grad()
-        loss.backward()
-        optim.step()
-        with torch.no_grad(), autocast(s.prec, s.device):
-            image_features = model.image_features(val_images)
-            text_features = model.text_features(batched=fast)
-        val_loss = F.cross_entropy(model.mix(image_features, text_features), val_labels)
-        alpha_optim.zero_grad()
-        val_loss.backward()
-        alpha_optim.step()
+        loss, logits = training_step(model, images, labels, s.prec, s.device)
+        optimizer_step(loss, [optim])
+        val_loss, _ = model.alpha_loss(val_images, val_labels, s.prec)
+        optimizer_step(val_loss, [alpha_optim])
         return logits.detach().float()
 
     return Bench(step, batch, model)
@@ -482,7 +434,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
             print(f"Skipping {', '.join(skipped)}: MaPLe needs a ViT image encoder, {args.arch} is a ResNet")
         cases = [c for c in cases if not c.needs_vit]
     print(f"CLIP {args.arch} (random weights) on {device}, {prec}; batch {args.batch}; attributes {attributes}, "
-          f"{args.n_ctx} context tokens; search: {len(ATTRIBUTE_BASES[SEARCH_DATASET])} bases, {SEARCH_N_CTX}+"
+          f"{args.n_ctx} context tokens; search: {len(catalog.by_name(SEARCH_DATASET).bases)} bases, {SEARCH_N_CTX}+"
           f"{SEARCH_N_CTX} tokens; {args.warmup} warm-up + {args.iters} timed steps per path", flush=True)
     rows = []
     for n_cls in args.classes:

@@ -25,32 +25,14 @@ from pathlib import Path
 
 import numpy as np
 
-# Folder name -> display name, in the order of the paper's base-to-novel table.
-PAPER_DATASETS = {
-    "imagenet": "ImageNet",
-    "caltech101": "Caltech101",
-    "oxford_pets": "OxfordPets",
-    "stanford_cars": "StanfordCars",
-    "oxford_flowers": "OxfordFlowers",
-    "food101": "Food101",
-    "fgvc_aircraft": "FGVCAircraft",
-    "sun397": "SUN397",
-    "dtd": "DTD",
-    "eurosat": "EuroSAT",
-    "ucf101": "UCF101",
-}
-DG_DATASETS = {
-    "imagenetv2": "ImageNetV2",
-    "imagenet_sketch": "ImageNet-Sketch",
-    "imagenet_a": "ImageNet-A",
-    "imagenet_r": "ImageNet-R",
-}
-XD_SOURCE = "imagenet"
+from dassl.utils.errors import UserError
+from datasets import catalog
+
+# Folder key -> display label, in the order of the paper's tables (datasets/catalog.py).
+PAPER_DATASETS = {info.key: info.display for info in catalog.by_role("benchmark")}
+DG_DATASETS = {info.key: info.display for info in catalog.by_role("variant")}
+XD_SOURCE = catalog.XD_SOURCE
 XD_TARGETS = [key for key in PAPER_DATASETS if key != XD_SOURCE]
-# Registered dataset names (DATASET.NAME) also name their folder, so map them onto the folder keys.
-_ALIASES = {display.lower(): key for key, display in {**PAPER_DATASETS, **DG_DATASETS}.items()}
-_ALIASES.update({"describabletextures": "dtd", "imagenetsketch": "imagenet_sketch", "imageneta": "imagenet_a",
-                 "imagenetr": "imagenet_r", "flowers102": "oxford_flowers"})
 
 METHOD_ORDER = ["ZeroshotCLIP", "CoOp", "CoOp_ATP", "CoCoOp", "CoCoOp_ATP", "MaPLe", "MaPLe_ATP", "DePT", "DePT_ATP"]
 # Base / novel / HM averaged over the 11 datasets, as reported by the paper's README.
@@ -75,7 +57,7 @@ _RESULT_START = "=> result"
 _FINISH = "Finish training"
 
 
-class ResultsError(ValueError):
+class ResultsError(UserError):
     """A user-facing problem with the output tree or the options; the message says how to fix it."""
 
 
@@ -166,11 +148,13 @@ def read_run(run_dir: Path, mode: str = "auto", keyword: str = "accuracy") -> Lo
 
 def dataset_key(name: str) -> str:
     """Folder key of a dataset name, accepting registered names (``DescribableTextures``) as well."""
-    return _ALIASES.get(name.lower(), name)
+    info = catalog.lookup(name)
+    return info.key if info else name
 
 
 def display_name(key: str) -> str:
-    return PAPER_DATASETS.get(key) or DG_DATASETS.get(key) or key
+    info = catalog.lookup(key)
+    return info.display if info else key
 
 
 def dataset_order(key: str) -> tuple[int, str]:

@@ -6,7 +6,7 @@ DARTS: an SGD step on the prompts (train batch), then an Adam step on `alpha` (v
 the whole validation set). The candidate with the highest confidence softmax(alpha) at the end is the result.
 
 All candidates' prompts go through the text encoder in one batched call, chunked (with activation
-checkpointing) when they would not fit in memory at once; `text_features(batched=False)` is the plain
+checkpointing) when they would not fit in memory at once; `use_plain_computation()` restores the plain
 one-call-per-candidate computation it must agree with.
 """
 
@@ -25,8 +25,11 @@ from dassl.engine import TRAINER_REGISTRY
 from dassl.engine.distributed import is_main_process
 from dassl.metrics import compute_accuracy
 from dassl.utils import atomic_write, write_json
-from trainers.base import PromptTrainer
-from trainers.prompting import ATTRIBUTE_BASES, PromptedCLIP, PromptLearner, autocast
+from dassl.utils.errors import UserError
+from datasets import catalog
+from trainers.backbone import autocast
+from trainers.base import PromptTrainer, optimizer_step, training_step
+from trainers.prompting import PromptedCLIP, PromptLearner
 
 RESULT_FILE = "attribute_search.json"
 PLOT_FILE = "attribute_search.png"
@@ -43,16 +46,17 @@ def search_bases(cfg) -> list[str]:
     """TRAINER.ATTRIBUTE_SEARCH.BASES, else the paper's bases for DATASET.NAME."""
     bases = [str(w) for w in cfg.TRAINER.ATTRIBUTE_SEARCH.BASES]
     if not bases:
-        name = cfg.DATASET.NAME
-        if name not in ATTRIBUTE_BASES:
-            raise ValueError(
-                f"dataset '{name}' has no attribute bases from the paper; give them with "
+        info = catalog.by_name(cfg.DATASET.NAME)
+        if info is None or not info.bases:
+            known = [i.name for i in catalog.DATASETS if i.bases]
+            raise UserError(
+                f"dataset '{cfg.DATASET.NAME}' has no attribute bases from the paper; give them with "
                 f"TRAINER.ATTRIBUTE_SEARCH.BASES \"['w1', 'w2', ...]\" (gpt_query.py proposes some; defaults exist "
-                f"for: {', '.join(sorted(ATTRIBUTE_BASES))})"
+                f"for: {', '.join(known)})"
             )
-        bases = list(ATTRIBUTE_BASES[name])
+        bases = list(info.bases)
     if len(set(bases)) != len(bases):
-        raise ValueError(f"TRAINER.ATTRIBUTE_SEARCH.BASES has repeated words: {bases}")
+        raise UserError(f"TRAINER.ATTRIBUTE_SEARCH.BASES has repeated words: {bases}")
     return bases
 
 
@@ -64,7 +68,7 @@ def candidate_subsets(bases: Sequence[str], min_size: int = 1, max_size: int = -
     n = len(bases)
     top = n if max_size == -1 else max_size
     if not 1 <= min_size <= top <= n:
-        raise ValueError(
+        raise UserError(
             f"TRAINER.ATTRIBUTE_SEARCH.MIN_SIZE {min_size} / MAX_SIZE {max_size} do not fit {n} bases: "
             f"need 1 <= MIN_SIZE <= MAX_SIZE <= {n} (MAX_SIZE -1 = {n})"
         )
@@ -119,7 +123,7 @@ class CandidatePrompts(nn.Module):
     def set_extra_state(self, state: dict) -> None:
         saved = [tuple(c) for c in state.get("candidates", self.candidates)]
         if saved != self.candidates:
-            raise ValueError(
+            raise UserError(
                 f"the checkpoint searched {len(saved)} candidates {saved[:3]}... but this run has "
                 f"{len(self.candidates)} {self.candidates[:3]}...: use the same TRAINER.ATTRIBUTE_SEARCH.BASES / "
                 "MIN_SIZE / MAX_SIZE, or another output folder"
@@ -134,16 +138,21 @@ class AttributeSearchCLIP(PromptedCLIP):
 
     prompt_learner: CandidatePrompts
 
+    per_candidate = False
+
     def __init__(self, clip_model: nn.Module, prompts: CandidatePrompts, chunk_size: int = 0) -> None:
         super().__init__(clip_model, prompts)
         self.chunk_size = chunk_size
         self._token_budget: int | None = None
 
-    def text_features(self, batched: bool = True) -> torch.Tensor:
-        """Normalised text features [G, n_cls, E] of every candidate (cached in evaluation when batched)."""
-        return super().text_features() if batched else self._encode_per_candidate()
+    def use_plain_computation(self, plain: bool = True) -> AttributeSearchCLIP:
+        self.per_candidate = plain
+        return super().use_plain_computation(plain)
 
     def _encode_text(self) -> torch.Tensor:
+        """Normalised text features [G, n_cls, E] of every candidate."""
+        if self.per_candidate:
+            return self._encode_per_candidate()
         prompts, eot = self.prompt_learner(), self.prompt_learner.eot
         groups, memory_bound = self._groups()
         features = torch.cat([self._encode_chunk(prompts[rows, :length], eot[rows], memory_bound)
@@ -192,13 +201,8 @@ class AttributeSearchCLIP(PromptedCLIP):
         return self._token_budget
 
     def _encode_per_candidate(self) -> torch.Tensor:
-        """The plain computation: one text-encoder call per candidate over the full context."""
-        context = self.text_encoder.positional_embedding.shape[0]
-        features = []
-        for learner in self.prompt_learner.learners:
-            prompts = learner()
-            prompts = F.pad(prompts, (0, 0, 0, context - prompts.shape[-2]))
-            features.append(self.text_encoder(prompts, learner.eot))
+        """The plain computation: one text-encoder call per candidate."""
+        features = [self.text_encoder(learner(), learner.eot) for learner in self.prompt_learner.learners]
         return F.normalize(torch.stack(features), dim=-1)
 
     def image_features(self, image: torch.Tensor) -> torch.Tensor:
@@ -214,6 +218,14 @@ class AttributeSearchCLIP(PromptedCLIP):
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return self.mix(self.image_features(image), self.text_features())
 
+    def alpha_loss(self, image: torch.Tensor, label: torch.Tensor, prec: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """The validation loss of a batch as a function of alpha alone (the prompts held fixed), and its logits."""
+        with torch.no_grad(), autocast(prec, image.device):
+            image_features = self.image_features(image)
+            text_features = self.text_features()
+        logits = self.mix(image_features, text_features)
+        return F.cross_entropy(logits, label), logits
+
 
 # --------------------------------------------------------------------------------------------------------------
 # Trainer
@@ -225,28 +237,29 @@ class AttributeSearch(PromptTrainer):
     PREC_NODE = "ATTRIBUTE_SEARCH"
     USE_ATPROMPT = False  # the candidates come from the bases, not from TRAINER.ATPROMPT
 
-    def build_custom_clip(self, clip_model, classnames, attributes):
-        cfg = self.cfg
+    @classmethod
+    def build_custom_clip(cls, cfg, clip_model, classnames, attributes):
         opts = cfg.TRAINER.ATTRIBUTE_SEARCH
         bases = search_bases(cfg)
-        self.candidates = candidate_subsets(bases, opts.MIN_SIZE, opts.MAX_SIZE)
-        sizes = sorted({len(c) for c in self.candidates})
-        print(f"Attribute bases: {', '.join(bases)}; {len(self.candidates)} candidate subsets of size "
+        candidates = candidate_subsets(bases, opts.MIN_SIZE, opts.MAX_SIZE)
+        sizes = sorted({len(c) for c in candidates})
+        print(f"Attribute bases: {', '.join(bases)}; {len(candidates)} candidate subsets of size "
               f"{sizes[0]}-{sizes[-1]}")
         if cfg.TRAINER.COOP.CTX_INIT:
             print("Note: CTX_INIT is ignored by the attribute search (the context is randomly initialised)")
         prompts = CandidatePrompts(
-            clip_model, classnames, self.candidates, n_ctx=cfg.TRAINER.COOP.N_CTX, n_att=cfg.TRAINER.ATPROMPT.N_ATT1,
+            clip_model, classnames, candidates, n_ctx=cfg.TRAINER.COOP.N_CTX, n_att=cfg.TRAINER.ATPROMPT.N_ATT1,
             csc=cfg.TRAINER.COOP.CSC, class_position=cfg.TRAINER.COOP.CLASS_TOKEN_POSITION,
         )
         return AttributeSearchCLIP(clip_model, prompts, chunk_size=opts.CHUNK_SIZE)
 
-    def is_trainable(self, name: str) -> bool:
+    @classmethod
+    def is_trainable(cls, cfg, name: str) -> bool:
         return name.startswith("prompt_learner.learners.")  # alpha has its own optimiser
 
     def build_model(self) -> None:
         if self.val_loader is None:
-            raise ValueError(
+            raise UserError(
                 f"the attribute search learns alpha on the validation split, and {self.cfg.DATASET.NAME} has none "
                 "here; use a dataset with a val split"
             )
@@ -263,23 +276,20 @@ class AttributeSearch(PromptTrainer):
         self._val_batches = 0  # validation batches drawn so far; a resumed run continues at the same one
 
     # -- the alternating optimisation ----------------------------------------------------------------------------
+    @property
+    def candidates(self) -> list[tuple[str, ...]]:
+        return self.model.prompt_learner.candidates
+
     def forward_backward(self, batch: dict) -> dict:
         image, label = self.parse_batch_train(batch)
-        with autocast(self.prec, self.device):
-            output = self.model(image)
-        loss = F.cross_entropy(output, label)
-        self._prompt_step(loss)
+        loss, output = training_step(self.model, image, label, self.prec, self.device)
+        self.detect_anomaly(loss)
+        optimizer_step(loss, [self.optim], self.scaler)  # the prompts only: alpha's gradient here is discarded
 
         val_image, val_label = self.next_val_batch()
-        with torch.no_grad(), autocast(self.prec, self.device):
-            image_features = self.model.image_features(val_image)
-            text_features = self.model.text_features()
-        val_output = self.model.mix(image_features, text_features)  # differentiable in alpha only
-        val_loss = F.cross_entropy(val_output, val_label)
+        val_loss, val_output = self.model.alpha_loss(val_image, val_label, self.prec)
         self.detect_anomaly(val_loss)
-        self.alpha_optim.zero_grad()
-        val_loss.backward()
-        self.alpha_optim.step()
+        optimizer_step(val_loss, [self.alpha_optim])
 
         if (self.batch_idx + 1) == self.num_batches:
             self.update_lr()
@@ -289,18 +299,6 @@ class AttributeSearch(PromptTrainer):
             "loss_val": val_loss.item(),
             "acc_val": compute_accuracy(val_output, val_label)[0].item(),
         }
-
-    def _prompt_step(self, loss: torch.Tensor) -> None:
-        """SGD on the prompts only (alpha's gradient from this loss is discarded before the alpha step)."""
-        self.optim.zero_grad()
-        self.detect_anomaly(loss)
-        if self.scaler is None:
-            loss.backward()
-            self.optim.step()
-            return
-        self.scaler.scale(loss).backward()
-        self.scaler.step(self.optim)
-        self.scaler.update()
 
     def next_val_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The next validation batch, starting over when the validation set is exhausted."""

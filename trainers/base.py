@@ -2,8 +2,9 @@
 
 It owns what the original copied into each trainer: loading CLIP at the configured precision, freezing it,
 the optimiser over the trainable parameters, the training step (plain, amp with a grad scaler, or bf16 autocast),
-evaluation, and loading checkpoints (the original's included). A method's trainer only says how its model is
-built (`build_custom_clip`) and, where it differs, how its loss is computed.
+evaluation, and loading checkpoints (the original's included). A method only says how its model is built
+(`build_custom_clip`) and which of its parameters learn (`is_trainable`); the model says how a batch becomes a loss
+(`forward_train`, `loss`), so `training_step` and `optimizer_step` serve every method, here and in the benchmark.
 """
 
 from __future__ import annotations
@@ -13,22 +14,42 @@ import re
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from dassl.engine import TrainerX
 from dassl.metrics import compute_accuracy
 from dassl.optim import build_lr_scheduler, build_optimizer
 from dassl.utils import load_checkpoint
-from trainers.prompting import (
-    PRECISIONS,
-    attributes_from_cfg,
-    autocast,
-    load_clip,
-    resolve_precision,
-)
+from dassl.utils.errors import UserError
+from trainers.backbone import PRECISIONS, autocast, load_clip_at, resolve_precision
+from trainers.layout import attributes_from_cfg
 
 # Fixed-token buffers the original saved; they depend on the class names, so they are always rebuilt.
 FIXED_TOKEN_KEY = re.compile(r"(^|\.)(token_prefix|token_suffix|token_middle\d*|token_embeds|gather_idx|eot)$")
+
+
+def training_step(model: nn.Module, image: torch.Tensor, label: torch.Tensor, prec: str,
+                  device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The loss of one batch and the logits it scores, at precision `prec`: the forward half of every method's step."""
+    with autocast(prec, device):
+        outputs = model.forward_train(image)
+        loss = model.loss(outputs, label)
+    return loss, outputs["logits"]
+
+
+def optimizer_step(loss: torch.Tensor, optimizers: list[torch.optim.Optimizer],
+                   scaler: torch.amp.GradScaler | None = None) -> None:
+    """The backward half: zero the gradients, backpropagate (scaled under amp) and step every optimiser."""
+    for optim in optimizers:
+        optim.zero_grad()
+    if scaler is None:
+        loss.backward()
+        for optim in optimizers:
+            optim.step()
+        return
+    scaler.scale(loss).backward()
+    for optim in optimizers:
+        scaler.step(optim)
+    scaler.update()
 
 
 class PromptTrainer(TrainerX):
@@ -43,12 +64,16 @@ class PromptTrainer(TrainerX):
     def check_cfg(self, cfg) -> None:
         prec = cfg.TRAINER[self.PREC_NODE].PREC
         if prec not in PRECISIONS:
-            raise ValueError(f"TRAINER.{self.PREC_NODE}.PREC must be one of {', '.join(PRECISIONS)}, got '{prec}'")
+            raise UserError(f"TRAINER.{self.PREC_NODE}.PREC must be one of {', '.join(PRECISIONS)}, got '{prec}'")
 
-    def build_custom_clip(self, clip_model: nn.Module, classnames: list[str], attributes: list[tuple[str, int]]):
+    @classmethod
+    def build_custom_clip(cls, cfg, clip_model: nn.Module, classnames: list[str],
+                          attributes: list[tuple[str, int]]) -> nn.Module:
+        """The method's model around the frozen `clip_model` (a `PromptedCLIP`) for these classes and attributes."""
         raise NotImplementedError
 
-    def is_trainable(self, name: str) -> bool:
+    @classmethod
+    def is_trainable(cls, cfg, name: str) -> bool:
         """Which parameters of the model learn (by name); CLIP itself stays frozen."""
         return "prompt_learner" in name
 
@@ -56,28 +81,19 @@ class PromptTrainer(TrainerX):
         cfg = self.cfg
         self.prec = resolve_precision(cfg.TRAINER[self.PREC_NODE].PREC, self.device)
         print(f"Loading CLIP (backbone: {cfg.MODEL.BACKBONE.NAME})")
-        clip_model = load_clip(cfg)
-        resolution = clip_model.visual.input_resolution
-        if cfg.INPUT.SIZE[0] != resolution:
-            raise ValueError(
-                f"INPUT.SIZE is {tuple(cfg.INPUT.SIZE)} but {cfg.MODEL.BACKBONE.NAME} takes {resolution}x{resolution} "
-                f"images: set INPUT.SIZE \"({resolution}, {resolution})\""
-            )
-        if self.prec != "fp16":
-            clip_model.float()
-        self.clip_model = clip_model
+        self.clip_model = clip_model = load_clip_at(cfg, self.prec)
         self.attributes = attributes_from_cfg(cfg, self.USE_ATPROMPT)
         if self.attributes:
             blocks = [f"{w} ({n} soft token{'s' * (n != 1)})" for w, n in self.attributes]
             print("ATPrompt attributes: " + ", ".join(blocks))
         print("Building custom CLIP")
-        self.model = self.build_custom_clip(clip_model, self.dm.dataset.classnames, self.attributes)
+        self.model = self.build_custom_clip(cfg, clip_model, self.dm.dataset.classnames, self.attributes)
         self._freeze_and_register()
 
     def _freeze_and_register(self) -> None:
         trainable = []
         for name, param in self.model.named_parameters():
-            param.requires_grad_(self.is_trainable(name))
+            param.requires_grad_(self.is_trainable(self.cfg, name))
             if param.requires_grad:
                 trainable.append(name)
         print(f"Parameters to be updated: {sorted(trainable)}")
@@ -94,33 +110,21 @@ class PromptTrainer(TrainerX):
         self.scaler = torch.amp.GradScaler(self.device.type) if self.prec == "amp" else None
 
     # -- training and inference ----------------------------------------------------------------------------------
-    def compute_loss(self, output: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(output, label)
-
     def parse_batch_train(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         return batch["img"].to(self.device), batch["label"].to(self.device)
 
     def forward_backward(self, batch: dict) -> dict:
         image, label = self.parse_batch_train(batch)
-        with autocast(self.prec, self.device):
-            output = self.model(image)
-            loss = self.compute_loss(output, label)
+        loss, logits = training_step(self.model, image, label, self.prec, self.device)
         self.backward_and_update(loss)
-        summary = {"loss": loss.item(), "acc": compute_accuracy(output, label)[0].item()}
+        summary = {"loss": loss.item(), "acc": compute_accuracy(logits, label)[0].item()}
         if (self.batch_idx + 1) == self.num_batches:
             self.update_lr()
         return summary
 
     def backward_and_update(self, loss: torch.Tensor) -> None:
-        if self.scaler is None:
-            self.model_backward_and_update(loss)
-            return
-        self.model_zero_grad()
         self.detect_anomaly(loss)
-        self.scaler.scale(loss).backward()
-        for name in self.get_model_names():
-            self.scaler.step(self._optims[name])
-        self.scaler.update()
+        optimizer_step(loss, [o for o in self._optims.values() if o is not None], self.scaler)
 
     def model_inference(self, image: torch.Tensor) -> torch.Tensor:
         with autocast(self.prec, self.device):
@@ -165,9 +169,10 @@ class PromptTrainer(TrainerX):
             return
         print(f"Using the checkpoint's attributes {saved or 'none'} instead of {self.attributes or 'none'}")
         self.attributes = saved
-        new_model = self.build_custom_clip(self.clip_model, self.dm.dataset.classnames, saved).to(self.device)
+        new_model = self.build_custom_clip(self.cfg, self.clip_model, self.dm.dataset.classnames, saved)
+        new_model.to(self.device)
         for param_name, param in new_model.named_parameters():
-            param.requires_grad_(self.is_trainable(param_name))
+            param.requires_grad_(self.is_trainable(self.cfg, param_name))
         self.model = new_model
         self._models[self.SAVE_NAME] = new_model if self.SAVE_WHOLE_MODEL else new_model.prompt_learner
 
@@ -182,7 +187,7 @@ class PromptTrainer(TrainerX):
         learnable = [n for n, p in module.named_parameters() if p.requires_grad and n not in state]
         problems += [f"the checkpoint has no '{k}'" for k in learnable]
         if problems:
-            raise ValueError(
+            raise UserError(
                 f"{path} does not fit the model: " + "; ".join(problems) + ". Evaluate with the settings it was "
                 "trained with (N_CTX, TRAINER.ATPROMPT.N_ATT*/ATTRIBUTES, the trainer name)."
             )
@@ -194,19 +199,19 @@ def checkpoint_file(directory: str, name: str, epoch: int | None) -> str:
     if not os.path.isdir(folder):
         found = sorted(os.listdir(directory)) if os.path.isdir(directory) else None
         where = f"it holds {found}" if found is not None else "that folder does not exist"
-        raise FileNotFoundError(
+        raise UserError(
             f"no checkpoint folder '{folder}' ({where}); --model-dir must be the training output folder of this "
             f"trainer, which holds '{name}/model.pth.tar-N'"
         )
     if epoch is not None and epoch >= 0:
         path = os.path.join(folder, f"model.pth.tar-{epoch}")
         if not os.path.isfile(path):
-            raise FileNotFoundError(f"no checkpoint '{path}'; available: {sorted(os.listdir(folder))}")
+            raise UserError(f"no checkpoint '{path}'; available: {sorted(os.listdir(folder))}")
         return path
     best = os.path.join(folder, "model-best.pth.tar")
     if os.path.isfile(best):
         return best
     epochs = [int(m.group(1)) for f in os.listdir(folder) if (m := re.fullmatch(r"model\.pth\.tar-(\d+)", f))]
     if not epochs:
-        raise FileNotFoundError(f"no checkpoint in '{folder}' (expected model.pth.tar-N or model-best.pth.tar)")
+        raise UserError(f"no checkpoint in '{folder}' (expected model.pth.tar-N or model-best.pth.tar)")
     return os.path.join(folder, f"model.pth.tar-{max(epochs)}")

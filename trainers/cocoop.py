@@ -3,8 +3,8 @@
 A small meta-net maps an image's (normalised) feature to one shift vector that is added to every class-context
 token; the attribute blocks are shared and not shifted. Each image therefore has its own class prompts and the
 text encoder runs once per (image, class) pair. Those prompts are encoded a chunk of images at a time in one call
-each, instead of one call per image as in the original; `CoCoOpCLIP.forward(..., per_image_loop=True)` keeps the
-plain computation, which gives the same numbers.
+each, instead of one call per image as in the original; `use_plain_computation()` restores the per-image loop,
+which gives the same numbers.
 """
 
 from __future__ import annotations
@@ -61,6 +61,12 @@ class CoCoOpPromptLearner(PromptLearner):
 class CoCoOpCLIP(PromptedCLIP):
     """CLIP with instance-conditioned prompts. Text features depend on the image, so nothing is cached."""
 
+    per_image_loop = False
+
+    def use_plain_computation(self, plain: bool = True) -> CoCoOpCLIP:
+        self.per_image_loop = plain
+        return super().use_plain_computation(plain)
+
     def class_features(self, ctx: torch.Tensor) -> torch.Tensor:
         """Normalised text features of all class prompts built with context `ctx` [..., n_ctx, D] -> [..., n_cls, E]."""
         prompts = self.prompt_learner(ctx)
@@ -71,12 +77,12 @@ class CoCoOpCLIP(PromptedCLIP):
         tokens_per_image = self.prompt_learner.n_cls * self.prompt_learner.token_embeds.shape[-2]
         return max(1, TOKENS_PER_CALL // tokens_per_image)
 
-    def forward(self, image: torch.Tensor, per_image_loop: bool = False) -> torch.Tensor:
-        """Logits [B, n_cls]. `per_image_loop` encodes each image's prompts separately (the plain computation)."""
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        """Logits [B, n_cls]; each image's prompts are encoded separately in the plain computation."""
         image_features = F.normalize(self.image_encoder(image.type(self.dtype)), dim=-1)
         ctx = self.prompt_learner.shifted_ctx(image_features)
         scale = self.logit_scale.exp()
-        if per_image_loop:
+        if self.per_image_loop:
             return torch.stack([scale * f @ self.class_features(c).t() for f, c in zip(image_features, ctx)])
         step = self.images_per_call()
         logits = []
@@ -92,8 +98,9 @@ class CoCoOp(PromptTrainer):
 
     PREC_NODE = "COCOOP"
 
-    def build_custom_clip(self, clip_model, classnames, attributes):
-        opts = self.cfg.TRAINER.COCOOP
+    @classmethod
+    def build_custom_clip(cls, cfg, clip_model, classnames, attributes):
+        opts = cfg.TRAINER.COCOOP
         ctx_init = opts.CTX_INIT
         if attributes and ctx_init:
             # The paper's CoCoOp+ATPrompt results come from random context of N_CTX tokens.
@@ -105,7 +112,7 @@ class CoCoOp(PromptTrainer):
             n_ctx=None if ctx_init else opts.N_CTX,
             attributes=attributes,
             ctx_init=ctx_init,
-            single_token_words=self.cfg.TRAINER.ATPROMPT.SINGLE_TOKEN_WORDS,
+            single_token_words=cfg.TRAINER.ATPROMPT.SINGLE_TOKEN_WORDS,
         )
         if ctx_init and learner.n_ctx != opts.N_CTX:
             print(f"Note: CTX_INIT '{ctx_init}' sets {learner.n_ctx} context tokens; N_CTX ({opts.N_CTX}) is ignored")

@@ -14,6 +14,7 @@ import yaml
 from yacs.config import CfgNode as CN
 
 from dassl.config import get_cfg_default
+from dassl.utils.errors import UserError
 
 
 def extend_cfg(cfg: CN) -> CN:
@@ -170,12 +171,12 @@ def _wrong_type(key: str, default, given, source: str) -> str:
 def merge_file(cfg: CN, path: str, flag: str) -> None:
     """Merge a yaml config file; a bad key or value is named with the file it comes from."""
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"{flag} {path}: no such file")
+        raise UserError(f"{flag} {path}: no such file")
     source = f"in {flag} {path}"
     try:
         cfg.merge_from_file(path)
     except yaml.YAMLError as err:
-        raise ValueError(f"{flag} {path} is not valid YAML: {err}") from err
+        raise UserError(f"{flag} {path} is not valid YAML: {err}") from err
     except (KeyError, ValueError) as err:
         match = re.search(r"config key: ([\w.]+)", str(err))  # yacs names the key at the end of both errors
         if match is None:
@@ -184,10 +185,10 @@ def merge_file(cfg: CN, path: str, flag: str) -> None:
         try:
             default = _config_value(cfg, key)
         except KeyError:
-            raise ValueError(_unknown_key(cfg, key, source)) from err
+            raise UserError(_unknown_key(cfg, key, source)) from err
         with open(path) as f:
             given = _decode(_config_value(CN.load_cfg(f), key))
-        raise ValueError(_wrong_type(key, default, given, source)) from err
+        raise UserError(_wrong_type(key, default, given, source)) from err
 
 
 def merge_options(cfg: CN, opts: list[str]) -> None:
@@ -197,10 +198,10 @@ def merge_options(cfg: CN, opts: list[str]) -> None:
         try:
             default = _config_value(cfg, key)
         except KeyError:
-            raise ValueError(_unknown_key(cfg, key, "on the command line")) from None
+            raise UserError(_unknown_key(cfg, key, "on the command line")) from None
         if i + 1 == len(opts):
-            raise ValueError(f"config options come as KEY VALUE pairs, but {key} has no value")
+            raise UserError(f"config options come as KEY VALUE pairs, but {key} has no value")
         try:
             cfg.merge_from_list([key, opts[i + 1]])
         except ValueError as err:  # yacs refuses a value of another type than the default
-            raise ValueError(_wrong_type(key, default, _decode(opts[i + 1]), "on the command line")) from err
+            raise UserError(_wrong_type(key, default, _decode(opts[i + 1]), "on the command line")) from err

@@ -9,11 +9,14 @@ from trainers.prompting import PromptedCLIP, PromptLearner
 class CoOp(PromptTrainer):
     """`TRAINER.COOP.*` configures the context; `TRAINER.ATPROMPT.USE_ATPROMPT` adds the attribute blocks."""
 
-    def build_custom_clip(self, clip_model, classnames, attributes):
-        return PromptedCLIP(clip_model, self.build_prompt_learner(clip_model, classnames, attributes))
+    @classmethod
+    def build_custom_clip(cls, cfg, clip_model, classnames, attributes):
+        return PromptedCLIP(clip_model, cls.build_prompt_learner(cfg, clip_model, classnames, attributes))
 
-    def build_prompt_learner(self, clip_model, classnames, attributes) -> PromptLearner:
-        opts = self.cfg.TRAINER.COOP
+    @classmethod
+    def build_prompt_learner(cls, cfg, clip_model, classnames, attributes) -> PromptLearner:
+        """CoOp's prompt learner from TRAINER.COOP.* (DePT and KgCoOp learn the same prompt)."""
+        opts = cfg.TRAINER.COOP
         ctx_init = opts.CTX_INIT or ""
         if attributes and ctx_init:
             print("Note: CTX_INIT is ignored with ATPrompt (the context is randomly initialised, as in the paper)")
@@ -26,7 +29,7 @@ class CoOp(PromptTrainer):
             ctx_init=ctx_init,
             csc=opts.CSC,
             class_position=opts.CLASS_TOKEN_POSITION,
-            single_token_words=self.cfg.TRAINER.ATPROMPT.SINGLE_TOKEN_WORDS,
+            single_token_words=cfg.TRAINER.ATPROMPT.SINGLE_TOKEN_WORDS,
         )
 
 

@@ -13,9 +13,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from dassl.engine import TRAINER_REGISTRY
-from dassl.metrics import compute_accuracy
+from dassl.utils.errors import UserError
+from datasets import catalog
 from trainers.coop import CoOp
-from trainers.prompting import PromptedCLIP, PromptLearner, autocast
+from trainers.prompting import Outputs, PromptedCLIP, PromptLearner
 
 HEAD_TYPES = ("linear", "similarity")
 
@@ -51,7 +52,7 @@ class DePTCLIP(PromptedCLIP):
     ) -> None:
         super().__init__(clip_model, prompt_learner)
         if head_type not in HEAD_TYPES:
-            raise ValueError(f"TRAINER.LINEAR_PROBE.TYPE must be one of {', '.join(HEAD_TYPES)}, got '{head_type}'")
+            raise UserError(f"TRAINER.LINEAR_PROBE.TYPE must be one of {', '.join(HEAD_TYPES)}, got '{head_type}'")
         self.base_mode, self.head_type, self.weight, self.fusion = base_mode, head_type, weight, fusion
         dim = clip_model.visual.output_dim
         self.film = film
@@ -86,15 +87,15 @@ class DePTCLIP(PromptedCLIP):
             return self.linear_probe_proj(image), None
         return self.linear_probe_proj(torch.cat([text[labels], image])), torch.cat([labels, labels])
 
-    def loss(self, image: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(1 - w) CE(similarity logits) + w CE(head logits), and the similarity logits."""
+    def forward_train(self, image: torch.Tensor) -> Outputs:
         text, features = self.features(image)
-        logits = self.similarity(text, features)
-        head_logits, head_labels = self.probe(text, features, labels)
-        loss = (1 - self.weight) * F.cross_entropy(logits, labels) + self.weight * F.cross_entropy(
-            head_logits, head_labels
-        )
-        return loss, logits
+        return {"logits": self.similarity(text, features), "text": text, "image": features}
+
+    def loss(self, outputs: Outputs, label: torch.Tensor) -> torch.Tensor:
+        """(1 - w) CE(similarity logits) + w CE(head logits)."""
+        head_logits, head_labels = self.probe(outputs["text"], outputs["image"], label)
+        return ((1 - self.weight) * F.cross_entropy(outputs["logits"], label)
+                + self.weight * F.cross_entropy(head_logits, head_labels))
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         text, features = self.features(image)
@@ -110,7 +111,8 @@ class DePTCLIP(PromptedCLIP):
 def is_base_mode(cfg) -> bool:
     """Whether the classes are those the head learns: base classes, or all classes of ImageNet (or a variant)."""
     subsample = cfg.DATASET.SUBSAMPLE_CLASSES
-    return subsample == "base" or (subsample == "all" and "ImageNet" in cfg.DATASET.NAME)
+    info = catalog.by_name(cfg.DATASET.NAME)
+    return subsample == "base" or (subsample == "all" and info is not None and info.imagenet_classes)
 
 
 @TRAINER_REGISTRY.register()
@@ -120,40 +122,32 @@ class DePT(CoOp):
     SAVE_NAME = "PromptLearner"
     SAVE_WHOLE_MODEL = True
 
-    def build_custom_clip(self, clip_model, classnames, attributes):
-        learner = self.build_prompt_learner(clip_model, classnames, attributes)
-        probe = self.cfg.TRAINER.LINEAR_PROBE
+    @classmethod
+    def build_custom_clip(cls, cfg, clip_model, classnames, attributes):
+        learner = cls.build_prompt_learner(cfg, clip_model, classnames, attributes)
+        probe = cfg.TRAINER.LINEAR_PROBE
         return DePTCLIP(
             clip_model,
             learner,
-            base_mode=is_base_mode(self.cfg),
+            base_mode=is_base_mode(cfg),
             head_type=probe.TYPE,
-            film=self.cfg.TRAINER.FILM.LINEAR_PROBE,
+            film=cfg.TRAINER.FILM.LINEAR_PROBE,
             weight=probe.WEIGHT,
             fusion=probe.TEST_TIME_FUSION,
         )
 
-    def is_trainable(self, name: str) -> bool:
-        return any(part in name for part in self.cfg.TRAINER.NAMES_TO_UPDATE)
+    @classmethod
+    def is_trainable(cls, cfg, name: str) -> bool:
+        return any(part in name for part in cfg.TRAINER.NAMES_TO_UPDATE)
 
     def before_train(self) -> None:
         if not is_base_mode(self.cfg):
-            raise ValueError(
+            raise UserError(
                 f"DePT trains its linear head on base classes, but DATASET.SUBSAMPLE_CLASSES is "
                 f"'{self.cfg.DATASET.SUBSAMPLE_CLASSES}' on {self.cfg.DATASET.NAME}: set DATASET.SUBSAMPLE_CLASSES "
                 f"base (or all, on ImageNet)"
             )
         super().before_train()
-
-    def forward_backward(self, batch: dict) -> dict:
-        image, label = self.parse_batch_train(batch)
-        with autocast(self.prec, self.device):
-            loss, logits = self.model.loss(image, label)
-        self.backward_and_update(loss)
-        summary = {"loss": loss.item(), "acc": compute_accuracy(logits, label)[0].item()}
-        if (self.batch_idx + 1) == self.num_batches:
-            self.update_lr()
-        return summary
 
     def adapt_state_dict(self, state: dict) -> dict:
         """An ImageNet head evaluated on a variant with fewer classes (ImageNet-A/R: 200) keeps their rows only."""

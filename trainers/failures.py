@@ -1,24 +1,20 @@
 """What train.py does when a run fails: one clear message for a bad input, and no partial outputs left behind.
 
 A bad input (missing data or weights, an unknown name or config key, a checkpoint that does not fit, ...) is raised
-by this project with a message that names the input and the fix; `user_error_message` tells those apart from bugs,
-which keep their traceback. `RunOutputs` removes what a run created when it fails before saving a checkpoint.
+as a `UserError` whose message names the input and the fix; `user_error_message` tells those apart from bugs, which
+keep their traceback. `RunOutputs` removes what a run created when it fails before saving a checkpoint.
 """
 
 from __future__ import annotations
 
 import os
-import pickle
-import re
 import shutil
-import traceback
 
 import torch
 from yacs.config import CfgNode
 
 from dassl.utils import close_logger, setup_logger
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from dassl.utils.errors import UserError
 
 
 class RunOutputs:
@@ -60,48 +56,13 @@ class RunOutputs:
         self.log_path = None
 
 
-USER_ERRORS = (ValueError, LookupError, OSError, RuntimeError, FloatingPointError, pickle.UnpicklingError)
-
-
-def _in_project(path: str) -> bool:
-    path = os.path.abspath(path)
-    return path.startswith(REPO + os.sep) and "site-packages" not in path
-
-
-def _from_worker(text: str) -> str | None:
-    """The message of an error a data-loader worker raised on purpose (torch re-raises it with the worker's
-    traceback as text), else None."""
-    lines = text.splitlines()
-    frames = [i for i, line in enumerate(lines) if line.startswith('  File "')]
-    if not frames:
-        return None
-    path = re.match(r'  File "(.+?)", line', lines[frames[-1]])
-    rest = lines[frames[-1] + 1:]
-    code = [line for line in rest if line.startswith(" ")]
-    if path is None or not _in_project(path.group(1)) or not code or not code[0].strip().startswith("raise"):
-        return None
-    message = rest[len(code):]
-    return "\n".join(message).split(": ", 1)[-1] if message else None
-
-
 def user_error_message(err: BaseException, cfg: CfgNode | None) -> str | None:
-    """The message of an error the user can fix, or None for a bug, which keeps its traceback.
-
-    The project raises USER_ERRORS with a message that names the bad input and the fix. The same types raised
-    anywhere else (inside a library, or by a slip in our code such as int("x")) are bugs, so a message is returned
-    only when a `raise` statement in this repository raised the error.
-    """
+    """The message of an error the user can fix (a `UserError`, or running out of GPU memory), or None for a bug,
+    which keeps its traceback."""
     if isinstance(err, torch.OutOfMemoryError) and cfg is not None:
         train_batch, test_batch = cfg.DATALOADER.TRAIN_X.BATCH_SIZE, cfg.DATALOADER.TEST.BATCH_SIZE
         return (f"{str(err).splitlines()[0]}\nOut of GPU memory: lower DATALOADER.TRAIN_X.BATCH_SIZE (now "
                 f"{train_batch}) for training or DATALOADER.TEST.BATCH_SIZE (now {test_batch}) for testing; the "
                 "attribute search also takes TRAINER.ATTRIBUTE_SEARCH.CHUNK_SIZE (prompts per text-encoder call, "
                 "0 = all at once). PREC fp16, amp or bf16 need less memory than fp32.")
-    if isinstance(err, NotImplementedError) or not isinstance(err, USER_ERRORS):
-        return None
-    text = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
-    if "\nOriginal Traceback" in text:
-        return _from_worker(text)
-    frames = traceback.extract_tb(err.__traceback__)
-    deliberate = frames and _in_project(frames[-1].filename) and (frames[-1].line or "").startswith("raise")
-    return text if deliberate else None
+    return err.message if isinstance(err, UserError) else None

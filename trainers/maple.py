@@ -2,9 +2,10 @@
 
 The text tower receives the attribute-anchored prompt of `PromptLearner`; at text layers 1..J-1 the class
 context's hidden states are replaced by learnable deep prompts. Each deep text prompt is mapped by its own linear
-coupling function into a visual deep prompt that replaces the last n_ctx tokens of the vision tower at the same
-layer; the vision tower's input carries `proj(ctx)` after the patch tokens. Only the class context is coupled to
-vision: attribute blocks and words flow through the text layers untouched.
+coupling function into a visual deep prompt that replaces the vision tower's prompt tokens at the same layer; the
+vision tower's input carries `proj(ctx)` after the patch tokens. Only the class context is coupled to vision:
+attribute blocks and words flow through the text layers untouched. Where the prompt tokens sit in either tower is
+`trainers.layout.TokenSlots`' business.
 
 Unlike the original, the replaced positions come from the prompt layout (any number of attributes, attribute
 words of any token length, any N_ATT), widths come from the CLIP model, and every precision works.
@@ -19,9 +20,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from clip.model import CLIP, LayerHook, VisionTransformer
+from clip.model import CLIP, InputHook, LayerHook, VisionTransformer
 from dassl.engine import TRAINER_REGISTRY
+from dassl.utils.errors import UserError
 from trainers.base import PromptTrainer
+from trainers.layout import TokenSlots
 from trainers.prompting import PromptedCLIP, PromptLearner
 
 
@@ -44,18 +47,18 @@ class MultiModalPromptLearner(PromptLearner):
         single_token_words: bool = False,
     ) -> None:
         if not isinstance(clip_model.visual, VisionTransformer):
-            raise ValueError(
+            raise UserError(
                 "MaPLe prompts the vision transformer, but this CLIP has a ResNet image encoder; choose a ViT "
                 "backbone (MODEL.BACKBONE.NAME, e.g. ViT-B/16)"
             )
         layers = min(clip_model.transformer.layers, clip_model.visual.transformer.layers)
         if not 1 <= depth <= layers:
-            raise ValueError(
+            raise UserError(
                 f"TRAINER.MAPLE.PROMPT_DEPTH is {depth}; it must be between 1 (shallow prompts only) and {layers}, "
                 "the number of transformer layers of this CLIP"
             )
         if n_ctx < 1:
-            raise ValueError(f"TRAINER.MAPLE.N_CTX is {n_ctx}; MaPLe couples the class context to vision, set it >= 1")
+            raise UserError(f"TRAINER.MAPLE.N_CTX is {n_ctx}; MaPLe couples the class context to vision, set it >= 1")
         super().__init__(clip_model, classnames, n_ctx, attributes, ctx_init, single_token_words=single_token_words)
         self.depth = depth
         text_width, vision_width = self.ctx.shape[-1], clip_model.visual.conv1.out_channels
@@ -66,29 +69,27 @@ class MultiModalPromptLearner(PromptLearner):
         )
         coupling = nn.Linear(text_width, vision_width)
         self.compound_prompt_projections = nn.ModuleList(copy.deepcopy(coupling) for _ in range(depth - 1))
-        # The class context sits at the same positions in every class's prompt: it precedes the class name.
-        self.register_buffer("ctx_positions", self.layout.block_positions("ctx")[0].clone(), persistent=False)
+        self.text_slots = TokenSlots.of_block(self.layout, "ctx")
+        self.vision_slots = TokenSlots.after_patches(clip_model.visual.positional_embedding.shape[0], n_ctx)
 
     def text_hook(self, i: int, x: torch.Tensor) -> torch.Tensor:
         """Before text layer i in 1..J-1, the class context's hidden states become deep prompt i-1. x: [L, N, D]."""
         if not 1 <= i < self.depth:
             return x
-        prompt = self.compound_prompts_text[i - 1].to(x.dtype)
-        return x.index_copy(0, self.ctx_positions, prompt.unsqueeze(1).expand(-1, x.shape[1], -1))
+        return self.text_slots.write(x, self.compound_prompts_text[i - 1])
 
-    def vision_prompts(self) -> tuple[torch.Tensor, LayerHook]:
-        """The shallow visual prompt [n_ctx, vision width] and the hook that puts in the visual deep prompts."""
+    def vision_prompts(self) -> tuple[InputHook, LayerHook]:
+        """The hooks that insert the shallow visual prompt proj(ctx) and then put in the visual deep prompts."""
         shared_ctx = self.proj(self.ctx)
         deep = [couple(p) for couple, p in zip(self.compound_prompt_projections, self.compound_prompts_text)]
 
-        def hook(i: int, x: torch.Tensor) -> torch.Tensor:
-            # The visual prompt tokens are the last n_ctx of the sequence [CLS, patches, prompts].
-            if not 1 <= i < self.depth:
-                return x
-            prompt = deep[i - 1].to(x.dtype).unsqueeze(1).expand(-1, x.shape[1], -1)
-            return torch.cat([x[: -self.n_ctx], prompt], dim=0)
+        def insert(x: torch.Tensor) -> torch.Tensor:
+            return self.vision_slots.insert(x, shared_ctx)
 
-        return shared_ctx, hook
+        def hook(i: int, x: torch.Tensor) -> torch.Tensor:
+            return self.vision_slots.write(x, deep[i - 1]) if 1 <= i < self.depth else x
+
+        return insert, hook
 
     def get_extra_state(self) -> dict:
         return {**super().get_extra_state(), "prompt_depth": self.depth}
@@ -104,8 +105,8 @@ class MaPLeCLIP(PromptedCLIP):
         return F.normalize(features, dim=-1)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        shared_ctx, hook = self.prompt_learner.vision_prompts()
-        image_features = self.image_encoder(image.type(self.dtype), prompt_tokens=shared_ctx, layer_hook=hook)
+        insert, hook = self.prompt_learner.vision_prompts()
+        image_features = self.image_encoder(image.type(self.dtype), input_hook=insert, layer_hook=hook)
         image_features = F.normalize(image_features, dim=-1)
         return self.logit_scale.exp() * image_features @ self.text_features().t()
 
@@ -118,8 +119,9 @@ class MaPLe(PromptTrainer):
     SAVE_NAME = "MultiModalPromptLearner"
     SAVE_WHOLE_MODEL = True
 
-    def build_custom_clip(self, clip_model, classnames, attributes):
-        opts = self.cfg.TRAINER.MAPLE
+    @classmethod
+    def build_custom_clip(cls, cfg, clip_model, classnames, attributes):
+        opts = cfg.TRAINER.MAPLE
         # The original word-initialises the context only for N_CTX <= 4 (the words of "a photo of a").
         ctx_init = opts.CTX_INIT if opts.N_CTX <= 4 else ""
         if attributes and ctx_init:
@@ -132,7 +134,7 @@ class MaPLe(PromptTrainer):
             depth=opts.PROMPT_DEPTH,
             attributes=attributes,
             ctx_init=ctx_init,
-            single_token_words=self.cfg.TRAINER.ATPROMPT.SINGLE_TOKEN_WORDS,
+            single_token_words=cfg.TRAINER.ATPROMPT.SINGLE_TOKEN_WORDS,
         )
         return MaPLeCLIP(clip_model, learner)
 

@@ -8,6 +8,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from dassl.engine import distributed
 from dassl.utils import read_image
+from dassl.utils.errors import UserError
 
 from .datasets import build_dataset
 from .samplers import build_sampler
@@ -19,7 +20,7 @@ def build_data_loader(cfg, sampler_type: str = "SequentialSampler", data_source=
                       dataset_wrapper=None) -> DataLoader:
     """A DataLoader over ``data_source`` (a list of Datum) wrapped by ``dataset_wrapper`` (default DatasetWrapper)."""
     if is_train and not data_source:
-        raise ValueError(
+        raise UserError(
             f"The training split of {cfg.DATASET.NAME!r} is empty; check DATASET.ROOT, the dataset layout "
             f"(docs/DATASETS.md), DATASET.NUM_SHOTS and DATASET.SUBSAMPLE_CLASSES."
         )
@@ -146,8 +147,8 @@ class DatasetWrapper(Dataset):
         self.k_tfm = cfg.DATALOADER.K_TRANSFORMS if is_train else 1
         self.return_img0 = cfg.DATALOADER.RETURN_IMG0
         if self.k_tfm > 1 and transform is None:
-            raise ValueError(f"DATALOADER.K_TRANSFORMS={self.k_tfm} needs a train transform, but it is None; "
-                             f"set K_TRANSFORMS to 1 or INPUT.NO_TRANSFORM to False")
+            raise UserError(f"DATALOADER.K_TRANSFORMS={self.k_tfm} needs a train transform, but it is None; "
+                            f"set K_TRANSFORMS to 1 or INPUT.NO_TRANSFORM to False")
 
         plain = [T.Resize(tuple(cfg.INPUT.SIZE), interpolation=interpolation_mode(cfg)),
                  T.ToTensor()]

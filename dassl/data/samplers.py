@@ -7,6 +7,8 @@ from collections import defaultdict
 
 from torch.utils.data.sampler import RandomSampler, Sampler, SequentialSampler
 
+from dassl.utils.errors import UserError
+
 SAMPLERS = ("RandomSampler", "SequentialSampler", "RandomDomainSampler", "SeqDomainSampler", "RandomClassSampler")
 
 
@@ -44,7 +46,7 @@ class RandomDomainSampler(_EpochSampler):
         self.domains = list(self.domain_dict)
         n_domain = len(self.domains) if n_domain is None or n_domain <= 0 else n_domain
         if n_domain > len(self.domains) or batch_size % n_domain != 0:
-            raise ValueError(
+            raise UserError(
                 f"{type(self).__name__} needs N_DOMAIN <= {len(self.domains)} domains and BATCH_SIZE divisible by "
                 f"N_DOMAIN; got BATCH_SIZE={batch_size}, N_DOMAIN={n_domain}"
             )
@@ -84,14 +86,14 @@ class RandomClassSampler(_EpochSampler):
 
     def __init__(self, data_source, batch_size: int, n_ins: int) -> None:
         if n_ins < 1 or batch_size < n_ins:
-            raise ValueError(f"RandomClassSampler needs 1 <= N_INS <= BATCH_SIZE; got N_INS={n_ins}, "
-                             f"BATCH_SIZE={batch_size}")
+            raise UserError(f"RandomClassSampler needs 1 <= N_INS <= BATCH_SIZE; got N_INS={n_ins}, "
+                            f"BATCH_SIZE={batch_size}")
         self.label_dict = _group_indices(data_source, "label")
         self.n_ins = n_ins
         self.classes_per_batch = batch_size // n_ins
         if len(self.label_dict) < self.classes_per_batch:
-            raise ValueError(f"RandomClassSampler needs at least {self.classes_per_batch} classes "
-                             f"(BATCH_SIZE // N_INS), the data has {len(self.label_dict)}")
+            raise UserError(f"RandomClassSampler needs at least {self.classes_per_batch} classes "
+                            f"(BATCH_SIZE // N_INS), the data has {len(self.label_dict)}")
         self._length = None
 
     def _indices(self, rng) -> list[int]:
@@ -125,4 +127,4 @@ def build_sampler(sampler_type: str, cfg=None, data_source=None, batch_size: int
         return SeqDomainSampler(data_source, batch_size)
     if sampler_type == "RandomClassSampler":
         return RandomClassSampler(data_source, batch_size, n_ins)
-    raise ValueError(f"Unknown sampler {sampler_type!r}; choose one of {list(SAMPLERS)}")
+    raise UserError(f"Unknown sampler {sampler_type!r}; choose one of {list(SAMPLERS)}")

@@ -8,6 +8,8 @@ import torch
 import torchvision.transforms as T
 from PIL import Image
 
+from dassl.utils.errors import UserError
+
 INTERPOLATION_MODES = {
     "bilinear": T.InterpolationMode.BILINEAR,
     "bicubic": T.InterpolationMode.BICUBIC,
@@ -90,17 +92,17 @@ class InstanceNormalization:
 def _check_choices(choices) -> None:
     for name in choices:
         if name in UNSUPPORTED_NAMES:
-            raise ValueError(f"INPUT.TRANSFORMS: {name!r} (a Dassl-only RandAugment variant) is not provided here; "
-                             f"use 'randaugment' (torchvision RandAugment with INPUT.RANDAUGMENT_N / _M)")
+            raise UserError(f"INPUT.TRANSFORMS: {name!r} (a Dassl-only RandAugment variant) is not provided here; "
+                            f"use 'randaugment' (torchvision RandAugment with INPUT.RANDAUGMENT_N / _M)")
         if name not in TRANSFORM_NAMES:
-            raise ValueError(f"INPUT.TRANSFORMS: unknown transform {name!r}; valid names are {list(TRANSFORM_NAMES)}")
+            raise UserError(f"INPUT.TRANSFORMS: unknown transform {name!r}; valid names are {list(TRANSFORM_NAMES)}")
 
 
 def interpolation_mode(cfg) -> T.InterpolationMode:
     """The torchvision mode named by INPUT.INTERPOLATION."""
     name = cfg.INPUT.INTERPOLATION
     if name not in INTERPOLATION_MODES:
-        raise ValueError(f"INPUT.INTERPOLATION: unknown mode {name!r}; valid modes are {list(INTERPOLATION_MODES)}")
+        raise UserError(f"INPUT.INTERPOLATION: unknown mode {name!r}; valid modes are {list(INTERPOLATION_MODES)}")
     return INTERPOLATION_MODES[name]
 
 

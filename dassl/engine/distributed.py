@@ -50,6 +50,7 @@ from torch import nn
 from torch.utils.data import Sampler
 
 from dassl.utils import set_random_seed
+from dassl.utils.errors import UserError
 
 T = TypeVar("T")
 
@@ -88,13 +89,13 @@ def init_distributed(use_cuda: bool) -> bool:
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return False
     if not dist.is_available():
-        raise RuntimeError("WORLD_SIZE > 1 asks for distributed training, but this PyTorch build has no "
-                           "torch.distributed; run a single process (python train.py ...)")
+        raise UserError("WORLD_SIZE > 1 asks for distributed training, but this PyTorch build has no "
+                        "torch.distributed; run a single process (python train.py ...)")
     device_id = None
     if use_cuda and torch.cuda.is_available():
         local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         if local_rank >= torch.cuda.device_count():
-            raise RuntimeError(
+            raise UserError(
                 f"Process LOCAL_RANK={local_rank} has no GPU: this machine has {torch.cuda.device_count()}. "
                 "Start at most one process per GPU (torchrun --nproc_per_node=<number of GPUs>)."
             )
@@ -211,7 +212,7 @@ class RankShardSampler(Sampler):
         self.batch_size = batch_size
         self.rank, self.world_size = get_rank(), get_world_size()
         if len(sampler) < self.world_size:
-            raise ValueError(
+            raise UserError(
                 f"{len(sampler)} training images cannot be shared by {self.world_size} processes; "
                 "use fewer processes (torchrun --nproc_per_node) or more shots"
             )

@@ -24,6 +24,7 @@ from yacs.config import CfgNode
 
 from dassl.evaluation import build_evaluator
 from dassl.utils import AverageMeter, MetricMeter, load_checkpoint, mkdir_if_missing, save_checkpoint
+from dassl.utils.errors import UserError
 from dassl.utils.registry import UnknownNameError
 
 from . import distributed
@@ -103,7 +104,7 @@ class TrainerBase:
     def detect_anomaly(self, loss: torch.Tensor) -> None:
         if not torch.isfinite(loss).all():
             where = f"epoch {self.__dict__.get('epoch', 0) + 1}, batch {self.__dict__.get('batch_idx', 0) + 1}"
-            raise FloatingPointError(
+            raise UserError(
                 f"The loss is {loss.detach().flatten()[:4].tolist()} (not finite) at {where}. Training diverged: "
                 "lower OPTIM.LR or use a more stable precision (fp32 or amp instead of fp16)."
             )
@@ -205,8 +206,8 @@ class TrainerBase:
             print("No checkpoint found, train from scratch")
             return 0
         if missing:
-            raise RuntimeError(f"Cannot resume from {directory}: {missing} have no checkpoint while other models do. "
-                               "Remove the directory to start over, or restore the missing files.")
+            raise UserError(f"Cannot resume from {directory}: {missing} have no checkpoint while other models do. "
+                            "Remove the directory to start over, or restore the missing files.")
         print(f"Found checkpoint at {directory} (will resume training)")
         epochs, resume_state = set(), None
         for name in names:
@@ -216,8 +217,8 @@ class TrainerBase:
             checkpoint = load_checkpoint(fpath)
             try:
                 self._models[name].load_state_dict(checkpoint["state_dict"])
-            except (RuntimeError, ValueError) as err:
-                raise RuntimeError(
+            except (RuntimeError, ValueError, UserError) as err:
+                raise UserError(
                     f'Cannot resume from "{fpath}": it does not fit the model ({err}). It was saved with other '
                     "settings (e.g. N_CTX or the attributes): rerun with those, or use a new --output-dir."
                 ) from err
@@ -231,8 +232,8 @@ class TrainerBase:
             epochs.add(checkpoint["epoch"])
             resume_state = resume_state or checkpoint.get("resume_state")
         if len(epochs) > 1:
-            raise RuntimeError(f"The checkpoints in {directory} are from different epochs {sorted(epochs)}; "
-                               "they cannot be resumed together")
+            raise UserError(f"The checkpoints in {directory} are from different epochs {sorted(epochs)}; "
+                            "they cannot be resumed together")
         start_epoch = epochs.pop()
         print(f"Previous epoch: {start_epoch}")
         if resume_state:
@@ -263,7 +264,7 @@ class TrainerBase:
                 hint = f"available: {found}" if found else "the folder holds no checkpoint"
                 if epoch is None:
                     hint += " (pass --load-epoch N; model-best.pth.tar exists only with TEST.FINAL_MODEL best_val)"
-                raise FileNotFoundError(f'No model at "{model_path}"; {hint}')
+                raise UserError(f'No model at "{model_path}"; {hint}')
             checkpoint = load_checkpoint(model_path)
             print(f'Loading weights to {name} from "{model_path}" (epoch = {checkpoint["epoch"]})')
             self._models[name].load_state_dict(checkpoint["state_dict"])
@@ -400,7 +401,7 @@ class SimpleTrainer(TrainerBase):
         """Re-running a finished run trains no epoch and only tests again (Dassl's behaviour): say so, and refuse
         a run that was trained for more epochs than asked."""
         if self.start_epoch > self.max_epoch:
-            raise ValueError(
+            raise UserError(
                 f"{directory} holds a run trained for {self.start_epoch} epochs, more than OPTIM.MAX_EPOCH = "
                 f"{self.max_epoch}: evaluate it with --eval-only, or use a new --output-dir to train "
                 f"{self.max_epoch} epochs"
@@ -492,9 +493,9 @@ class TrainerX(SimpleTrainer):
         batches = iter(self.train_loader_x)
         skipped = partial["batches_done"]
         if skipped >= self.num_batches:
-            raise RuntimeError(f"The checkpoint stopped after batch {skipped} of epoch {self.epoch + 1}, but an epoch "
-                               f"now has {self.num_batches} batches: the data or batch size changed since it was "
-                               "saved. Restore the original settings or start a new OUTPUT_DIR.")
+            raise UserError(f"The checkpoint stopped after batch {skipped} of epoch {self.epoch + 1}, but an epoch "
+                            f"now has {self.num_batches} batches: the data or batch size changed since it was "
+                            "saved. Restore the original settings or start a new OUTPUT_DIR.")
         print(f"Replaying the data order of the first {skipped} batches of epoch {self.epoch + 1}")
         for _ in range(skipped):
             next(batches)

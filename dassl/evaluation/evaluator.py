@@ -10,6 +10,7 @@ from sklearn.metrics import confusion_matrix, f1_score
 from yacs.config import CfgNode
 
 from dassl.utils import Registry, atomic_write
+from dassl.utils.errors import UserError
 
 EVALUATOR_REGISTRY = Registry("EVALUATOR")
 
@@ -62,7 +63,7 @@ class Classification(EvaluatorBase):
 
     def evaluate(self) -> "OrderedDict[str, float]":
         if self._total == 0:
-            raise RuntimeError("Nothing to evaluate: the evaluation split has no samples (check the dataset and split)")
+            raise UserError("Nothing to evaluate: the evaluation split has no samples (check the dataset and split)")
         acc = 100.0 * self._correct / self._total
         err = 100.0 - acc
         # Macro-F1 over the labels present in the ground truth (a subset when testing on some classes).

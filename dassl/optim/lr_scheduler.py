@@ -7,6 +7,7 @@ from torch.optim.lr_scheduler import CosineAnnealingLR, LRScheduler, MultiStepLR
 from yacs.config import CfgNode
 
 from dassl.utils import check_availability
+from dassl.utils.errors import UserError
 
 AVAI_SCHEDS = ["single_step", "multi_step", "cosine"]
 
@@ -83,12 +84,12 @@ def build_lr_scheduler(optimizer: Optimizer, optim_cfg: CfgNode) -> LRScheduler:
         if isinstance(stepsize, (list, tuple)):
             stepsize = stepsize[-1]
         if not isinstance(stepsize, int):
-            raise TypeError(f"OPTIM.STEPSIZE must be an int (or a list ending in one) for single_step: {stepsize!r}")
+            raise UserError(f"OPTIM.STEPSIZE must be an int (or a list ending in one) for single_step: {stepsize!r}")
         step_size = stepsize if stepsize > 0 else optim_cfg.MAX_EPOCH
         scheduler = StepLR(optimizer, step_size=step_size, gamma=optim_cfg.GAMMA)
     elif name == "multi_step":
         if not isinstance(stepsize, (list, tuple)):
-            raise TypeError(f"OPTIM.STEPSIZE must be a list of epochs for multi_step, got {stepsize!r}")
+            raise UserError(f"OPTIM.STEPSIZE must be a list of epochs for multi_step, got {stepsize!r}")
         scheduler = MultiStepLR(optimizer, milestones=list(stepsize), gamma=optim_cfg.GAMMA)
     else:
         scheduler = CosineAnnealingLR(optimizer, T_max=float(optim_cfg.MAX_EPOCH))
@@ -102,5 +103,5 @@ def build_lr_scheduler(optimizer: Optimizer, optim_cfg: CfgNode) -> LRScheduler:
         elif warmup_type == "linear":
             scheduler = LinearWarmupScheduler(optimizer, scheduler, optim_cfg.WARMUP_EPOCH, optim_cfg.WARMUP_MIN_LR)
         else:
-            raise ValueError(f'Unknown OPTIM.WARMUP_TYPE "{warmup_type}"; use "constant" or "linear"')
+            raise UserError(f'Unknown OPTIM.WARMUP_TYPE "{warmup_type}"; use "constant" or "linear"')
     return scheduler

@@ -9,6 +9,7 @@ from torch import nn
 from yacs.config import CfgNode
 
 from dassl.utils import check_availability
+from dassl.utils.errors import UserError
 
 AVAI_OPTIMS = ["sgd", "adam", "adamw", "amsgrad", "rmsprop", "radam"]
 
@@ -20,7 +21,7 @@ def _staged_param_groups(model: nn.Module, optim_cfg: CfgNode) -> list[dict]:
     new_layers = optim_cfg.NEW_LAYERS
     new_layers = [new_layers] if isinstance(new_layers, str) else list(new_layers)
     if not new_layers:
-        raise ValueError("OPTIM.STAGED_LR is on but OPTIM.NEW_LAYERS is empty; name the new child modules")
+        raise UserError("OPTIM.STAGED_LR is on but OPTIM.NEW_LAYERS is empty; name the new child modules")
     base_params, new_params = [], []
     for name, module in model.named_children():
         (new_params if name in new_layers else base_params).extend(module.parameters())

@@ -1,3 +1,4 @@
+from .errors import UserError
 from .logger import close_logger, setup_logger
 from .meters import AverageMeter, MetricMeter
 from .registry import Registry, check_availability
@@ -30,5 +31,6 @@ __all__ = [
     "save_checkpoint",
     "set_random_seed",
     "setup_logger",
+    "UserError",
     "write_json",
 ]

@@ -4,9 +4,11 @@ import difflib
 from collections.abc import Iterable
 from typing import Any, Optional
 
+from .errors import UserError
 
-class UnknownNameError(KeyError, ValueError):
-    """A name that is not available (catchable as KeyError or ValueError). Printed without KeyError's quotes."""
+
+class UnknownNameError(UserError, KeyError):
+    """A name that is not available (also a KeyError, as in Dassl). Printed without KeyError's quotes."""
 
     def __str__(self) -> str:
         return str(self.args[0])

@@ -15,6 +15,8 @@ import PIL
 import torch
 from PIL import Image
 
+from .errors import UserError
+
 
 def set_random_seed(seed: int) -> None:
     """Seed Python's `random`, NumPy, torch and every CUDA device."""
@@ -56,12 +58,12 @@ def atomic_write(path: str, writer: Callable[[str], None]) -> None:
 def read_json(fpath: str) -> Any:
     """Read a JSON file, with an error naming the file when it is missing or malformed."""
     if not osp.isfile(fpath):
-        raise FileNotFoundError(f"JSON file not found: {fpath}")
+        raise UserError(f"JSON file not found: {fpath}")
     with open(fpath) as f:
         try:
             return json.load(f)
         except json.JSONDecodeError as e:
-            raise ValueError(f"{fpath} is not valid JSON ({e}); delete it so that it is regenerated") from e
+            raise UserError(f"{fpath} is not valid JSON ({e}); delete it so that it is regenerated") from e
 
 
 def write_json(obj: Any, fpath: str) -> None:
@@ -77,12 +79,12 @@ def write_json(obj: Any, fpath: str) -> None:
 def read_image(path: str) -> Image.Image:
     """Open an image with PIL and convert it to RGB."""
     if not osp.isfile(path):
-        raise FileNotFoundError(f"Image not found: {path} (check DATASET.ROOT and the dataset layout)")
+        raise UserError(f"Image not found: {path} (check DATASET.ROOT and the dataset layout)")
     try:
         with Image.open(path) as img:
             return img.convert("RGB")
     except (OSError, ValueError, Image.DecompressionBombError) as e:
-        raise OSError(f"Cannot read image {path}: {e}. The file is corrupt or not an image; replace it.") from e
+        raise UserError(f"Cannot read image {path}: {e}. The file is corrupt or not an image; replace it.") from e
 
 
 def listdir_nohidden(path: str, sort: bool = False) -> list[str]:

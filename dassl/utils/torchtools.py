@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .errors import UserError
 from .tools import atomic_write, mkdir_if_missing
 
 
@@ -110,21 +111,21 @@ def load_checkpoint(fpath: str) -> Any:
     needs anything else is refused with an error that says so; it is never unpickled unsafely.
     """
     if not fpath:
-        raise ValueError("load_checkpoint: no checkpoint path given")
+        raise UserError("load_checkpoint: no checkpoint path given")
     if not osp.isfile(fpath):
-        raise FileNotFoundError(f'No checkpoint found at "{fpath}"')
+        raise UserError(f'No checkpoint found at "{fpath}"')
     try:
         return torch.load(fpath, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         pass  # it references Python objects: try the allowlist below
     except Exception as e:
-        raise RuntimeError(f'Cannot read checkpoint "{fpath}" ({type(e).__name__}: {e}); the file is truncated '
-                           "or not a PyTorch file. Re-create or re-download it.") from e
+        raise UserError(f'Cannot read checkpoint "{fpath}" ({type(e).__name__}: {e}); the file is truncated '
+                        "or not a PyTorch file. Re-create or re-download it.") from e
     try:
         # Safe despite weights_only=False: every global goes through _LegacyUnpickler's allowlist.
         return torch.load(fpath, map_location="cpu", weights_only=False, pickle_module=_legacy_pickle)
     except pickle.UnpicklingError as e:
-        raise RuntimeError(
+        raise UserError(
             f'Refusing to load "{fpath}": {e}. Loading it would require unpickling arbitrary Python objects, '
             "which can execute code. If you trust the file, re-save it with tensors only, e.g. "
             '{"state_dict": model.state_dict(), "epoch": N}.'
@@ -144,7 +145,7 @@ def load_pretrained_weights(model: nn.Module, weight_path: str) -> None:
         else:
             discarded.append(key)
     if not matched:
-        raise ValueError(
+        raise UserError(
             f'No weight in "{weight_path}" matches the model by name and shape; check MODEL.INIT_WEIGHTS '
             f"(first checkpoint keys: {list(state_dict)[:5]}, first model keys: {list(model_dict)[:5]})"
         )

@@ -11,6 +11,8 @@ import os
 import random
 from collections import defaultdict
 
+from dassl.utils.errors import UserError
+
 # Where the expected image layout of every benchmark is written down (quoted in missing-file errors).
 LAYOUT_DOC = "docs/DATASETS.md"
 
@@ -72,7 +74,7 @@ def check_image_files(items, dataset_dir: str, show: int = 5) -> None:
         return
     listed = "\n".join(f"  {p}" for p in missing[:show])
     more = f"\n  ... and {len(missing) - show} more" if len(missing) > show else ""
-    raise FileNotFoundError(
+    raise UserError(
         f"{len(missing)} of {len(paths)} image files are missing under {dataset_dir}:\n{listed}{more}\n"
         f"Check DATASET.ROOT and lay the images out as described in {LAYOUT_DOC}."
     )
@@ -184,7 +186,7 @@ def subsample_classes(*args, subsample: str = "all") -> list:
     with the same path and class name (domain back to 0). ``all`` returns the splits unchanged.
     """
     if subsample not in SUBSAMPLE_CHOICES:
-        raise ValueError(f"DATASET.SUBSAMPLE_CLASSES must be one of {list(SUBSAMPLE_CHOICES)}, got {subsample!r}")
+        raise UserError(f"DATASET.SUBSAMPLE_CLASSES must be one of {list(SUBSAMPLE_CHOICES)}, got {subsample!r}")
     if subsample == "all":
         return list(args)
 

@@ -13,6 +13,7 @@ import os
 import pickle
 
 from dassl.utils import read_json, write_json
+from dassl.utils.errors import UserError
 
 from .base_dataset import Datum
 
@@ -50,7 +51,7 @@ class _DatumUnpickler(pickle.Unpickler):
             return Datum
         if module == "builtins" and name in _SAFE_BUILTINS:
             return getattr(builtins, name)
-        raise pickle.UnpicklingError(
+        raise UserError(
             f"Refusing to load {self.path}: it references {module}.{name}, which a few-shot cache never contains. "
             f"Delete the file (the few-shot split is then sampled again) or replace it with a trusted copy."
         )
@@ -64,7 +65,7 @@ def _load_pickle(pkl_path: str) -> dict[str, list[Datum]]:
         for key, items in data.items()
     )
     if not well_formed:
-        raise ValueError(f"{pkl_path} is not a few-shot cache (expected a dict of Datum lists); delete it.")
+        raise UserError(f"{pkl_path} is not a few-shot cache (expected a dict of Datum lists); delete it.")
     return data
 
 
@@ -77,7 +78,7 @@ def load_fewshot_cache(json_path: str) -> dict[str, list[Datum]] | None:
         try:
             return {split: [_from_entry(e, root) for e in items] for split, items in read_json(json_path).items()}
         except (AttributeError, TypeError, ValueError) as e:
-            raise ValueError(f"{json_path} is not a few-shot cache ({e}); delete it so that it is regenerated.") from e
+            raise UserError(f"{json_path} is not a few-shot cache ({e}); delete it so that it is regenerated.") from e
     if os.path.isfile(pkl_path):
         print(f"Loading preprocessed few-shot data from {pkl_path}")
         return _load_pickle(pkl_path)
