@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dataset-config-file", type=str, default="", help="dataset config file")
     parser.add_argument("--trainer", type=str, default="", help="name of the trainer")
     parser.add_argument("--backbone", type=str, default="", help="name of the CNN backbone")
-    parser.add_argument("--head", type=str, default="", help="name of the head")
+    parser.add_argument("--head", type=str, default="", help="not used: CLIP prompt learners have no separate head")
     parser.add_argument("--eval-only", action="store_true", help="evaluation only")
     parser.add_argument("--model-dir", type=str, default="", help="load the model from this directory for eval-only")
     parser.add_argument("--load-epoch", type=int, help="load the weights of this epoch (default: best, else latest)")
@@ -76,7 +76,7 @@ def reset_cfg(cfg, args: argparse.Namespace) -> None:
     if args.backbone:
         cfg.MODEL.BACKBONE.NAME = args.backbone
     if args.head:
-        cfg.MODEL.HEAD.NAME = args.head
+        raise UserError(f"--head {args.head}: the trainers here build on CLIP and take no head; leave --head out")
 
 
 def setup_cfg(args: argparse.Namespace):

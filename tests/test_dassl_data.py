@@ -351,7 +351,7 @@ def test_samplers():
 
 @DATASET_REGISTRY.register(force=True)
 class TinyFakeData(DatasetBase):
-    """3 classes of 8x8 PNGs: 4 train, 1 val and 2 test images per class (no val with NUM_LABELED=0)."""
+    """3 classes of 8x8 PNGs: 4 train, 1 val and 2 test images per class (no val with SOURCE_DOMAINS ("noval",))."""
 
     def __init__(self, cfg):
         root = cfg.DATASET.ROOT
@@ -365,7 +365,7 @@ class TinyFakeData(DatasetBase):
                         Image.new("RGB", (8, 8), (40 * label, 10 * i, 90)).save(path)
                     splits[split].append(Datum(path, label, classname=name))
         check_image_files(splits["train"] + splits["val"] + splits["test"], root)
-        val = splits["val"] if cfg.DATASET.NUM_LABELED != 0 else []
+        val = [] if "noval" in cfg.DATASET.SOURCE_DOMAINS else splits["val"]
         super().__init__(train_x=splits["train"], val=val, test=splits["test"])
 
 
@@ -399,7 +399,7 @@ def test_data_manager_builds_loaders_and_batches(data_cfg, capsys):
 
 
 def test_data_manager_options(data_cfg):
-    data_cfg.DATASET.NUM_LABELED = 0  # the fake dataset then has no val split
+    data_cfg.DATASET.SOURCE_DOMAINS = ("noval",)  # the fake dataset then has no val split
     data_cfg.DATALOADER.K_TRANSFORMS = 2
     data_cfg.DATALOADER.RETURN_IMG0 = True
     data_cfg.DATALOADER.TRAIN_X.BATCH_SIZE = 32  # more than the data: one smaller batch is kept

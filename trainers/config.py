@@ -76,28 +76,6 @@ def extend_cfg(cfg: CN) -> CN:
     cfg.TRAINER.ATTRIBUTE_SEARCH.CHUNK_SIZE = -1
     cfg.TRAINER.ATTRIBUTE_SEARCH.PREC = "fp32"
 
-    # Kept only so that the original's PromptSRC / IVLP configs still merge.
-    cfg.TRAINER.PROMPTSRC = CN()
-    cfg.TRAINER.PROMPTSRC.N_CTX_VISION = 4
-    cfg.TRAINER.PROMPTSRC.N_CTX_TEXT = 4
-    cfg.TRAINER.PROMPTSRC.CTX_INIT = ""
-    cfg.TRAINER.PROMPTSRC.PREC = "fp16"
-    cfg.TRAINER.PROMPTSRC.PROMPT_DEPTH_VISION = 9
-    cfg.TRAINER.PROMPTSRC.PROMPT_DEPTH_TEXT = 9
-    cfg.TRAINER.PROMPTSRC.TEXT_LOSS_WEIGHT = 25
-    cfg.TRAINER.PROMPTSRC.IMAGE_LOSS_WEIGHT = 10
-    cfg.TRAINER.PROMPTSRC.GPA_MEAN = 15
-    cfg.TRAINER.PROMPTSRC.GPA_STD = 1
-    cfg.TRAINER.IVLP = CN()
-    cfg.TRAINER.IVLP.N_CTX_VISION = 2
-    cfg.TRAINER.IVLP.N_CTX_TEXT = 2
-    cfg.TRAINER.IVLP.CTX_INIT = "a photo of a"
-    cfg.TRAINER.IVLP.PREC = "fp16"
-    cfg.TRAINER.IVLP.PROMPT_DEPTH_VISION = 9
-    cfg.TRAINER.IVLP.PROMPT_DEPTH_TEXT = 9
-    cfg.TRAINER.IVLP.IMG_WEIGHT = 0.5
-
-    cfg.DATASET.SUBSAMPLE_CLASSES = "all"  # all, base or new
     cfg.MODEL.BACKBONE.DOWNLOAD_ROOT = ""  # new: where named CLIP weights are cached ("" = ~/.cache/clip)
     return cfg
 

@@ -48,13 +48,7 @@ _C.DATASET.ROOT = ""  # folder that holds the dataset folders
 _C.DATASET.NAME = ""  # a registered dataset name, e.g. Caltech101
 _C.DATASET.SOURCE_DOMAINS = ()  # domain adaptation / generalisation only
 _C.DATASET.TARGET_DOMAINS = ()
-_C.DATASET.NUM_LABELED = -1  # semi-supervised learning only
 _C.DATASET.NUM_SHOTS = -1  # images per class for few-shot training; < 1 keeps all
-_C.DATASET.VAL_PERCENT = 0.1  # share of train held out for validation by readers that need it
-_C.DATASET.STL10_FOLD = -1
-_C.DATASET.CIFAR_C_TYPE = ""
-_C.DATASET.CIFAR_C_LEVEL = 1
-_C.DATASET.ALL_AS_UNLABELED = False
 _C.DATASET.SUBSAMPLE_CLASSES = "all"  # all, base (first half of the classes) or new (second half)
 
 ###########################
@@ -86,13 +80,6 @@ _C.MODEL = CN()
 _C.MODEL.INIT_WEIGHTS = ""  # optional checkpoint whose matching weights initialise the model
 _C.MODEL.BACKBONE = CN()
 _C.MODEL.BACKBONE.NAME = ""  # for CLIP trainers: RN50, ViT-B/16, ... or a local weights file
-_C.MODEL.BACKBONE.PRETRAINED = True
-_C.MODEL.HEAD = CN()
-_C.MODEL.HEAD.NAME = ""
-_C.MODEL.HEAD.HIDDEN_LAYERS = ()
-_C.MODEL.HEAD.ACTIVATION = "relu"
-_C.MODEL.HEAD.BN = True
-_C.MODEL.HEAD.DROPOUT = 0.0
 
 ###########################
 # Optimisation
@@ -126,7 +113,6 @@ _C.OPTIM.WARMUP_RECOUNT = True  # False: the main schedule starts at epoch WARMU
 _C.TRAIN = CN()
 _C.TRAIN.CHECKPOINT_FREQ = 0  # save every N epochs (0: only the last epoch)
 _C.TRAIN.PRINT_FREQ = 10  # print a log line every N batches
-_C.TRAIN.COUNT_ITER = "train_x"  # which loader defines the number of batches per epoch
 
 ###########################
 # Test

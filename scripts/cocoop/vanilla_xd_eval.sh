@@ -1,18 +1,5 @@
 #!/usr/bin/env bash
-# Vanilla CoCoOp, cross-dataset / domain generalisation: evaluate the ImageNet-trained models on all
-# classes of a target dataset, with the context length they were trained with (the original evaluated with 2).
-# The folder carries "_few_shots" like the training folder, so it never collides with the base-to-novel
-# evaluation of the same dataset.
-# usage: bash scripts/cocoop/vanilla_xd_eval.sh TARGET_DATASET [DATA_ROOT] [SEED ...]
-set -euo pipefail
-source "$(dirname "$0")/../lib.sh"
-parse_args "$@"
-TRAINER=CoCoOp CFG=${CFG:-vit_b16_c4_ep10_batch1_ctxv1} NCTX=${NCTX:-4} EPO=${EPO:-5}
-for SEED in $SEEDS; do
-    MODEL_DIR=$OUTPUT/imagenet/$TRAINER/${CFG}_${SHOTS}shots_few_shots/nctx${NCTX}_csc_ctp/CTX_${NCTX}_epo_${EPO}/seed$SEED
-    DIR=$OUTPUT/evaluation/$TRAINER/${CFG}_${SHOTS}shots_few_shots/nctx${NCTX}_csc_ctp/$DATASET/seed$SEED
-    run_job eval "$DIR" --root "$DATA" --seed "$SEED" --trainer $TRAINER \
-        --dataset-config-file configs/datasets/$DATASET.yaml --config-file configs/trainers/CoCoOp/$CFG.yaml \
-        --model-dir "$MODEL_DIR" --load-epoch "$EPO" --eval-only \
-        TRAINER.COCOOP.N_CTX $NCTX DATASET.NUM_SHOTS $SHOTS DATASET.SUBSAMPLE_CLASSES all
-done
+# Vanilla CoCoOp, cross-dataset / domain generalisation: evaluate the ImageNet-trained models on all classes of a target dataset (the model keeps the attributes it was trained with).
+# usage: bash scripts/cocoop/vanilla_xd_eval.sh TARGET_DATASET [DATA_ROOT] [SEED ...]   (--help: the environment it reads)
+# The jobs, their folders and the per-dataset settings are in tools/run_protocol.py and datasets/catalog.py.
+exec "${PYTHON:-python3}" "$(dirname "$0")/../../tools/run_protocol.py" "$0" "$@"

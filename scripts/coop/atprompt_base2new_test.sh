@@ -1,19 +1,5 @@
 #!/usr/bin/env bash
 # CoOp+ATPrompt, base-to-novel: evaluate the trained models on the novel classes (own output folder).
-# usage: bash scripts/coop/atprompt_base2new_test.sh DATASET [DATA_ROOT] [SEED ...]
-set -euo pipefail
-source "$(dirname "$0")/../lib.sh"
-source "$(dirname "$0")/settings.sh"
-parse_args "$@"
-TRAINER=CoOp_ATP CFG=${CFG:-vit_b16} CSC=False CTP=end
-atp_settings "$DATASET"
-for SEED in $SEEDS; do
-    MODEL_DIR=$OUTPUT/$DATASET/$TRAINER/${CFG}_${SHOTS}shots/nctx${NCTX}_csc${CSC}_ctp${CTP}/CTX_${NCTX}_epo_${EPO}/seed$SEED
-    DIR=$OUTPUT/evaluation/$TRAINER/${CFG}_${SHOTS}shots/nctx${NCTX}_csc${CSC}_ctp_${CTP}/$DATASET/seed$SEED
-    run_job eval "$DIR" --root "$DATA" --seed "$SEED" --trainer $TRAINER \
-        --dataset-config-file configs/datasets/$DATASET.yaml --config-file configs/trainers/CoOp/$CFG.yaml \
-        --model-dir "$MODEL_DIR" --load-epoch "$EPO" --eval-only \
-        TRAINER.COOP.N_CTX $NCTX TRAINER.COOP.CSC $CSC TRAINER.COOP.CLASS_TOKEN_POSITION $CTP \
-        TRAINER.ATPROMPT.USE_ATPROMPT True TRAINER.ATPROMPT.N_ATT1 $NCTX TRAINER.ATPROMPT.N_ATT2 $NCTX \
-        TRAINER.ATPROMPT.N_ATT3 $NCTX DATASET.NUM_SHOTS $SHOTS DATASET.SUBSAMPLE_CLASSES new
-done
+# usage: bash scripts/coop/atprompt_base2new_test.sh DATASET [DATA_ROOT] [SEED ...]   (--help: the environment it reads)
+# The jobs, their folders and the per-dataset settings are in tools/run_protocol.py and datasets/catalog.py.
+exec "${PYTHON:-python3}" "$(dirname "$0")/../../tools/run_protocol.py" "$0" "$@"

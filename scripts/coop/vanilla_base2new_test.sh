@@ -1,16 +1,5 @@
 #!/usr/bin/env bash
-# Vanilla CoOp, base-to-novel: evaluate on the novel classes (the original evaluated base here by mistake).
-# usage: bash scripts/coop/vanilla_base2new_test.sh DATASET [DATA_ROOT] [SEED ...]
-set -euo pipefail
-source "$(dirname "$0")/../lib.sh"
-parse_args "$@"
-TRAINER=CoOp CFG=${CFG:-vit_b16} CSC=False CTP=end NCTX=${NCTX:-16} EPO=${EPO:-200}
-for SEED in $SEEDS; do
-    MODEL_DIR=$OUTPUT/$DATASET/$TRAINER/${CFG}_${SHOTS}shots/nctx${NCTX}_csc${CSC}_ctp${CTP}/CTX_${NCTX}_epo_${EPO}/seed$SEED
-    DIR=$OUTPUT/evaluation/$TRAINER/${CFG}_${SHOTS}shots/nctx${NCTX}_csc${CSC}_ctp_${CTP}/$DATASET/seed$SEED
-    run_job eval "$DIR" --root "$DATA" --seed "$SEED" --trainer $TRAINER \
-        --dataset-config-file configs/datasets/$DATASET.yaml --config-file configs/trainers/CoOp/$CFG.yaml \
-        --model-dir "$MODEL_DIR" --load-epoch "$EPO" --eval-only \
-        TRAINER.COOP.N_CTX $NCTX TRAINER.COOP.CSC $CSC TRAINER.COOP.CLASS_TOKEN_POSITION $CTP \
-        DATASET.NUM_SHOTS $SHOTS DATASET.SUBSAMPLE_CLASSES new
-done
+# Vanilla CoOp, base-to-novel: evaluate the trained models on the novel classes (own output folder).
+# usage: bash scripts/coop/vanilla_base2new_test.sh DATASET [DATA_ROOT] [SEED ...]   (--help: the environment it reads)
+# The jobs, their folders and the per-dataset settings are in tools/run_protocol.py and datasets/catalog.py.
+exec "${PYTHON:-python3}" "$(dirname "$0")/../../tools/run_protocol.py" "$0" "$@"

@@ -1,17 +1,5 @@
 #!/usr/bin/env bash
 # MaPLe+ATPrompt, base-to-novel: train on the base classes (the base accuracy is the final test in log.txt).
-# usage: bash scripts/maple/atprompt_base2new_train.sh DATASET [DATA_ROOT] [SEED ...]
-set -euo pipefail
-source "$(dirname "$0")/../lib.sh"
-source "$(dirname "$0")/settings.sh"
-parse_args "$@"
-TRAINER=MaPLe_ATP CFG=${CFG:-vit_b16_c2_ep5_batch4_2ctx}
-maple_settings "$DATASET"
-for SEED in $SEEDS; do
-    DIR=$OUTPUT/$DATASET/$TRAINER/${CFG}_${SHOTS}shots/CTX_${NCTX}_epo_${EPO}/seed$SEED
-    run_job train "$DIR" --root "$DATA" --seed "$SEED" --trainer $TRAINER \
-        --dataset-config-file configs/datasets/$DATASET.yaml --config-file configs/trainers/MaPLe/$CFG.yaml \
-        TRAINER.MAPLE.N_CTX $NCTX TRAINER.ATPROMPT.USE_ATPROMPT True TRAINER.ATPROMPT.N_ATT1 $NCTX \
-        TRAINER.ATPROMPT.N_ATT2 $NCTX TRAINER.ATPROMPT.N_ATT3 $NCTX OPTIM.MAX_EPOCH $EPO \
-        DATASET.NUM_SHOTS $SHOTS DATASET.SUBSAMPLE_CLASSES base
-done
+# usage: bash scripts/maple/atprompt_base2new_train.sh DATASET [DATA_ROOT] [SEED ...]   (--help: the environment it reads)
+# The jobs, their folders and the per-dataset settings are in tools/run_protocol.py and datasets/catalog.py.
+exec "${PYTHON:-python3}" "$(dirname "$0")/../../tools/run_protocol.py" "$0" "$@"

@@ -1,14 +1,5 @@
 #!/usr/bin/env bash
 # Vanilla MaPLe, cross-dataset / domain generalisation: train on all ImageNet classes.
-# Defaults are the MaPLe paper's (2 context tokens, 2 epochs, prompt depth 3 from the config).
-# usage: bash scripts/maple/vanilla_xd_train.sh [DATA_ROOT] [SEED ...]
-set -euo pipefail
-source "$(dirname "$0")/../lib.sh"
-parse_args imagenet "$@"
-TRAINER=MaPLe CFG=${CFG:-vit_b16_c2_ep5_batch4_2ctx_cross_datasets} NCTX=${NCTX:-2} EPO=${EPO:-2}
-for SEED in $SEEDS; do
-    DIR=$OUTPUT/$DATASET/$TRAINER/${CFG}_${SHOTS}shots_few_shots/nctx${NCTX}_csc_ctp/CTX_${NCTX}_epo_${EPO}/seed$SEED
-    run_job train "$DIR" --root "$DATA" --seed "$SEED" --trainer $TRAINER \
-        --dataset-config-file configs/datasets/$DATASET.yaml --config-file configs/trainers/MaPLe/$CFG.yaml \
-        TRAINER.MAPLE.N_CTX $NCTX OPTIM.MAX_EPOCH $EPO DATASET.NUM_SHOTS $SHOTS DATASET.SUBSAMPLE_CLASSES all
-done
+# usage: bash scripts/maple/vanilla_xd_train.sh [DATA_ROOT] [SEED ...]   (--help: the environment it reads)
+# The jobs, their folders and the per-dataset settings are in tools/run_protocol.py and datasets/catalog.py.
+exec "${PYTHON:-python3}" "$(dirname "$0")/../../tools/run_protocol.py" "$0" "$@"
