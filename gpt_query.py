@@ -34,7 +34,7 @@ T = TypeVar("T")
 
 
 class QueryError(RuntimeError):
-    """A failure the user can act on; main() prints it as one line and exits non-zero."""
+    """A failure the user can act on; main() prints it as one line and exits with status 2, like train.py."""
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -315,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
         run(args)
     except QueryError as err:
         print(f"error: {err}", file=sys.stderr)
-        return 1
+        return 2
     return 0
 
 

@@ -173,7 +173,7 @@ def test_missing_dataset_is_one_clear_error(serve, query, tmp_path):
     config = str(REPO / "configs" / "datasets" / "caltech101.yaml")
     server = serve(ok(GOOD))
     code, text, _ = query(server, source=("--dataset-config-file", config, "--root", str(tmp_path)))
-    assert code == 1 and server.requests == []
+    assert code == 2 and server.requests == []
     assert "cannot read the class names" in text and "caltech-101" in text and "Traceback" not in text
 
 
@@ -194,7 +194,7 @@ def test_malformed_attribute_answers_are_corrected_and_retried(serve, query):
 def test_gives_up_on_answers_that_stay_malformed(serve, query):
     server = serve(ok(DESCRIPTIONS), ok("I would pick colour and shape."))
     code, text, output = query(server, "--retries", "2")
-    assert code == 1 and not output.exists()
+    assert code == 2 and not output.exists()
     assert len(server.requests) == 1 + 3
     assert "no usable answer in 3 attempts" in text and "attributes" in text
 
@@ -202,7 +202,7 @@ def test_gives_up_on_answers_that_stay_malformed(serve, query):
 def test_refused_key_is_one_clear_error_without_the_key(serve, query):
     server = serve(error(401, f"Incorrect API key provided: {KEY[:7]}****{KEY[-4:]}."))
     code, text, output = query(server)
-    assert code == 1 and not output.exists()
+    assert code == 2 and not output.exists()
     assert len(server.requests) == 1  # a refused key is not retried
     assert f"refused by {server.url}" in text and "HTTP 401" in text
     assert KEY[-4:] not in text and "Traceback" not in text
@@ -211,13 +211,13 @@ def test_refused_key_is_one_clear_error_without_the_key(serve, query):
 def test_model_refusal_is_reported(serve, query):
     server = serve(ok(None, refusal="I can't help with that."))
     code, text, _ = query(server)
-    assert code == 1 and "refused to answer: I can't help with that." in text
+    assert code == 2 and "refused to answer: I can't help with that." in text
 
 
 def test_other_client_errors_name_the_model_and_hide_masked_keys(serve, query):
     server = serve(error(404, f"model 'nope' not found for key sk-te****{KEY[-4:]}"))
     code, text, _ = query(server, "--model", "nope")
-    assert code == 1 and len(server.requests) == 1
+    assert code == 2 and len(server.requests) == 1
     assert "HTTP 404" in text and "--model (nope)" in text and KEY[-4:] not in text
 
 
@@ -232,7 +232,7 @@ def test_timeouts_are_retried_then_reported(serve, query):
     server = serve(ok(DESCRIPTIONS, delay=1.5))
     start = time.monotonic()
     code, text, output = query(server, "--timeout", "0.3", "--retries", "1")
-    assert code == 1 and not output.exists()
+    assert code == 2 and not output.exists()
     assert len(server.requests) == 2
     assert "gave up after 2 attempts: the request timed out" in text
     assert time.monotonic() - start < 1.5  # the client stopped waiting at --timeout
@@ -244,7 +244,7 @@ def test_unreachable_service_is_retried_then_reported(query):
         port = sock.getsockname()[1]
     nowhere = type("Closed", (), {"url": f"http://127.0.0.1:{port}/v1"})()  # nothing listens on this port
     code, text, _ = query(nowhere, "--retries", "1")
-    assert code == 1
+    assert code == 2
     assert f"gave up after 2 attempts: cannot connect to {nowhere.url}" in text
 
 
@@ -252,7 +252,7 @@ def test_missing_key_fails_before_contacting_the_server(serve, query, monkeypatc
     monkeypatch.delenv("OPENAI_API_KEY")
     server = serve(ok(GOOD))
     code, text, output = query(server)
-    assert code == 1 and not output.exists()
+    assert code == 2 and not output.exists()
     assert server.requests == []
     assert "OPENAI_API_KEY is not set" in text
 
