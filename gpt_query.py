@@ -41,7 +41,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Ask an LLM for the attribute bases of a dataset (ATPrompt).")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--classes", nargs="+", metavar="NAME", help="the class names")
-    source.add_argument("--classes-file", metavar="FILE", help="a text file with one class name per line")
+    source.add_argument(
+        "--classes-file", "--classnames", metavar="FILE", help="a text file with one class name per line"
+    )
+    source.add_argument(
+        "--split-file", metavar="JSON", help="a split_zhou_*.json file; its [path, label, class name] entries name them"
+    )
     source.add_argument("--dataset-config-file", metavar="YAML", help="configs/datasets/<name>.yaml (needs --root)")
     parser.add_argument("--root", metavar="DATA_ROOT", help="dataset root folder, for --dataset-config-file")
     parser.add_argument("--model", default="gpt-4o", help="chat model (default: gpt-4o)")
@@ -89,6 +94,19 @@ def dataset_classnames(config_file: str, root: str) -> list[str]:
         raise QueryError(f"cannot read the class names of {config_file} under {root}: {err}") from err
 
 
+def split_classnames(split_file: str) -> list[str]:
+    """Class names of a split file in label order, from its train, val and test entries together."""
+    # Imported here for the same reason as in dataset_classnames; the reader's checks give the error messages.
+    from dassl.data.datasets import DatasetBase
+    from datasets.splits import read_split
+
+    try:
+        train, val, test = read_split(split_file, "")
+    except (OSError, ValueError) as err:
+        raise QueryError(f"cannot read the class names of --split-file {split_file}: {err}") from err
+    return DatasetBase.get_lab2cname(train + val + test)[1]
+
+
 def load_classnames(args: argparse.Namespace) -> tuple[list[str], str | None]:
     """The class names (underscores read as spaces) and the dataset name, if known."""
     dataset = None
@@ -99,9 +117,12 @@ def load_classnames(args: argparse.Namespace) -> tuple[list[str], str | None]:
             names = Path(args.classes_file).read_text(encoding="utf-8").splitlines()
         except OSError as err:
             raise QueryError(f"cannot read --classes-file {args.classes_file}: {err.strerror}") from err
+    elif args.split_file:
+        names = split_classnames(args.split_file)
     else:
         names = dataset_classnames(args.dataset_config_file, args.root)
         dataset = Path(args.dataset_config_file).stem
+    # The spelling trainers/prompting.py's clean_classname puts into prompts (importing it would need torch).
     names = [name.replace("_", " ").strip() for name in names]
     names = [name for name in names if name]
     if not names:

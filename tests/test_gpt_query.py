@@ -169,6 +169,16 @@ def test_class_names_from_a_dataset_config(serve, query, tmp_path, monkeypatch):
     assert not (root / "caltech-101" / "split_fewshot").exists()  # no few-shot cache written for the names
 
 
+def test_class_names_from_a_split_file_in_label_order(serve, query, tmp_path):
+    split = tmp_path / "split_zhou_Test.json"
+    entries = [["b/1.jpg", 1, "sea_horse"], ["a/1.jpg", 0, "yin_yang"]]
+    split.write_text(json.dumps({"train": entries, "val": [], "test": [["c/1.jpg", 2, "face"], entries[0]]}))
+    server = serve(ok(DESCRIPTIONS), ok(GOOD))
+    code, _, output = query(server, source=("--split-file", str(split)))
+    assert code == 0 and json.loads(output.read_text())["classes"] == 3
+    assert "- yin yang\n- sea horse\n- face\n" in server.requests[0]["body"]["messages"][0]["content"]
+
+
 def test_missing_dataset_is_one_clear_error(serve, query, tmp_path):
     config = str(REPO / "configs" / "datasets" / "caltech101.yaml")
     server = serve(ok(GOOD))
