@@ -278,3 +278,149 @@ def test_parse_attributes_rules():
     ]:
         with pytest.raises(ValueError, match=problem):
             gpt_query.parse_attributes(text, 2)
+
+
+def sentences(name, k, start=0):
+    return [f"A {name} in photo {i}, seen from the side." for i in range(start, start + k)]
+
+
+def described(name, k):
+    return ok(json.dumps({"descriptions": sentences(name, k)}))
+
+
+def asked_for(server):
+    """The class named in each description request, from its prompt."""
+    return [r["body"]["messages"][0]["content"].split('"')[1] for r in server.requests]
+
+
+def test_descriptions_are_written_per_class_in_the_original_format(serve, query, tmp_path):
+    out = tmp_path / "cal_prompts_full.json"
+    extra = '```json\n{"descriptions": ' + json.dumps(sentences("red fox", 4)) + "}\n```"  # fenced, one too many
+    server = serve(described("golden retriever", 3), described("tabby cat", 3), ok(extra))
+    code, text, _ = query(server, "--descriptions", "--per-class", "3", to=out)
+    assert code == 0
+    written = out.read_text(encoding="utf-8")
+    assert json.loads(written) == {
+        "golden retriever": sentences("golden retriever", 3),
+        "tabby cat": sentences("tabby cat", 3),  # underscores written as spaces
+        "red fox": sentences("red fox", 3),  # the first 3 kept
+    }
+    assert written.startswith('{\n    "golden retriever": [\n        "A golden retriever in photo 0')
+    assert asked_for(server) == ["golden retriever", "tabby cat", "red fox"]
+    assert all(r["body"]["response_format"] == {"type": "json_object"} for r in server.requests)
+    assert "holding 3 sentences" in server.requests[0]["body"]["messages"][0]["content"]
+    assert "3 classes with at least 3 descriptions each" in text and "(3 asked now)" in text
+    assert not list(tmp_path.glob(".*tmp")) and "SECRETKEY" not in written
+
+
+def test_malformed_descriptions_are_corrected_and_retried(serve, query, tmp_path):
+    out = tmp_path / "descriptions.json"
+    bad = ["A cat.", "a CAT.", "", "1. A cat. 2. A dog.", "x" * 301, 7, "Two\nlines."]
+    server = serve(ok("Here are some cats."), ok(json.dumps({"descriptions": bad})), described("cat", 2))
+    code, text, _ = query(server, "--descriptions", "--per-class", "2", source=("--classes", "cat"), to=out)
+    assert code == 0 and json.loads(out.read_text()) == {"cat": sentences("cat", 2)}
+    assert len(server.requests) == 3 and text.count("unusable answer") == 2
+    last = server.requests[2]["body"]["messages"]
+    assert [m["role"] for m in last] == ["user", "assistant", "user", "assistant", "user"]
+    assert 'no JSON object with a "descriptions" list' in last[2]["content"]
+    problem = last[4]["content"]
+    assert "1 usable descriptions instead of 2" in problem
+    for reason in ("empty or not text", "repeated", "longer than 300 characters", "more than one description"):
+        assert reason in problem
+
+
+def test_a_class_that_never_gets_enough_descriptions_is_an_error_naming_it(serve, query, tmp_path):
+    out = tmp_path / "descriptions.json"
+    server = serve(described("golden retriever", 3), described("tabby cat", 2))
+    code, text, _ = query(server, "--descriptions", "--per-class", "3", "--retries", "1", to=out)
+    assert code == 2 and len(server.requests) == 1 + 2
+    assert "error: class 'tabby cat': gpt-4o gave no usable answer in 2 attempts" in text
+    assert "2 usable descriptions instead of 3" in text and "1 of 3 classes are saved" in text
+    assert json.loads(out.read_text()) == {"golden retriever": sentences("golden retriever", 3)}
+
+
+def test_a_rerun_asks_only_for_the_classes_still_missing(serve, query, tmp_path):
+    out = tmp_path / "descriptions.json"
+    done = {"golden retriever": sentences("golden retriever", 3), "tabby cat": ["Too few."], "zebra": ["Kept."]}
+    out.write_text(json.dumps(done))  # on one line: the rewrite keeps that
+    server = serve(described("tabby cat", 3), described("red fox", 3))
+    code, text, _ = query(server, "--descriptions", "--per-class", "3", to=out)
+    assert code == 0 and asked_for(server) == ["tabby cat", "red fox"]
+    assert "1 of 3 classes already have 3 descriptions" in text
+    written = out.read_text()
+    assert json.loads(written) == {**done, "tabby cat": sentences("tabby cat", 3), "red fox": sentences("red fox", 3)}
+    assert written.count("\n") == 1
+
+    code, text, _ = query(server, "--descriptions", "--per-class", "3", to=out)
+    assert code == 0 and len(server.requests) == 2 and "(0 asked now)" in text and out.read_text() == written
+
+
+def test_an_interrupted_run_keeps_the_classes_it_finished(serve, query, tmp_path, monkeypatch):
+    out = tmp_path / "descriptions.json"
+    server = serve(described("golden retriever", 2))
+    complete = gpt_query.Chat.complete
+
+    def interrupt_the_second(chat, *args):
+        if server.requests:
+            raise KeyboardInterrupt
+        return complete(chat, *args)
+
+    monkeypatch.setattr(gpt_query.Chat, "complete", interrupt_the_second)
+    code, text, _ = query(server, "--descriptions", "--per-class", "2", to=out)
+    assert code == 130 and "rerun the same command to resume" in text
+    assert json.loads(out.read_text()) == {"golden retriever": sentences("golden retriever", 2)}
+
+
+@pytest.mark.parametrize(
+    "content",
+    ['{"cat": [', '["A cat."]', '{"cat": "A cat."}', '{"cat": ["A cat.", 2]}', "\xff\xfe"],
+    ids=["truncated", "list", "string", "number", "not-utf8"],
+)
+def test_an_output_file_of_another_form_is_refused_untouched(serve, query, tmp_path, content):
+    out = tmp_path / "descriptions.json"
+    out.write_bytes(content.encode("latin-1"))
+    server = serve(described("cat", 20))
+    code, text, _ = query(server, "--descriptions", to=out)
+    assert code == 2 and server.requests == []
+    assert f"error: --output {out} is not a {{class name: [sentence, ...]}} JSON object" in text
+    assert "Traceback" not in text and out.read_bytes() == content.encode("latin-1")
+
+
+@pytest.mark.parametrize(
+    ("lines", "source", "message"),
+    [
+        (None, "--classnames", "cannot read --classes-file"),
+        ("\n  \n", "--classnames", "no class names given"),
+        ('{"train": [["a.jpg", "one", "cat"]], "val": [], "test": []}', "--split-file", "entry 0 of 'train'"),
+        ("[]", "--split-file", "must hold an object with the lists"),
+    ],
+    ids=["missing-file", "empty-list", "bad-entry", "not-a-split"],
+)
+def test_bad_class_sources_are_one_clear_error(serve, query, tmp_path, lines, source, message):
+    names = tmp_path / "names.txt"
+    if lines is not None:
+        names.write_text(lines)
+    out = tmp_path / "descriptions.json"
+    server = serve(described("cat", 20))
+    code, text, _ = query(server, "--descriptions", source=(source, str(names)), to=out)
+    assert code == 2 and server.requests == [] and not out.exists()
+    assert "error: " in text and message in text and "Traceback" not in text
+
+
+def test_descriptions_need_the_key_before_anything_is_asked(serve, query, tmp_path, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY")
+    out = tmp_path / "descriptions.json"
+    server = serve(described("cat", 20))
+    code, text, _ = query(server, "--descriptions", to=out)
+    assert code == 2 and server.requests == [] and not out.exists()
+    assert "error: OPENAI_API_KEY is not set" in text
+
+
+def test_parse_descriptions_rules():
+    answer = json.dumps({"descriptions": [" A cat. ", "- A dog.", "A cow.", "a cow."]})
+    assert gpt_query.parse_descriptions(answer, 2) == ["A cat.", "A cow."]
+    with pytest.raises(ValueError, match=r"2 usable descriptions instead of 3 \(others rejected: more than one"):
+        gpt_query.parse_descriptions(answer, 3)
+    with pytest.raises(ValueError, match="no JSON object"):
+        gpt_query.parse_descriptions('{"descriptions": "A cat."}', 1)
+    assert gpt_query.json_indent('{\n  "a": []\n}') == 2 and gpt_query.json_indent('{"a": []}') is None
