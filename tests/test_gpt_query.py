@@ -169,11 +169,21 @@ def test_class_names_from_a_dataset_config(serve, query, tmp_path, monkeypatch):
     assert not (root / "caltech-101" / "split_fewshot").exists()  # no few-shot cache written for the names
 
 
+def test_class_names_from_a_split_file_in_label_order(serve, query, tmp_path):
+    split = tmp_path / "split_zhou_Test.json"
+    entries = [["b/1.jpg", 1, "sea_horse"], ["a/1.jpg", 0, "yin_yang"]]
+    split.write_text(json.dumps({"train": entries, "val": [], "test": [["c/1.jpg", 2, "face"], entries[0]]}))
+    server = serve(ok(DESCRIPTIONS), ok(GOOD))
+    code, _, output = query(server, source=("--split-file", str(split)))
+    assert code == 0 and json.loads(output.read_text())["classes"] == 3
+    assert "- yin yang\n- sea horse\n- face\n" in server.requests[0]["body"]["messages"][0]["content"]
+
+
 def test_missing_dataset_is_one_clear_error(serve, query, tmp_path):
     config = str(REPO / "configs" / "datasets" / "caltech101.yaml")
     server = serve(ok(GOOD))
     code, text, _ = query(server, source=("--dataset-config-file", config, "--root", str(tmp_path)))
-    assert code == 1 and server.requests == []
+    assert code == 2 and server.requests == []
     assert "cannot read the class names" in text and "caltech-101" in text and "Traceback" not in text
 
 
@@ -194,7 +204,7 @@ def test_malformed_attribute_answers_are_corrected_and_retried(serve, query):
 def test_gives_up_on_answers_that_stay_malformed(serve, query):
     server = serve(ok(DESCRIPTIONS), ok("I would pick colour and shape."))
     code, text, output = query(server, "--retries", "2")
-    assert code == 1 and not output.exists()
+    assert code == 2 and not output.exists()
     assert len(server.requests) == 1 + 3
     assert "no usable answer in 3 attempts" in text and "attributes" in text
 
@@ -202,7 +212,7 @@ def test_gives_up_on_answers_that_stay_malformed(serve, query):
 def test_refused_key_is_one_clear_error_without_the_key(serve, query):
     server = serve(error(401, f"Incorrect API key provided: {KEY[:7]}****{KEY[-4:]}."))
     code, text, output = query(server)
-    assert code == 1 and not output.exists()
+    assert code == 2 and not output.exists()
     assert len(server.requests) == 1  # a refused key is not retried
     assert f"refused by {server.url}" in text and "HTTP 401" in text
     assert KEY[-4:] not in text and "Traceback" not in text
@@ -211,13 +221,13 @@ def test_refused_key_is_one_clear_error_without_the_key(serve, query):
 def test_model_refusal_is_reported(serve, query):
     server = serve(ok(None, refusal="I can't help with that."))
     code, text, _ = query(server)
-    assert code == 1 and "refused to answer: I can't help with that." in text
+    assert code == 2 and "refused to answer: I can't help with that." in text
 
 
 def test_other_client_errors_name_the_model_and_hide_masked_keys(serve, query):
     server = serve(error(404, f"model 'nope' not found for key sk-te****{KEY[-4:]}"))
     code, text, _ = query(server, "--model", "nope")
-    assert code == 1 and len(server.requests) == 1
+    assert code == 2 and len(server.requests) == 1
     assert "HTTP 404" in text and "--model (nope)" in text and KEY[-4:] not in text
 
 
@@ -232,7 +242,7 @@ def test_timeouts_are_retried_then_reported(serve, query):
     server = serve(ok(DESCRIPTIONS, delay=1.5))
     start = time.monotonic()
     code, text, output = query(server, "--timeout", "0.3", "--retries", "1")
-    assert code == 1 and not output.exists()
+    assert code == 2 and not output.exists()
     assert len(server.requests) == 2
     assert "gave up after 2 attempts: the request timed out" in text
     assert time.monotonic() - start < 1.5  # the client stopped waiting at --timeout
@@ -244,7 +254,7 @@ def test_unreachable_service_is_retried_then_reported(query):
         port = sock.getsockname()[1]
     nowhere = type("Closed", (), {"url": f"http://127.0.0.1:{port}/v1"})()  # nothing listens on this port
     code, text, _ = query(nowhere, "--retries", "1")
-    assert code == 1
+    assert code == 2
     assert f"gave up after 2 attempts: cannot connect to {nowhere.url}" in text
 
 
@@ -252,7 +262,7 @@ def test_missing_key_fails_before_contacting_the_server(serve, query, monkeypatc
     monkeypatch.delenv("OPENAI_API_KEY")
     server = serve(ok(GOOD))
     code, text, output = query(server)
-    assert code == 1 and not output.exists()
+    assert code == 2 and not output.exists()
     assert server.requests == []
     assert "OPENAI_API_KEY is not set" in text
 
@@ -268,3 +278,149 @@ def test_parse_attributes_rules():
     ]:
         with pytest.raises(ValueError, match=problem):
             gpt_query.parse_attributes(text, 2)
+
+
+def sentences(name, k, start=0):
+    return [f"A {name} in photo {i}, seen from the side." for i in range(start, start + k)]
+
+
+def described(name, k):
+    return ok(json.dumps({"descriptions": sentences(name, k)}))
+
+
+def asked_for(server):
+    """The class named in each description request, from its prompt."""
+    return [r["body"]["messages"][0]["content"].split('"')[1] for r in server.requests]
+
+
+def test_descriptions_are_written_per_class_in_the_original_format(serve, query, tmp_path):
+    out = tmp_path / "cal_prompts_full.json"
+    extra = '```json\n{"descriptions": ' + json.dumps(sentences("red fox", 4)) + "}\n```"  # fenced, one too many
+    server = serve(described("golden retriever", 3), described("tabby cat", 3), ok(extra))
+    code, text, _ = query(server, "--descriptions", "--per-class", "3", to=out)
+    assert code == 0
+    written = out.read_text(encoding="utf-8")
+    assert json.loads(written) == {
+        "golden retriever": sentences("golden retriever", 3),
+        "tabby cat": sentences("tabby cat", 3),  # underscores written as spaces
+        "red fox": sentences("red fox", 3),  # the first 3 kept
+    }
+    assert written.startswith('{\n    "golden retriever": [\n        "A golden retriever in photo 0')
+    assert asked_for(server) == ["golden retriever", "tabby cat", "red fox"]
+    assert all(r["body"]["response_format"] == {"type": "json_object"} for r in server.requests)
+    assert "holding 3 sentences" in server.requests[0]["body"]["messages"][0]["content"]
+    assert "3 classes with at least 3 descriptions each" in text and "(3 asked now)" in text
+    assert not list(tmp_path.glob(".*tmp")) and "SECRETKEY" not in written
+
+
+def test_malformed_descriptions_are_corrected_and_retried(serve, query, tmp_path):
+    out = tmp_path / "descriptions.json"
+    bad = ["A cat.", "a CAT.", "", "1. A cat. 2. A dog.", "x" * 301, 7, "Two\nlines."]
+    server = serve(ok("Here are some cats."), ok(json.dumps({"descriptions": bad})), described("cat", 2))
+    code, text, _ = query(server, "--descriptions", "--per-class", "2", source=("--classes", "cat"), to=out)
+    assert code == 0 and json.loads(out.read_text()) == {"cat": sentences("cat", 2)}
+    assert len(server.requests) == 3 and text.count("unusable answer") == 2
+    last = server.requests[2]["body"]["messages"]
+    assert [m["role"] for m in last] == ["user", "assistant", "user", "assistant", "user"]
+    assert 'no JSON object with a "descriptions" list' in last[2]["content"]
+    problem = last[4]["content"]
+    assert "1 usable descriptions instead of 2" in problem
+    for reason in ("empty or not text", "repeated", "longer than 300 characters", "more than one description"):
+        assert reason in problem
+
+
+def test_a_class_that_never_gets_enough_descriptions_is_an_error_naming_it(serve, query, tmp_path):
+    out = tmp_path / "descriptions.json"
+    server = serve(described("golden retriever", 3), described("tabby cat", 2))
+    code, text, _ = query(server, "--descriptions", "--per-class", "3", "--retries", "1", to=out)
+    assert code == 2 and len(server.requests) == 1 + 2
+    assert "error: class 'tabby cat': gpt-4o gave no usable answer in 2 attempts" in text
+    assert "2 usable descriptions instead of 3" in text and "1 of 3 classes are saved" in text
+    assert json.loads(out.read_text()) == {"golden retriever": sentences("golden retriever", 3)}
+
+
+def test_a_rerun_asks_only_for_the_classes_still_missing(serve, query, tmp_path):
+    out = tmp_path / "descriptions.json"
+    done = {"golden retriever": sentences("golden retriever", 3), "tabby cat": ["Too few."], "zebra": ["Kept."]}
+    out.write_text(json.dumps(done))  # on one line: the rewrite keeps that
+    server = serve(described("tabby cat", 3), described("red fox", 3))
+    code, text, _ = query(server, "--descriptions", "--per-class", "3", to=out)
+    assert code == 0 and asked_for(server) == ["tabby cat", "red fox"]
+    assert "1 of 3 classes already have 3 descriptions" in text
+    written = out.read_text()
+    assert json.loads(written) == {**done, "tabby cat": sentences("tabby cat", 3), "red fox": sentences("red fox", 3)}
+    assert written.count("\n") == 1
+
+    code, text, _ = query(server, "--descriptions", "--per-class", "3", to=out)
+    assert code == 0 and len(server.requests) == 2 and "(0 asked now)" in text and out.read_text() == written
+
+
+def test_an_interrupted_run_keeps_the_classes_it_finished(serve, query, tmp_path, monkeypatch):
+    out = tmp_path / "descriptions.json"
+    server = serve(described("golden retriever", 2))
+    complete = gpt_query.Chat.complete
+
+    def interrupt_the_second(chat, *args):
+        if server.requests:
+            raise KeyboardInterrupt
+        return complete(chat, *args)
+
+    monkeypatch.setattr(gpt_query.Chat, "complete", interrupt_the_second)
+    code, text, _ = query(server, "--descriptions", "--per-class", "2", to=out)
+    assert code == 130 and "rerun the same command to resume" in text
+    assert json.loads(out.read_text()) == {"golden retriever": sentences("golden retriever", 2)}
+
+
+@pytest.mark.parametrize(
+    "content",
+    ['{"cat": [', '["A cat."]', '{"cat": "A cat."}', '{"cat": ["A cat.", 2]}', "\xff\xfe"],
+    ids=["truncated", "list", "string", "number", "not-utf8"],
+)
+def test_an_output_file_of_another_form_is_refused_untouched(serve, query, tmp_path, content):
+    out = tmp_path / "descriptions.json"
+    out.write_bytes(content.encode("latin-1"))
+    server = serve(described("cat", 20))
+    code, text, _ = query(server, "--descriptions", to=out)
+    assert code == 2 and server.requests == []
+    assert f"error: --output {out} is not a {{class name: [sentence, ...]}} JSON object" in text
+    assert "Traceback" not in text and out.read_bytes() == content.encode("latin-1")
+
+
+@pytest.mark.parametrize(
+    ("lines", "source", "message"),
+    [
+        (None, "--classnames", "cannot read --classes-file"),
+        ("\n  \n", "--classnames", "no class names given"),
+        ('{"train": [["a.jpg", "one", "cat"]], "val": [], "test": []}', "--split-file", "entry 0 of 'train'"),
+        ("[]", "--split-file", "must hold an object with the lists"),
+    ],
+    ids=["missing-file", "empty-list", "bad-entry", "not-a-split"],
+)
+def test_bad_class_sources_are_one_clear_error(serve, query, tmp_path, lines, source, message):
+    names = tmp_path / "names.txt"
+    if lines is not None:
+        names.write_text(lines)
+    out = tmp_path / "descriptions.json"
+    server = serve(described("cat", 20))
+    code, text, _ = query(server, "--descriptions", source=(source, str(names)), to=out)
+    assert code == 2 and server.requests == [] and not out.exists()
+    assert "error: " in text and message in text and "Traceback" not in text
+
+
+def test_descriptions_need_the_key_before_anything_is_asked(serve, query, tmp_path, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY")
+    out = tmp_path / "descriptions.json"
+    server = serve(described("cat", 20))
+    code, text, _ = query(server, "--descriptions", to=out)
+    assert code == 2 and server.requests == [] and not out.exists()
+    assert "error: OPENAI_API_KEY is not set" in text
+
+
+def test_parse_descriptions_rules():
+    answer = json.dumps({"descriptions": [" A cat. ", "- A dog.", "A cow.", "a cow."]})
+    assert gpt_query.parse_descriptions(answer, 2) == ["A cat.", "A cow."]
+    with pytest.raises(ValueError, match=r"2 usable descriptions instead of 3 \(others rejected: more than one"):
+        gpt_query.parse_descriptions(answer, 3)
+    with pytest.raises(ValueError, match="no JSON object"):
+        gpt_query.parse_descriptions('{"descriptions": "A cat."}', 1)
+    assert gpt_query.json_indent('{\n  "a": []\n}') == 2 and gpt_query.json_indent('{"a": []}') is None

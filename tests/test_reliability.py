@@ -587,7 +587,7 @@ def test_api_keys_are_never_printed(tmp_path, monkeypatch, capsys):
     code = gpt_query.main(["--classes", "cat", "dog", "--base-url", f"http://127.0.0.1:{port}/v1", "--retries", "0",
                            "--output", str(tmp_path / "a.json")])
     captured = capsys.readouterr()
-    assert code == 1 and "cannot connect" in captured.err
+    assert code == 2 and "cannot connect" in captured.err
     assert SECRET not in captured.out + captured.err and not (tmp_path / "a.json").exists()
     assert SECRET not in gpt_query.redact(f"bad key {SECRET} or {SECRET[:7]}****{SECRET[-4:]}", SECRET)
     assert SECRET[-4:] not in gpt_query.redact(f"key {SECRET[:7]}****{SECRET[-4:]}", SECRET)
