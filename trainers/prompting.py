@@ -1,6 +1,7 @@
 """The one home for what every prompt-learning trainer shares.
 
-- `load_clip`: CLIP from `MODEL.BACKBONE.NAME` (an OpenAI model name or a checkpoint file).
+- `load_clip`: CLIP from `MODEL.BACKBONE.NAME` (an OpenAI model name, an open_clip `<model>/<tag>` or a checkpoint
+  file; docs/BACKBONES.md).
 - `PromptLayout`: where each soft token goes in the attribute-anchored prompt
   `[SOS][A1][w1][A2][w2]...[ctx][class name].[EOS]` (K = 0 attributes is vanilla CoOp).
 - `PromptLearner`: the learnable blocks (`ctx`, `ctx_att1..K`) and their assembly into prompt embeddings.
@@ -21,8 +22,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from yacs.config import CfgNode
 
-from clip.clip import load_state_dict
-from clip.model import CLIP, build_model
+from clip.clip import load_model
+from clip.model import CLIP
 from clip.simple_tokenizer import SimpleTokenizer
 
 CONTEXT_LENGTH = 77
@@ -131,10 +132,12 @@ PRECISIONS = ("fp16", "fp32", "amp", "bf16")
 
 
 def load_clip(cfg: CfgNode) -> CLIP:
-    """CLIP on the CPU from `MODEL.BACKBONE.NAME` (a model name or a file), in OpenAI's fp16 layout."""
+    """CLIP on the CPU from `MODEL.BACKBONE.NAME` (see `clip.load_model`), in OpenAI's fp16 layout.
+
+    `clip.load_model` also gives the checkpoint's preprocessing, to compare with `INPUT.SIZE` / `PIXEL_MEAN` /
+    `PIXEL_STD`."""
     root = cfg.MODEL.BACKBONE.get("DOWNLOAD_ROOT", "") or None
-    model = build_model(load_state_dict(cfg.MODEL.BACKBONE.NAME, download_root=root))
-    return model.eval()
+    return load_model(cfg.MODEL.BACKBONE.NAME, download_root=root)[0]
 
 
 def resolve_precision(prec: str, device: torch.device) -> str:
