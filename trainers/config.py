@@ -97,7 +97,8 @@ def extend_cfg(cfg: CN) -> CN:
     cfg.TRAINER.IVLP.IMG_WEIGHT = 0.5
 
     cfg.DATASET.SUBSAMPLE_CLASSES = "all"  # all, base or new
-    cfg.MODEL.BACKBONE.DOWNLOAD_ROOT = ""  # new: where named CLIP weights are cached ("" = ~/.cache/clip)
+    # new: where named CLIP weights are cached ("" = ~/.cache/clip; open_clip tags: the Hugging Face cache)
+    cfg.MODEL.BACKBONE.DOWNLOAD_ROOT = ""
     return cfg
 
 
