@@ -122,11 +122,12 @@ def split_classnames(split_file: str) -> list[str]:
     """Class names of a split file in label order, from its train, val and test entries together."""
     # Imported here for the same reason as in dataset_classnames; the reader's checks give the error messages.
     from dassl.data.datasets import DatasetBase
+    from dassl.utils.errors import UserError
     from datasets.splits import read_split
 
     try:
         train, val, test = read_split(split_file, "")
-    except (OSError, ValueError) as err:
+    except (OSError, UserError) as err:
         raise QueryError(f"cannot read the class names of --split-file {split_file}: {err}") from err
     return DatasetBase.get_lab2cname(train + val + test)[1]
 

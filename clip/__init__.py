@@ -1,5 +1,12 @@
-"""Vendored OpenAI CLIP: ``clip.load``, ``clip.tokenize``, ``clip.available_models``."""
+"""Vendored OpenAI CLIP, which also runs open_clip checkpoints of OpenAI's architecture.
 
-from .clip import available_models, load, load_state_dict, tokenize
+``clip.load_model`` gives the model and its ``Preprocessing``; ``clip.load``, ``clip.tokenize`` and
+``clip.available_models`` are OpenAI's API.
+"""
 
-__all__ = ["available_models", "load", "load_state_dict", "tokenize"]
+from .clip import available_models, load, load_model, load_state_dict, open_clip_tags, tokenize
+from .errors import CheckpointError
+from .preprocessing import Preprocessing
+
+__all__ = ["CheckpointError", "Preprocessing", "available_models", "load", "load_model", "load_state_dict",
+           "open_clip_tags", "tokenize"]

@@ -1,4 +1,8 @@
-"""Named CLIP checkpoints, verified download, loading, image preprocessing and tokenisation."""
+"""Named CLIP checkpoints, verified download, loading, image preprocessing and tokenisation.
+
+``load_model`` is the one entry point for every backbone name: OpenAI's model names and checkpoint files, and
+open_clip checkpoints of OpenAI's architecture (see ``open_clip_weights`` and docs/BACKBONES.md).
+"""
 
 import functools
 import hashlib
@@ -10,13 +14,17 @@ import urllib.request
 import warnings
 
 import torch
-from torchvision.transforms import CenterCrop, Compose, InterpolationMode, Normalize, Resize, ToTensor
+from torchvision.transforms import Compose
 from tqdm import tqdm
 
+from . import open_clip_weights
+from .errors import CheckpointError
 from .model import CLIP, build_model, infer_config
+from .preprocessing import CLIP_MEAN, CLIP_STD, Preprocessing
 from .simple_tokenizer import END_OF_TEXT, START_OF_TEXT, SimpleTokenizer
 
-__all__ = ["available_models", "load", "load_state_dict", "tokenize"]
+__all__ = ["CLIP_MEAN", "CLIP_STD", "Preprocessing", "available_models", "load", "load_model", "load_state_dict",
+           "open_clip_tags", "tokenize"]
 
 # The directory before each file name is the file's SHA-256, which the download is checked against.
 _MODELS = {
@@ -34,14 +42,17 @@ _MODELS = {
     ]
 }
 DEFAULT_DOWNLOAD_ROOT = "~/.cache/clip"
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 _NETWORK_ERRORS = (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError)
 
 
 def available_models() -> list[str]:
-    """Names accepted by ``load`` besides local checkpoint paths."""
+    """OpenAI's model names accepted by ``load`` (besides open_clip tags and local checkpoint paths)."""
     return list(_MODELS)
+
+
+def open_clip_tags() -> list[str]:
+    """The open_clip pretrained checkpoints ``load_model`` accepts, as "<open_clip model>/<pretrained tag>"."""
+    return open_clip_weights.available_tags()
 
 
 def _sha256(path: str) -> str:
@@ -65,7 +76,7 @@ def _download(url: str, root: str | os.PathLike | None = None) -> str:
     target = os.path.join(root, filename)
 
     if os.path.exists(target) and not os.path.isfile(target):
-        raise RuntimeError(f"{target} exists and is not a regular file; remove it or pass another download_root")
+        raise CheckpointError(f"{target} exists and is not a regular file; remove it or pass another download_root")
     if os.path.isfile(target):
         if _sha256(target) == expected:
             return target
@@ -85,13 +96,13 @@ def _download(url: str, root: str | os.PathLike | None = None) -> str:
                             digest.update(chunk)
                             bar.update(len(chunk))
             except _NETWORK_ERRORS as err:
-                raise RuntimeError(
+                raise CheckpointError(
                     f"Could not download {filename} from {url} ({err}). Without network access, fetch the file "
                     f"elsewhere and put it in the cache folder {root} (set by download_root, default "
                     f"{DEFAULT_DOWNLOAD_ROOT}), or set MODEL.BACKBONE.NAME to the path of a local checkpoint file."
                 ) from err
         if digest.hexdigest() != expected:
-            raise RuntimeError(
+            raise CheckpointError(
                 f"Downloaded {filename} from {url}, but its SHA-256 is {digest.hexdigest()}, not {expected}; the file "
                 "was discarded. Retry, or download it manually and set MODEL.BACKBONE.NAME to its path."
             )
@@ -108,9 +119,10 @@ def _resolve(name_or_path: str, download_root: str | os.PathLike | None) -> str:
     path = os.path.expanduser(str(name_or_path))
     if os.path.isfile(path):
         return path
-    raise RuntimeError(
+    raise CheckpointError(
         f"CLIP model {name_or_path!r} is neither a known name nor an existing file; use one of "
-        f"{available_models()} or the path of a local checkpoint"
+        f"{available_models()}, the path of a local checkpoint, or (with clip.load_model or clip.load) an open_clip "
+        f"'<model>/<pretrained tag>' such as 'ViT-B-16/laion2b_s34b_b88k' (clip.open_clip_tags() lists them)"
     )
 
 
@@ -124,8 +136,19 @@ def _load_torchscript(path: str, device: str | torch.device = "cpu") -> torch.ji
             return None
 
 
+def _read_safetensors(path: str) -> dict:
+    try:
+        from safetensors.torch import load_file
+    except ImportError as err:
+        raise CheckpointError(f"Reading {path} needs the safetensors package: run `pip install safetensors`, or "
+                           "use the checkpoint's .bin / .pt form") from err
+    return load_file(path, device="cpu")
+
+
 def _read_state_dict(path: str) -> tuple[dict, bool]:
     """(state dict on CPU, whether the file is a TorchScript archive)."""
+    if path.endswith(".safetensors"):
+        return _read_safetensors(path), False
     archive = _load_torchscript(path)
     if archive is not None:
         return archive.state_dict(), True
@@ -133,14 +156,14 @@ def _read_state_dict(path: str) -> tuple[dict, bool]:
         with open(path, "rb") as file:
             checkpoint = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise RuntimeError(
+        raise CheckpointError(
             f"Could not read CLIP checkpoint {path}: it is neither a TorchScript archive nor a state dict saved "
             f"with torch.save ({err}). The file is truncated or damaged: replace it with an intact copy"
         ) from err
     if isinstance(checkpoint, dict) and isinstance(checkpoint.get("state_dict"), dict):
         checkpoint = checkpoint["state_dict"]
     if not isinstance(checkpoint, dict) or not all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
-        raise RuntimeError(f"CLIP checkpoint {path} holds {type(checkpoint).__name__}, not a state dict of tensors")
+        raise CheckpointError(f"CLIP checkpoint {path} holds {type(checkpoint).__name__}, not a state dict of tensors")
     return checkpoint, False
 
 
@@ -151,38 +174,48 @@ def load_state_dict(name_or_path: str, download_root: str | os.PathLike | None =
     return _read_state_dict(_resolve(name_or_path, download_root))[0]
 
 
-def _to_rgb(image):
-    return image.convert("RGB")
+def load_model(name_or_path: str, download_root: str | os.PathLike | None = None) -> tuple[CLIP, Preprocessing]:
+    """(CLIP in fp16 and eval mode as ``build_model`` gives it, the preprocessing its checkpoint was trained with).
 
-
-def _transform(n_px: int) -> Compose:
-    return Compose([
-        Resize(n_px, interpolation=InterpolationMode.BICUBIC),
-        CenterCrop(n_px),
-        _to_rgb,
-        ToTensor(),
-        Normalize(CLIP_MEAN, CLIP_STD),
-    ])
+    ``name_or_path`` is one of
+    - an OpenAI model name (``available_models()``), downloaded into ``download_root`` (default ~/.cache/clip);
+    - an open_clip "<model>/<pretrained tag>" (``open_clip_tags()``), downloaded through ``huggingface_hub`` into
+      its cache (``download_root`` when given);
+    - "<open_clip model>/<file>": a local open_clip state dict of that model config;
+    - a local file: open_clip's, when an ``open_clip_config.json`` lies beside it, else OpenAI's layout.
+    OpenAI's checkpoints use OpenAI's preprocessing; open_clip's take theirs from the tag or config.
+    """
+    if name_or_path not in _MODELS:
+        path = os.path.expanduser(str(name_or_path))
+        source = (open_clip_weights.sibling_source(path) if os.path.isfile(path)
+                  else open_clip_weights.named_source(str(name_or_path), download_root))
+        if source is not None:
+            return open_clip_weights.build(source, _read_state_dict(source.path)[0])
+    model = build_model(load_state_dict(name_or_path, download_root))
+    return model, Preprocessing(model.visual.input_resolution)
 
 
 def load(name_or_path: str, device: str | torch.device = "cpu", jit: bool = False,
          download_root: str | os.PathLike | None = None) -> tuple[CLIP | torch.jit.ScriptModule, Compose]:
-    """(model, preprocess) for a named model or checkpoint file.
+    """(model, preprocess) for any name ``load_model`` takes.
 
     The model is rebuilt from the state dict with ``build_model`` (fp16 weights as released, fp32 on CPU) in eval
-    mode. ``jit=True`` instead returns the TorchScript archive itself, exactly as traced.
+    mode; ``preprocess`` is ``Preprocessing.transform()`` of its checkpoint. ``jit=True`` instead returns an OpenAI
+    TorchScript archive itself, exactly as traced.
     """
-    path = _resolve(name_or_path, download_root)
-    state_dict, is_archive = _read_state_dict(path)
     if jit:
+        path = _resolve(name_or_path, download_root)
+        state_dict, is_archive = _read_state_dict(path)
         if not is_archive:
-            raise RuntimeError(f"jit=True needs a TorchScript archive, but {path} is a plain state dict; "
+            raise CheckpointError(f"jit=True needs a TorchScript archive, but {path} is a plain state dict; "
                                "load it with jit=False")
-        return _load_torchscript(path, device), _transform(infer_config(state_dict)["image_resolution"])
-    model = build_model(state_dict).to(device)
+        size = infer_config(state_dict)["image_resolution"]
+        return _load_torchscript(path, device), Preprocessing(size).transform()
+    model, preprocessing = load_model(name_or_path, download_root)
+    model = model.to(device)
     if torch.device(device).type == "cpu":
         model.float()
-    return model, _transform(model.visual.input_resolution)
+    return model, preprocessing.transform()
 
 
 @functools.lru_cache(maxsize=1)
@@ -205,7 +238,7 @@ def tokenize(texts: str | list[str], context_length: int = 77, truncate: bool = 
         ids = [sot, *tokenizer.encode(text), eot]
         if len(ids) > context_length:
             if not truncate:
-                raise RuntimeError(
+                raise CheckpointError(
                     f"Input {text!r} is {len(ids)} tokens long with start and end tokens, more than the context "
                     f"length {context_length}; shorten it or pass truncate=True"
                 )

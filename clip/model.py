@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .errors import CheckpointError
+
 LayerHook = Callable[[int, torch.Tensor], torch.Tensor]
 InputHook = Callable[[torch.Tensor], torch.Tensor]
 
@@ -74,19 +76,33 @@ class QuickGELU(nn.Module):
         return x * torch.sigmoid(1.702 * x)
 
 
+# OpenAI trained with QuickGELU; many open_clip checkpoints use the exact GELU instead. Neither has parameters, so
+# the choice never changes the state-dict keys.
+ACTIVATIONS: dict[str, type[nn.Module]] = {"quick_gelu": QuickGELU, "gelu": nn.GELU}
+
+
+def _activation(name: str) -> nn.Module:
+    if name not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {name!r}")
+    return ACTIVATIONS[name]()
+
+
 class ResidualAttentionBlock(nn.Module):
     """Pre-norm transformer block on sequence-first input [L, N, D]."""
 
-    def __init__(self, d_model: int, n_head: int, causal: bool = False):
+    def __init__(self, d_model: int, n_head: int, causal: bool = False, activation: str = "quick_gelu",
+                 mlp_width: int | None = None):
+        """``mlp_width`` None is OpenAI's 4 x ``d_model``."""
         super().__init__()
+        mlp_width = mlp_width or d_model * 4
         self.attn = MultiheadSelfAttention(d_model, n_head)
         self.ln_1 = LayerNorm(d_model)
         self.mlp = nn.Sequential(
             OrderedDict(
                 [
-                    ("c_fc", nn.Linear(d_model, d_model * 4)),
-                    ("gelu", QuickGELU()),
-                    ("c_proj", nn.Linear(d_model * 4, d_model)),
+                    ("c_fc", nn.Linear(d_model, mlp_width)),
+                    ("gelu", _activation(activation)),
+                    ("c_proj", nn.Linear(mlp_width, d_model)),
                 ]
             )
         )
@@ -102,11 +118,14 @@ class ResidualAttentionBlock(nn.Module):
 
 
 class Transformer(nn.Module):
-    def __init__(self, width: int, layers: int, heads: int, causal: bool = False):
+    def __init__(self, width: int, layers: int, heads: int, causal: bool = False, activation: str = "quick_gelu",
+                 mlp_width: int | None = None):
         super().__init__()
         self.width = width
         self.layers = layers
-        self.resblocks = nn.Sequential(*[ResidualAttentionBlock(width, heads, causal) for _ in range(layers)])
+        self.resblocks = nn.Sequential(
+            *[ResidualAttentionBlock(width, heads, causal, activation, mlp_width) for _ in range(layers)]
+        )
 
     def forward(self, x: torch.Tensor, layer_hook: LayerHook | None = None) -> torch.Tensor:
         """x: [L, N, D]. ``layer_hook(i, x) -> x``, when given, runs before block i for every i."""
@@ -225,7 +244,8 @@ class ModifiedResNet(nn.Module):
 
 
 class VisionTransformer(nn.Module):
-    def __init__(self, input_resolution: int, patch_size: int, width: int, layers: int, heads: int, output_dim: int):
+    def __init__(self, input_resolution: int, patch_size: int, width: int, layers: int, heads: int, output_dim: int,
+                 activation: str = "quick_gelu", mlp_width: int | None = None):
         super().__init__()
         self.input_resolution = input_resolution
         self.output_dim = output_dim
@@ -236,7 +256,7 @@ class VisionTransformer(nn.Module):
         self.positional_embedding = nn.Parameter(scale * torch.randn((input_resolution // patch_size) ** 2 + 1, width))
         self.ln_pre = LayerNorm(width)
 
-        self.transformer = Transformer(width, layers, heads)
+        self.transformer = Transformer(width, layers, heads, activation=activation, mlp_width=mlp_width)
 
         self.ln_post = LayerNorm(width)
         self.proj = nn.Parameter(scale * torch.randn(width, output_dim))
@@ -271,7 +291,14 @@ class CLIP(nn.Module):
         transformer_width: int,
         transformer_heads: int,
         transformer_layers: int,
+        # beyond OpenAI's layout (open_clip checkpoints); the defaults are OpenAI's
+        activation: str = "quick_gelu",
+        vision_heads: int | None = None,
+        vision_mlp_width: int | None = None,
+        transformer_mlp_width: int | None = None,
     ):
+        """``vision_heads`` None is OpenAI's rule (64-wide heads); an MLP width None is 4 x the block width;
+        ``activation`` ("quick_gelu" or "gelu") is used by the MLPs of both transformers."""
         super().__init__()
         self.context_length = context_length
 
@@ -279,7 +306,7 @@ class CLIP(nn.Module):
             self.visual = ModifiedResNet(
                 layers=tuple(vision_layers),
                 output_dim=embed_dim,
-                heads=vision_width * 32 // 64,
+                heads=vision_heads or vision_width * 32 // 64,
                 input_resolution=image_resolution,
                 width=vision_width,
             )
@@ -289,11 +316,14 @@ class CLIP(nn.Module):
                 patch_size=vision_patch_size,
                 width=vision_width,
                 layers=vision_layers,
-                heads=vision_width // 64,
+                heads=vision_heads or vision_width // 64,
                 output_dim=embed_dim,
+                activation=activation,
+                mlp_width=vision_mlp_width,
             )
 
-        self.transformer = Transformer(transformer_width, transformer_layers, transformer_heads, causal=True)
+        self.transformer = Transformer(transformer_width, transformer_layers, transformer_heads, causal=True,
+                                       activation=activation, mlp_width=transformer_mlp_width)
 
         self.vocab_size = vocab_size
         self.token_embedding = nn.Embedding(vocab_size, transformer_width)
@@ -394,20 +424,34 @@ def _count_blocks(state_dict: dict, prefix: str) -> int:
     return len({key[len(prefix):].split(".")[0] for key in state_dict if key.startswith(prefix)})
 
 
+def _mlp_width(state_dict: dict, prefix: str, width: int) -> dict:
+    """{key: MLP width} when the blocks under ``prefix`` are not OpenAI's 4 x ``width`` wide (ViT-g and ViT-bigG
+    are not), else {}."""
+    fc = state_dict.get(prefix + "resblocks.0.mlp.c_fc.weight")
+    if fc is None or fc.shape[0] == 4 * width:
+        return {}
+    key = "vision_mlp_width" if prefix.startswith("visual.") else "transformer_mlp_width"
+    return {key: fc.shape[0]}
+
+
 def infer_config(state_dict: dict) -> dict:
-    """CLIP constructor arguments read off a checkpoint's tensor shapes and key names."""
+    """CLIP constructor arguments read off a checkpoint's tensor shapes and key names.
+
+    MLP widths appear only when they differ from 4 x the block width, so OpenAI's checkpoints give exactly
+    OpenAI's arguments. Head counts cannot be read off the weights: this gives OpenAI's (64-wide heads)."""
     if "visual.proj" in state_dict:
         conv1 = state_dict["visual.conv1.weight"]
         rows = state_dict["visual.positional_embedding"].shape[0]
         grid = round((rows - 1) ** 0.5)
         vision_layers = sum(1 for k in state_dict if k.startswith("visual.") and k.endswith(".attn.in_proj_weight"))
         vision = dict(vision_layers=vision_layers, vision_width=conv1.shape[0], vision_patch_size=conv1.shape[-1],
-                      image_resolution=conv1.shape[-1] * grid)
+                      image_resolution=conv1.shape[-1] * grid,
+                      **_mlp_width(state_dict, "visual.transformer.", conv1.shape[0]))
     else:
         rows = state_dict["visual.attnpool.positional_embedding"].shape[0]
         grid = round((rows - 1) ** 0.5)
         if grid**2 + 1 != rows:
-            raise ValueError(f"visual.attnpool.positional_embedding has {rows} rows; expected grid**2 + 1")
+            raise CheckpointError(f"visual.attnpool.positional_embedding has {rows} rows; expected grid**2 + 1")
         vision = dict(vision_layers=tuple(_count_blocks(state_dict, f"visual.layer{i}.") for i in range(1, 5)),
                       vision_width=state_dict["visual.layer1.0.conv1.weight"].shape[0], vision_patch_size=None,
                       image_resolution=grid * 32)
@@ -419,25 +463,32 @@ def infer_config(state_dict: dict) -> dict:
         transformer_width=width,
         transformer_heads=width // 64,
         transformer_layers=_count_blocks(state_dict, "transformer.resblocks."),
+        **_mlp_width(state_dict, "transformer.", width),
         **vision,
     )
 
 
-def build_model(state_dict: dict, design_details: dict | None = None) -> CLIP:
+def build_model(state_dict: dict, design_details: dict | None = None, *, activation: str = "quick_gelu",
+                vision_heads: int | None = None, transformer_heads: int | None = None) -> CLIP:
     """Rebuild CLIP from an OpenAI-format state dict, in fp16 (see ``convert_weights``) and eval mode.
 
     ``design_details`` (the upstream MaPLe/IVLP/VPT switches) is accepted so existing callers keep working, but the
     architecture never changes: deep prompts are added at run time through ``input_hook`` / ``layer_hook``.
+    What the weights cannot tell comes from the other arguments, whose defaults are OpenAI's: the MLP activation and
+    the head counts (None: 64-wide heads).
     """
     try:
         config = infer_config(state_dict)
     except KeyError as err:
-        raise ValueError(f"build_model: key {err} is missing; this is not an OpenAI CLIP state dict") from err
+        raise CheckpointError(f"build_model: key {err} is missing; this is not an OpenAI CLIP state dict") from err
+    config["activation"] = activation
+    config["vision_heads"] = vision_heads
+    config["transformer_heads"] = transformer_heads or config["transformer_heads"]
     model = CLIP(**config)
     state_dict = {k: v for k, v in state_dict.items() if k not in ("input_resolution", "context_length", "vocab_size")}
     convert_weights(model)
     missing, unexpected = model.load_state_dict(state_dict, strict=False)
     if missing or unexpected:
-        raise ValueError(f"build_model: checkpoint does not match the CLIP architecture; missing keys {missing}, "
+        raise CheckpointError(f"build_model: checkpoint does not match the CLIP architecture; missing keys {missing}, "
                          f"unexpected keys {unexpected}")
     return model.eval()

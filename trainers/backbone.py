@@ -6,32 +6,40 @@ import torch
 import torch.nn.functional as F
 from yacs.config import CfgNode
 
-from clip.clip import load_state_dict, tokenize
-from clip.model import CLIP, build_model
+from clip.clip import load_model, tokenize
+from clip.errors import CheckpointError
+from clip.model import CLIP
+from clip.preprocessing import Preprocessing
 from dassl.utils.errors import UserError
 
 PRECISIONS = ("fp16", "fp32", "amp", "bf16")
 
 
-def load_clip(cfg: CfgNode) -> CLIP:
-    """CLIP on the CPU from `MODEL.BACKBONE.NAME` (a model name or a file), in OpenAI's fp16 layout."""
+def load_clip(cfg: CfgNode) -> tuple[CLIP, Preprocessing]:
+    """CLIP on the CPU from `MODEL.BACKBONE.NAME` (an OpenAI name, an open_clip tag or a file; docs/BACKBONES.md) in
+    OpenAI's fp16 layout, and the preprocessing its checkpoint was trained with."""
     root = cfg.MODEL.BACKBONE.get("DOWNLOAD_ROOT", "") or None
     try:
-        state_dict = load_state_dict(cfg.MODEL.BACKBONE.NAME, download_root=root)
-        model = build_model(state_dict)
-    except (RuntimeError, ValueError) as err:  # clip/ explains a missing, corrupt or foreign checkpoint
+        model, preprocessing = load_model(cfg.MODEL.BACKBONE.NAME, download_root=root)
+    except CheckpointError as err:
         raise UserError(f"MODEL.BACKBONE.NAME {cfg.MODEL.BACKBONE.NAME}: {err}") from err
-    return model.eval()
+    return model.eval(), preprocessing
 
 
-def check_input_size(cfg: CfgNode, clip_model: CLIP) -> None:
-    """The images must have the resolution the image encoder was trained at."""
-    resolution = clip_model.visual.input_resolution
-    if cfg.INPUT.SIZE[0] != resolution:
+def check_input(cfg: CfgNode, preprocessing: Preprocessing) -> None:
+    """The images must have the resolution the image encoder was trained at; other normalisation statistics than
+    the checkpoint's run, but rarely on purpose, so they are pointed out."""
+    size = preprocessing.size
+    if cfg.INPUT.SIZE[0] != size:
         raise UserError(
-            f"INPUT.SIZE is {tuple(cfg.INPUT.SIZE)} but {cfg.MODEL.BACKBONE.NAME} takes {resolution}x{resolution} "
-            f"images: set INPUT.SIZE \"({resolution}, {resolution})\""
+            f"INPUT.SIZE is {tuple(cfg.INPUT.SIZE)} but {cfg.MODEL.BACKBONE.NAME} takes {size}x{size} "
+            f"images: set INPUT.SIZE \"({size}, {size})\""
         )
+    given = (tuple(cfg.INPUT.PIXEL_MEAN), tuple(cfg.INPUT.PIXEL_STD))
+    if any(abs(a - b) > 1e-6 for a, b in zip((*given[0], *given[1]), (*preprocessing.mean, *preprocessing.std))):
+        print(f"Warning: INPUT.PIXEL_MEAN / PIXEL_STD are {list(given[0])} / {list(given[1])}, but "
+              f"{cfg.MODEL.BACKBONE.NAME} was trained with {list(preprocessing.mean)} / {list(preprocessing.std)}: "
+              f"set INPUT.PIXEL_MEAN \"{list(preprocessing.mean)}\" INPUT.PIXEL_STD \"{list(preprocessing.std)}\"")
 
 
 def resolve_precision(prec: str, device: torch.device) -> str:
@@ -46,8 +54,8 @@ def resolve_precision(prec: str, device: torch.device) -> str:
 
 def load_clip_at(cfg: CfgNode, prec: str) -> CLIP:
     """`load_clip`, checked against INPUT.SIZE, in fp32 unless the precision is OpenAI's fp16."""
-    clip_model = load_clip(cfg)
-    check_input_size(cfg, clip_model)
+    clip_model, preprocessing = load_clip(cfg)
+    check_input(cfg, preprocessing)
     return clip_model if prec == "fp16" else clip_model.float()
 
 

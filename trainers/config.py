@@ -76,7 +76,8 @@ def extend_cfg(cfg: CN) -> CN:
     cfg.TRAINER.ATTRIBUTE_SEARCH.CHUNK_SIZE = -1
     cfg.TRAINER.ATTRIBUTE_SEARCH.PREC = "fp32"
 
-    cfg.MODEL.BACKBONE.DOWNLOAD_ROOT = ""  # new: where named CLIP weights are cached ("" = ~/.cache/clip)
+    # new: where named CLIP weights are cached ("" = ~/.cache/clip; open_clip tags: the Hugging Face cache)
+    cfg.MODEL.BACKBONE.DOWNLOAD_ROOT = ""
     return cfg
 
 

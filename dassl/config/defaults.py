@@ -79,7 +79,8 @@ _C.DATALOADER.TEST.BATCH_SIZE = 32
 _C.MODEL = CN()
 _C.MODEL.INIT_WEIGHTS = ""  # optional checkpoint whose matching weights initialise the model
 _C.MODEL.BACKBONE = CN()
-_C.MODEL.BACKBONE.NAME = ""  # for CLIP trainers: RN50, ViT-B/16, ... or a local weights file
+# for CLIP trainers: RN50, ViT-B/16, ..., an open_clip tag (ViT-B-16/laion2b_s34b_b88k) or a local weights file
+_C.MODEL.BACKBONE.NAME = ""
 
 ###########################
 # Optimisation
