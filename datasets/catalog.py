@@ -30,6 +30,7 @@ class DatasetInfo:
     role: str = "other"  # "benchmark" (base-to-novel), "variant" (ImageNet's domain shifts), "other"
     imagenet_classes: bool = False  # its classes are ImageNet's (or a subset): an ImageNet model's head fits them
     settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # protocol -> differing values
+    method_templates: Mapping[str, str] = field(default_factory=dict)  # a method's own template, where it differs
 
 
 # Protocol -> hyper-parameters of the run scripts (scripts/<method>/<variant>_<protocol>_*.sh), before per-dataset
@@ -88,7 +89,8 @@ DATASETS: tuple[DatasetInfo, ...] = (
                 ("architecture", "environment", "structure", "design", "function"), "benchmark"),
     DatasetInfo("dtd", "DescribableTextures", "DTD", "{} texture.", ("pattern", "color", "design"),
                 ("pattern", "texture", "color", "design", "structure"), "benchmark",
-                settings={"coop/atprompt_base2new": {"NCTX": 4}, "dept/atprompt_base2new": {"WEIGHT": 0.6}}),
+                settings={"coop/atprompt_base2new": {"NCTX": 4}, "dept/atprompt_base2new": {"WEIGHT": 0.6}},
+                method_templates={"KgCoOp": "a photo of a {}, a type of texture."}),
     DatasetInfo("eurosat", "EuroSAT", "EuroSAT", "a centered satellite photo of {}.", ("habitat",),
                 ("habitat", "foliage", "infrastructure", "terrain", "watercourse"), "benchmark",
                 settings={"cocoop/atprompt_base2new": {"NCTX": 6}, "maple/atprompt_base2new": {"EPO": 10}}),
@@ -143,10 +145,11 @@ def by_role(role: str) -> list[DatasetInfo]:
     return [info for info in DATASETS if info.role == role]
 
 
-def template(name: str) -> str:
-    """The zero-shot template of DATASET.NAME ("a photo of a {}." for datasets the table does not know)."""
+def template(name: str, method: str = "") -> str:
+    """The hand-written template `method` uses on DATASET.NAME (the zero-shot one unless the method has its own;
+    "a photo of a {}." for datasets the table does not know)."""
     info = by_name(name)
-    return info.template if info else DEFAULT_TEMPLATE
+    return info.method_templates.get(method, info.template) if info else DEFAULT_TEMPLATE
 
 
 def protocol_settings(protocol: str, key: str) -> dict[str, Any]:

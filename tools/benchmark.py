@@ -50,6 +50,7 @@ from trainers.cocoop import CoCoOp  # noqa: E402
 from trainers.config import get_cfg  # noqa: E402
 from trainers.coop import CoOp  # noqa: E402
 from trainers.dept import DePT  # noqa: E402
+from trainers.kgcoop import KgCoOp  # noqa: E402
 from trainers.layout import CONTEXT_LENGTH, PromptLayout, tokenizer  # noqa: E402
 from trainers.maple import MaPLe  # noqa: E402
 
@@ -190,6 +191,8 @@ CASES: list[Case] = [
     Case("maple-eval", MaPLe, "eval", {0: 8.0}, needs_vit=True),
     Case("dept-train", DePT, "train", {0: None}),
     Case("dept-eval", DePT, "eval", {0: 8.0}),
+    Case("kgcoop-train", KgCoOp, "train", {0: 1.5, 500: 3.0}),
+    Case("kgcoop-eval", KgCoOp, "eval", {0: 8.0}),
     # CoCoOp's configs train with batch 1; 4 images make the batched encoding count without exhausting memory.
     Case("cocoop-train", CoCoOp, "train", {0: 2.0}, batch=4),
     Case("cocoop-eval", CoCoOp, "eval", {0: 2.0}, eval_batches=1),  # nothing to cache: one batch tells all

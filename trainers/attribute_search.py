@@ -205,9 +205,6 @@ class AttributeSearchCLIP(PromptedCLIP):
         features = [self.text_encoder(learner(), learner.eot) for learner in self.prompt_learner.learners]
         return F.normalize(torch.stack(features), dim=-1)
 
-    def image_features(self, image: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.image_encoder(image.type(self.dtype)), dim=-1)
-
     def mix(self, image_features: torch.Tensor, text_features: torch.Tensor) -> torch.Tensor:
         """Mixture logits [B, n_cls] in fp32 (outside autocast), so alpha's gradient never sees half precision."""
         with torch.autocast(image_features.device.type, enabled=False):

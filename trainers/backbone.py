@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from yacs.config import CfgNode
 
-from clip.clip import load_model, tokenize
+from clip.clip import load_model
 from clip.errors import CheckpointError
 from clip.model import CLIP
 from clip.preprocessing import Preprocessing
@@ -64,13 +63,3 @@ def autocast(prec: str, device: torch.device):
     dtype = {"amp": torch.float16, "bf16": torch.bfloat16}.get(prec)
     return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
 
-
-@torch.no_grad()
-def encode_prompts(clip_model: CLIP, prompts: list[str], prec: str, batch: int = 1000) -> torch.Tensor:
-    """L2-normalised fp32 text features [len(prompts), E] of hand-written prompts, `batch` prompts per call."""
-    device = clip_model.token_embedding.weight.device
-    features = []
-    for start in range(0, len(prompts), batch):
-        with autocast(prec, device):
-            features.append(clip_model.encode_text(tokenize(prompts[start : start + batch]).to(device)).float())
-    return F.normalize(torch.cat(features), dim=-1)

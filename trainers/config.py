@@ -27,7 +27,7 @@ def extend_cfg(cfg: CN) -> CN:
     cfg.TRAINER.COOP.CTX_INIT = ""
     cfg.TRAINER.COOP.PREC = "fp16"  # fp16, fp32, amp or bf16
     cfg.TRAINER.COOP.CLASS_TOKEN_POSITION = "end"  # end, middle or front
-    cfg.TRAINER.COOP.W = 2.0  # unused; kept so the original's configs merge
+    cfg.TRAINER.COOP.W = 2.0  # KgCoOp: weight of the loss keeping class text features near the template ones
 
     cfg.TRAINER.COCOOP = CN()
     cfg.TRAINER.COCOOP.N_CTX = 16
@@ -147,13 +147,23 @@ def _wrong_type(key: str, default, given, source: str) -> str:
             f"{type(given).__name__} {given!r}: write e.g. {key} {example}")
 
 
+def _read_original_ctx_init(loaded: CN) -> None:
+    """The original's KgCoOp config says `CTX_INIT: True`, which its code read as "a photo of a" (False: none)."""
+    coop = loaded.get("TRAINER", CN()).get("COOP", CN())
+    if isinstance(coop.get("CTX_INIT"), bool):
+        coop.CTX_INIT = "a photo of a" if coop.CTX_INIT else ""
+
+
 def merge_file(cfg: CN, path: str, flag: str) -> None:
     """Merge a yaml config file; a bad key or value is named with the file it comes from."""
     if not os.path.isfile(path):
         raise UserError(f"{flag} {path}: no such file")
     source = f"in {flag} {path}"
     try:
-        cfg.merge_from_file(path)
+        with open(path) as f:
+            loaded = CN.load_cfg(f)
+        _read_original_ctx_init(loaded)
+        cfg.merge_from_other_cfg(loaded)
     except yaml.YAMLError as err:
         raise UserError(f"{flag} {path} is not valid YAML: {err}") from err
     except (KeyError, ValueError) as err:

@@ -16,6 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from clip.clip import tokenize
 from clip.model import CLIP
 from dassl.utils.errors import UserError
 from trainers.layout import PromptLayout
@@ -134,6 +135,36 @@ class TextEncoder(nn.Module):
         return (x @ self.text_projection).reshape(*lead, -1)
 
 
+class FixedPrompts(nn.Module):
+    """Hand-written prompts (templates, class descriptions): their normalised text features [N, E], computed once.
+
+    The token embeddings are kept, truncated after the last EOT, until the features are first asked for; they are
+    then encoded where the model runs, `CHUNK` prompts per call, and only the features are kept.
+    """
+
+    CHUNK = 1024
+
+    def __init__(self, clip_model: CLIP, prompts: Sequence[str]) -> None:
+        super().__init__()
+        ids = tokenize(list(prompts))
+        eot = ids.argmax(dim=-1)
+        with torch.no_grad():
+            weight = clip_model.token_embedding.weight
+            embeds = clip_model.token_embedding(ids[:, : int(eot.max()) + 1].to(weight.device)).type(clip_model.dtype)
+        self.register_buffer("embeds", embeds, persistent=False)
+        self.register_buffer("eot", eot.to(weight.device), persistent=False)
+        self.register_buffer("features", None, persistent=False)
+
+    @torch.no_grad()
+    def encode(self, text_encoder: TextEncoder) -> torch.Tensor:
+        if self.features is None:
+            chunks = [text_encoder(self.embeds[i : i + self.CHUNK], self.eot[i : i + self.CHUNK]).float()
+                      for i in range(0, len(self.eot), self.CHUNK)]
+            self.features = F.normalize(torch.cat(chunks), dim=-1)
+            self.embeds = None
+        return self.features
+
+
 class PromptedCLIP(nn.Module):
     """CLIP whose class text features come from a prompt learner: the CoOp family's CustomCLIP.
 
@@ -171,10 +202,13 @@ class PromptedCLIP(nn.Module):
         features = self.text_encoder(self.prompt_learner(), self.prompt_learner.eot)
         return F.normalize(features, dim=-1)
 
+    def image_features(self, image: torch.Tensor) -> torch.Tensor:
+        """Normalised image features [B, E]."""
+        return F.normalize(self.image_encoder(image.type(self.dtype)), dim=-1)
+
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """Class logits [B, n_cls]: what evaluation uses."""
-        image_features = F.normalize(self.image_encoder(image.type(self.dtype)), dim=-1)
-        return self.logit_scale.exp() * image_features @ self.text_features().t()
+        return self.logit_scale.exp() * self.image_features(image) @ self.text_features().t()
 
     def forward_train(self, image: torch.Tensor) -> Outputs:
         """What `loss` needs from a training batch; methods with more loss terms return more than the logits."""

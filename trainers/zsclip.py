@@ -6,8 +6,9 @@ import torch.nn.functional as F
 
 from dassl.engine import TRAINER_REGISTRY, TrainerX
 from datasets import catalog
-from trainers.backbone import autocast, encode_prompts, load_clip_at, resolve_precision
+from trainers.backbone import autocast, load_clip_at, resolve_precision
 from trainers.layout import clean_classname
+from trainers.prompting import FixedPrompts, TextEncoder
 
 
 @TRAINER_REGISTRY.register()
@@ -21,7 +22,8 @@ class ZeroshotCLIP(TrainerX):
         template = catalog.template(cfg.DATASET.NAME)
         prompts = [template.format(clean_classname(c)) for c in self.dm.dataset.classnames]
         print(f"Prompt example: {prompts[0]}")
-        self.text_features = encode_prompts(clip_model, prompts, self.prec)
+        with autocast(self.prec, self.device):
+            self.text_features = FixedPrompts(clip_model, prompts).to(self.device).encode(TextEncoder(clip_model))
 
     def model_inference(self, image: torch.Tensor) -> torch.Tensor:
         with autocast(self.prec, self.device):
