@@ -152,6 +152,18 @@ def template(name: str, method: str = "") -> str:
     return info.method_templates.get(method, info.template) if info else DEFAULT_TEMPLATE
 
 
+def paper_words(name: str, kind: str, fix: str) -> list[str]:
+    """The paper's `kind` ("attributes" or "bases") for DATASET.NAME; a dataset without any is an error whose
+    message says `fix` (how to give them) and which datasets have defaults."""
+    info = by_name(name)
+    words = list(getattr(info, kind)) if info else []
+    if not words:
+        known = [i.name for i in DATASETS if getattr(i, kind)]
+        raise UserError(f"dataset '{name}' has no {kind} from the paper: {fix} "
+                        f"(defaults exist for: {', '.join(known)})")
+    return words
+
+
 def protocol_settings(protocol: str, key: str) -> dict[str, Any]:
     """The hyper-parameters of a protocol (``coop/atprompt_base2new``) on the dataset with config key `key`."""
     if protocol not in PROTOCOLS:

@@ -186,5 +186,5 @@ def test_attributes_from_cfg():
     many = make_cfg(*on, "TRAINER.ATPROMPT.ATTRIBUTES", "['a', 'b', 'c', 'd']", "TRAINER.ATPROMPT.N_ATTS", "[3]")
     assert attributes_from_cfg(many) == [("a", 3), ("b", 3), ("c", 3), ("d", 3)]
     assert attributes_from_cfg(make_cfg("DATASET.NAME", "Food101"), enabled=True)[0][0] == "flavor"
-    with pytest.raises(UserError, match="no default"):
+    with pytest.raises(UserError, match="has no attributes from the paper"):
         attributes_from_cfg(make_cfg(*on, "DATASET.NAME", "MyData"))

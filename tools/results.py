@@ -34,7 +34,8 @@ DG_DATASETS = {info.key: info.display for info in catalog.by_role("variant")}
 XD_SOURCE = catalog.XD_SOURCE
 XD_TARGETS = [key for key in PAPER_DATASETS if key != XD_SOURCE]
 
-METHOD_ORDER = ["ZeroshotCLIP", "CoOp", "CoOp_ATP", "CoCoOp", "CoCoOp_ATP", "MaPLe", "MaPLe_ATP", "DePT", "DePT_ATP"]
+METHOD_ORDER = ["ZeroshotCLIP", "CoOp", "CoOp_ATP", "CoCoOp", "CoCoOp_ATP", "MaPLe", "MaPLe_ATP", "DePT", "DePT_ATP",
+                "KgCoOp", "KgCoOp_ATP"]
 # Base / novel / HM averaged over the 11 datasets, as reported by the paper's README.
 PAPER_AVERAGES = {
     "CoOp": (82.69, 63.22, 71.66),

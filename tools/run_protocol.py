@@ -65,75 +65,55 @@ _XD = f"{catalog.XD_SOURCE}/{{TRAINER}}/{{CFG}}_{{SHOTS}}shots"
 _EVAL = "evaluation/{TRAINER}/{CFG}_{SHOTS}shots"
 _SEED = "/seed{SEED}"
 
+
+def _pair(method: str, protocol: str, trainer: str, config_dir: str, cfg: str, train_dir: str, eval_dir: str,
+          options: str, source: str | None = None, vanilla_cfg: str | None = None,
+          vanilla: bool = True) -> dict[str, Family]:
+    """The method with ATPrompt (`<trainer>_ATP`, the attribute options added) and, unless `vanilla` is False,
+    alone, on one protocol."""
+    families = {f"{method}/atprompt_{protocol}": Family(f"{trainer}_ATP", config_dir, cfg, train_dir, eval_dir,
+                                                        f"{options} {ATP}", source)}
+    if vanilla:
+        families[f"{method}/vanilla_{protocol}"] = Family(trainer, config_dir, vanilla_cfg or cfg, train_dir,
+                                                          eval_dir, options, source)
+    return families
+
+
+_COCOOP, _MAPLE = "vit_b16_c4_ep10_batch1_ctxv1", "vit_b16_c2_ep5_batch4_2ctx"
+_COOP_TRAIN = "/nctx{NCTX}_cscFalse_ctpend"
+_XD_FOLDERS = _XD + "_few_shots/nctx{NCTX}_csc_ctp/CTX_{NCTX}_epo_{EPO}" + _SEED
+_KG = "/CTX_{NCTX}_WT_{WEIGHT}_epo_{EPO}"
 # The original's folder names, drifts included (the CoOp evaluation folder says "ctp_end", the training one
-# "ctpend"), so its outputs and ours share one tree; the fixes to its scripts are noted where they change a folder.
+# "ctpend"), so its outputs and ours share one tree. Where a folder differs from the original's, it is a fix:
+# - coop xd: the original's evaluation looked for a model folder that training never writes, on half the classes;
+# - cocoop xd: evaluated with the context length trained (the original used 2), in a "_few_shots" folder like the
+#   training one, so it never collides with the base-to-novel evaluation of the same dataset;
+# - maple: the epoch count is part of the evaluation folder (the original's 5- and 10-epoch evaluations shared one),
+#   and MAPLE.N_CTX is set in cross-dataset runs (the original's never set it, which broke MaPLe_ATP's offsets);
+# - dept: evaluations get their own folder under evaluation/ (the original wrote into the training folder).
 FAMILIES: dict[str, Family] = {
-    "coop/atprompt_base2new": Family(
-        "CoOp_ATP", "CoOp", "vit_b16", _B2N + "/nctx{NCTX}_cscFalse_ctpend/CTX_{NCTX}_epo_{EPO}" + _SEED,
-        _EVAL + "/nctx{NCTX}_cscFalse_ctp_end/{DATASET}" + _SEED, f"{COOP} {ATP}"),
-    "coop/vanilla_base2new": Family(
-        "CoOp", "CoOp", "vit_b16", _B2N + "/nctx{NCTX}_cscFalse_ctpend/CTX_{NCTX}_epo_{EPO}" + _SEED,
-        _EVAL + "/nctx{NCTX}_cscFalse_ctp_end/{DATASET}" + _SEED, COOP),
-    # The original's evaluation looked for a model folder that training never writes, on half the classes.
-    "coop/atprompt_xd": Family(
-        "CoOp_ATP", "CoOp", "vit_b16", _XD + "/nctx{NCTX}_cscFalse_ctpend_few_shots/CTX_{NCTX}_epo_{EPO}" + _SEED,
-        _EVAL + "/nctx{NCTX}_cscFalse_ctpend/{DATASET}" + _SEED, f"{COOP} {ATP}", source=catalog.XD_SOURCE),
-    "cocoop/atprompt_base2new": Family(
-        "CoCoOp_ATP", "CoCoOp", "vit_b16_c4_ep10_batch1_ctxv1", _B2N + "/CTX_{NCTX}_epo_{EPO}" + _SEED,
-        _EVAL + "/nctx{NCTX}_csc_ctp/{DATASET}" + _SEED, f"TRAINER.COCOOP.N_CTX {{NCTX}} {ATP}"),
-    "cocoop/vanilla_base2new": Family(
-        "CoCoOp", "CoCoOp", "vit_b16_c4_ep10_batch1_ctxv1", _B2N + "/CTX_{NCTX}_epo_{EPO}" + _SEED,
-        _EVAL + "/nctx{NCTX}_csc_ctp/{DATASET}" + _SEED, "TRAINER.COCOOP.N_CTX {NCTX}"),
-    # Evaluated with the context length trained (the original evaluated with 2), in a "_few_shots" folder like the
-    # training one, so it never collides with the base-to-novel evaluation of the same dataset.
-    "cocoop/atprompt_xd": Family(
-        "CoCoOp_ATP", "CoCoOp", "vit_b16_c4_ep10_batch1_ctxv1",
-        _XD + "_few_shots/nctx{NCTX}_csc_ctp/CTX_{NCTX}_epo_{EPO}" + _SEED,
-        _EVAL + "_few_shots/nctx{NCTX}_csc_ctp/{DATASET}" + _SEED, f"TRAINER.COCOOP.N_CTX {{NCTX}} {ATP}",
-        source=catalog.XD_SOURCE),
-    "cocoop/vanilla_xd": Family(
-        "CoCoOp", "CoCoOp", "vit_b16_c4_ep10_batch1_ctxv1",
-        _XD + "_few_shots/nctx{NCTX}_csc_ctp/CTX_{NCTX}_epo_{EPO}" + _SEED,
-        _EVAL + "_few_shots/nctx{NCTX}_csc_ctp/{DATASET}" + _SEED, "TRAINER.COCOOP.N_CTX {NCTX}",
-        source=catalog.XD_SOURCE),
-    # The epoch count is part of MaPLe's evaluation folder (the original's 5- and 10-epoch evaluations shared one).
-    "maple/atprompt_base2new": Family(
-        "MaPLe_ATP", "MaPLe", "vit_b16_c2_ep5_batch4_2ctx", _B2N + "/CTX_{NCTX}_epo_{EPO}" + _SEED,
-        _EVAL + "/nctx{NCTX}_csc_ctp_epo{EPO}/{DATASET}" + _SEED, f"TRAINER.MAPLE.N_CTX {{NCTX}} {ATP}"),
-    "maple/vanilla_base2new": Family(
-        "MaPLe", "MaPLe", "vit_b16_c2_ep5_batch4_2ctx", _B2N + "/CTX_{NCTX}_epo_{EPO}" + _SEED,
-        _EVAL + "/nctx{NCTX}_csc_ctp_epo{EPO}/{DATASET}" + _SEED, "TRAINER.MAPLE.N_CTX {NCTX}"),
-    # The original's cross-dataset scripts never set MAPLE.N_CTX, which broke MaPLe_ATP's deep-prompt offsets.
-    "maple/atprompt_xd": Family(
-        "MaPLe_ATP", "MaPLe", "vit_b16_c2_ep5_batch4_2ctx_cross_datasets",
-        _XD + "_few_shots/nctx{NCTX}_csc_ctp/CTX_{NCTX}_epo_{EPO}" + _SEED,
-        _EVAL + "/nctx{NCTX}_csc_ctp_epo{EPO}/{DATASET}" + _SEED, f"TRAINER.MAPLE.N_CTX {{NCTX}} {ATP}",
-        source=catalog.XD_SOURCE),
-    "maple/vanilla_xd": Family(
-        "MaPLe", "MaPLe", "vit_b16_c2_ep5_batch4_2ctx_cross_datasets",
-        _XD + "_few_shots/nctx{NCTX}_csc_ctp/CTX_{NCTX}_epo_{EPO}" + _SEED,
-        _EVAL + "/nctx{NCTX}_csc_ctp_epo{EPO}/{DATASET}" + _SEED, "TRAINER.MAPLE.N_CTX {NCTX}",
-        source=catalog.XD_SOURCE),
-    # DePT's evaluations get their own folder under evaluation/ (the original wrote into the training folder).
-    "dept/atprompt_base2new": Family(
-        "DePT_ATP", "DePT", "vit_b16_ep10_bs4_lr35", _B2N + "/CTX_{NCTX}_epo_{EPO}" + _SEED,
-        _EVAL + "/CTX_{NCTX}_epo_{EPO}/{DATASET}" + _SEED,
-        f"TRAINER.COOP.N_CTX {{NCTX}} TRAINER.LINEAR_PROBE.WEIGHT {{WEIGHT}} {ATP}"),
-    "dept/vanilla_base2new": Family(
-        "DePT", "DePT", "vit_b16_ep20_bs4_lr35", _B2N + "/CTX_{NCTX}_epo_{EPO}" + _SEED,
-        _EVAL + "/CTX_{NCTX}_epo_{EPO}/{DATASET}" + _SEED,
-        "TRAINER.COOP.N_CTX {NCTX} TRAINER.LINEAR_PROBE.WEIGHT {WEIGHT}"),
-    "kgcoop/atprompt_base2new": Family(
-        "KgCoOp_ATP", "KgCoOp", "vit_b16_ep100_ctxv4", _B2N + "/CTX_{NCTX}_WT_{WEIGHT}_epo_{EPO}" + _SEED,
-        _EVAL + "/CTX_{NCTX}_WT_{WEIGHT}_epo_{EPO}/{DATASET}" + _SEED,
-        f"{COOP} TRAINER.COOP.W {{WEIGHT}} {ATP}"),
-    "kgcoop/vanilla_base2new": Family(
-        "KgCoOp", "KgCoOp", "vit_b16_ep100_ctxv4", _B2N + "/CTX_{NCTX}_WT_{WEIGHT}_epo_{EPO}" + _SEED,
-        _EVAL + "/CTX_{NCTX}_WT_{WEIGHT}_epo_{EPO}/{DATASET}" + _SEED, f"{COOP} TRAINER.COOP.W {{WEIGHT}}"),
-    "kgcoop/atprompt_xd": Family(
-        "KgCoOp_ATP", "CoOp", "vit_b16", _XD + "/nctx{NCTX}_cscFalse_ctpend_few_shots/CTX_{NCTX}_epo_{EPO}" + _SEED,
-        _EVAL + "/nctx{NCTX}_cscFalse_ctpend/{DATASET}" + _SEED, f"{COOP} TRAINER.COOP.W {{WEIGHT}} {ATP}",
-        source=catalog.XD_SOURCE),
+    **_pair("coop", "base2new", "CoOp", "CoOp", "vit_b16", _B2N + _COOP_TRAIN + "/CTX_{NCTX}_epo_{EPO}" + _SEED,
+            _EVAL + "/nctx{NCTX}_cscFalse_ctp_end/{DATASET}" + _SEED, COOP),
+    **_pair("coop", "xd", "CoOp", "CoOp", "vit_b16", _XD + _COOP_TRAIN + "_few_shots/CTX_{NCTX}_epo_{EPO}" + _SEED,
+            _EVAL + _COOP_TRAIN + "/{DATASET}" + _SEED, COOP, source=catalog.XD_SOURCE, vanilla=False),
+    **_pair("cocoop", "base2new", "CoCoOp", "CoCoOp", _COCOOP, _B2N + "/CTX_{NCTX}_epo_{EPO}" + _SEED,
+            _EVAL + "/nctx{NCTX}_csc_ctp/{DATASET}" + _SEED, "TRAINER.COCOOP.N_CTX {NCTX}"),
+    **_pair("cocoop", "xd", "CoCoOp", "CoCoOp", _COCOOP, _XD_FOLDERS,
+            _EVAL + "_few_shots/nctx{NCTX}_csc_ctp/{DATASET}" + _SEED, "TRAINER.COCOOP.N_CTX {NCTX}",
+            source=catalog.XD_SOURCE),
+    **_pair("maple", "base2new", "MaPLe", "MaPLe", _MAPLE, _B2N + "/CTX_{NCTX}_epo_{EPO}" + _SEED,
+            _EVAL + "/nctx{NCTX}_csc_ctp_epo{EPO}/{DATASET}" + _SEED, "TRAINER.MAPLE.N_CTX {NCTX}"),
+    **_pair("maple", "xd", "MaPLe", "MaPLe", _MAPLE + "_cross_datasets", _XD_FOLDERS,
+            _EVAL + "/nctx{NCTX}_csc_ctp_epo{EPO}/{DATASET}" + _SEED, "TRAINER.MAPLE.N_CTX {NCTX}",
+            source=catalog.XD_SOURCE),
+    **_pair("dept", "base2new", "DePT", "DePT", "vit_b16_ep10_bs4_lr35", _B2N + "/CTX_{NCTX}_epo_{EPO}" + _SEED,
+            _EVAL + "/CTX_{NCTX}_epo_{EPO}/{DATASET}" + _SEED,
+            "TRAINER.COOP.N_CTX {NCTX} TRAINER.LINEAR_PROBE.WEIGHT {WEIGHT}", vanilla_cfg="vit_b16_ep20_bs4_lr35"),
+    **_pair("kgcoop", "base2new", "KgCoOp", "KgCoOp", "vit_b16_ep100_ctxv4", _B2N + _KG + _SEED,
+            _EVAL + _KG + "/{DATASET}" + _SEED, f"{COOP} TRAINER.COOP.W {{WEIGHT}}"),
+    **_pair("kgcoop", "xd", "KgCoOp", "CoOp", "vit_b16", _XD + _COOP_TRAIN + "_few_shots/CTX_{NCTX}_epo_{EPO}" + _SEED,
+            _EVAL + _COOP_TRAIN + "/{DATASET}" + _SEED, f"{COOP} TRAINER.COOP.W {{WEIGHT}}",
+            source=catalog.XD_SOURCE, vanilla=False),
 }
 # The original's script names where ours differ ("vanila" as it spelled it; MaPLe's cross-dataset "test").
 ALIASES = {"vanila": "vanilla", "xd_test": "xd_eval"}

@@ -46,15 +46,8 @@ def search_bases(cfg) -> list[str]:
     """TRAINER.ATTRIBUTE_SEARCH.BASES, else the paper's bases for DATASET.NAME."""
     bases = [str(w) for w in cfg.TRAINER.ATTRIBUTE_SEARCH.BASES]
     if not bases:
-        info = catalog.by_name(cfg.DATASET.NAME)
-        if info is None or not info.bases:
-            known = [i.name for i in catalog.DATASETS if i.bases]
-            raise UserError(
-                f"dataset '{cfg.DATASET.NAME}' has no attribute bases from the paper; give them with "
-                f"TRAINER.ATTRIBUTE_SEARCH.BASES \"['w1', 'w2', ...]\" (gpt_query.py proposes some; defaults exist "
-                f"for: {', '.join(known)})"
-            )
-        bases = list(info.bases)
+        fix = "give them with TRAINER.ATTRIBUTE_SEARCH.BASES \"['w1', 'w2', ...]\" (gpt_query.py proposes some)"
+        bases = catalog.paper_words(cfg.DATASET.NAME, "bases", fix)
     if len(set(bases)) != len(bases):
         raise UserError(f"TRAINER.ATTRIBUTE_SEARCH.BASES has repeated words: {bases}")
     return bases

@@ -61,15 +61,8 @@ def attributes_from_cfg(cfg: CfgNode, enabled: bool | None = None) -> list[tuple
         else:
             words = [w for w in given if w != "none"]
     if not words:
-        info = catalog.by_name(cfg.DATASET.NAME)
-        if info is None or not info.attributes:
-            known = [i.name for i in catalog.DATASETS if i.attributes]
-            raise UserError(
-                f"TRAINER.ATPROMPT.USE_ATPROMPT is on but no attributes are given and dataset '{cfg.DATASET.NAME}' "
-                f"has no default; set TRAINER.ATPROMPT.ATTRIBUTES, e.g. \"['color', 'shape']\" "
-                f"(defaults exist for: {', '.join(known)})"
-            )
-        words = list(info.attributes)
+        fix = "TRAINER.ATPROMPT.USE_ATPROMPT is on, so set TRAINER.ATPROMPT.ATTRIBUTES, e.g. \"['color', 'shape']\""
+        words = catalog.paper_words(cfg.DATASET.NAME, "attributes", fix)
     return list(zip(words, _tokens_per_attribute(atp, len(words))))
 
 
