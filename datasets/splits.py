@@ -13,6 +13,8 @@ exactly the original order, so the same seed gives the same images as the publis
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import random
 from collections import defaultdict
@@ -150,7 +152,9 @@ def load_fewshot(reader: DatasetBase, cfg, train: list[Datum], val: list[Datum] 
 
     Drawing calls ``generate_fewshot_dataset(train, K)`` then ``generate_fewshot_dataset(val, min(K, 4))``. The
     cache lives in ``<dataset_dir>/split_fewshot/shot_{K}-seed_{SEED}.json``; a ``.pkl`` left there by the
-    original code is read too. Returns ``(train, val)`` unchanged when ``NUM_SHOTS < 1``.
+    original code is read too, and a cached split wins over the draw. The draw is made even then: it leaves
+    Python's random state as a first run leaves it, so what is drawn later (the attribute search's candidate order)
+    never depends on whether the cache existed. Returns ``(train, val)`` unchanged when ``NUM_SHOTS < 1``.
     """
     num_shots = cfg.DATASET.NUM_SHOTS
     if num_shots < 1:
@@ -158,18 +162,16 @@ def load_fewshot(reader: DatasetBase, cfg, train: list[Datum], val: list[Datum] 
 
     cache = os.path.join(reader.dataset_dir, "split_fewshot", f"shot_{num_shots}-seed_{cfg.SEED}.json")
     data = load_fewshot_cache(cache)
-    if data is not None:
-        if "train" not in data or (val is not None and "val" not in data):
-            raise UserError(f"Few-shot cache {cache} lacks the 'train' or 'val' subset; delete it to draw again.")
-        return data["train"], (data["val"] if val is not None else None)
-
-    train = reader.generate_fewshot_dataset(train, num_shots=num_shots)
-    data = {"train": train}
-    if val is not None:
-        val = reader.generate_fewshot_dataset(val, num_shots=min(num_shots, 4))
-        data["val"] = val
-    save_fewshot_cache(cache, data)
-    return train, val
+    with contextlib.redirect_stdout(io.StringIO()) if data is not None else contextlib.nullcontext():
+        drawn = {"train": reader.generate_fewshot_dataset(train, num_shots=num_shots)}
+        if val is not None:
+            drawn["val"] = reader.generate_fewshot_dataset(val, num_shots=min(num_shots, 4))
+    if data is None:
+        save_fewshot_cache(cache, drawn)
+        data = drawn
+    elif "train" not in data or (val is not None and "val" not in data):
+        raise UserError(f"Few-shot cache {cache} lacks the 'train' or 'val' subset; delete it to draw again.")
+    return data["train"], (data["val"] if val is not None else None)
 
 
 def subsample_mode(cfg) -> str:

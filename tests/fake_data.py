@@ -45,13 +45,18 @@ TINY_RUN = [
 ]  # fmt: skip
 
 
+def atprompt_switch(trainer: str) -> list[str]:
+    """The option the original's scripts pass with an `*_ATP` trainer name, which alone does not turn ATPrompt on."""
+    return ["TRAINER.ATPROMPT.USE_ATPROMPT", "True"] if trainer.endswith("_ATP") else []
+
+
 def run_args(data_root: str, out, trainer: str, clip_path, config: str, *opts: str, extra=()) -> list[str]:
     """train.py arguments for a tiny run on the fake Caltech101; `config` is relative to configs/trainers."""
     return [
         "--root", str(data_root), "--seed", "1", "--trainer", trainer, "--output-dir", str(out),
         "--dataset-config-file", os.path.join(REPO, "configs/datasets/caltech101.yaml"),
         "--config-file", os.path.join(REPO, "configs/trainers", config),
-        *extra, *TINY_RUN, "MODEL.BACKBONE.NAME", str(clip_path), *opts,
+        *extra, *TINY_RUN, "MODEL.BACKBONE.NAME", str(clip_path), *atprompt_switch(trainer), *opts,
     ]  # fmt: skip
 
 

@@ -418,7 +418,10 @@ def test_data_manager_options(data_cfg):
     assert loader.drop_last and not loader.persistent_workers
     data_cfg.DATALOADER.NUM_WORKERS = 1
     loader = build_data_loader(data_cfg, "SequentialSampler", dm.dataset.test, batch_size=4, is_train=False)
-    assert loader.persistent_workers and loader.num_workers == 1 and not loader.drop_last
+    assert not loader.persistent_workers and loader.num_workers == 1 and not loader.drop_last  # Dassl's default
+    data_cfg.DATALOADER.PERSISTENT_WORKERS = True
+    loader = build_data_loader(data_cfg, "SequentialSampler", dm.dataset.test, batch_size=4, is_train=False)
+    assert loader.persistent_workers
     with pytest.raises(UserError, match="training split .* is empty"):
         build_data_loader(data_cfg, "RandomSampler", [], batch_size=4)
 
@@ -427,3 +430,44 @@ def test_unknown_dataset_name_suggests_registered_ones(data_cfg):
     data_cfg.DATASET.NAME = "TinyFakeDat"
     with pytest.raises(KeyError, match="TinyFakeData"):
         DataManager(data_cfg)
+
+
+def epochs_of(cfg, epochs: int = 3) -> list[tuple[list[str], torch.Tensor]]:
+    """(image order, first image's augmented pixels) of each epoch, the global RNG seeded as at start-up."""
+    torch.manual_seed(7)
+    loader = DataManager(cfg).train_loader_x
+    seen = []
+    for _ in range(epochs):
+        batches = list(loader)
+        seen.append(([p for b in batches for p in b["impath"]], batches[0]["img"][0]))
+    return seen
+
+
+def reference_epochs(cfg, epochs: int = 3) -> list[tuple[list[str], torch.Tensor]]:
+    """The same epochs from plain torch DataLoaders built as Dassl builds them: a new loader iterator, and so new
+    workers seeded from the global RNG, every epoch."""
+    dm = DataManager(cfg)  # for the dataset and transform only; its loaders are not used
+    torch.manual_seed(7)
+    wrapper = dm.train_loader_x.dataset
+    loader = torch.utils.data.DataLoader(wrapper, batch_size=cfg.DATALOADER.TRAIN_X.BATCH_SIZE,
+                                         sampler=torch.utils.data.RandomSampler(wrapper.data_source),
+                                         num_workers=cfg.DATALOADER.NUM_WORKERS, drop_last=True)
+    seen = []
+    for _ in range(epochs):
+        batches = list(loader)
+        seen.append(([p for b in batches for p in b["impath"]], batches[0]["img"][0]))
+    return seen
+
+
+def test_data_order_and_augmentation_with_workers_follow_dassl_across_epochs(data_cfg):
+    data_cfg.DATALOADER.NUM_WORKERS = 2
+    ours, reference = epochs_of(data_cfg), reference_epochs(data_cfg)
+    assert [order for order, _ in ours] == [order for order, _ in reference]
+    for (_, image), (_, expected) in zip(ours, reference):
+        assert torch.equal(image, expected)
+    assert ours[0][0] != ours[1][0]  # each epoch has its own order
+
+    data_cfg.DATALOADER.PERSISTENT_WORKERS = True  # faster, but the seeds are drawn once: other epochs from 2 on
+    persistent = epochs_of(data_cfg)
+    assert persistent[0][0] == ours[0][0] and torch.equal(persistent[0][1], ours[0][1])
+    assert any(p[0] != o[0] or not torch.equal(p[1], o[1]) for p, o in zip(persistent[1:], ours[1:]))

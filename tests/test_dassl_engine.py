@@ -51,7 +51,10 @@ class ToyTrainer(TrainerX):
     def build_data_loader(self):
         bs = self.cfg.DATALOADER.TRAIN_X.BATCH_SIZE
         train = NoisyPoints(24, train=True)
-        self.train_loader_x = DataLoader(train, batch_size=bs, sampler=RandomSampler(train), drop_last=True)
+        workers = self.cfg.DATALOADER.NUM_WORKERS
+        self.train_loader_x = DataLoader(train, batch_size=bs, sampler=RandomSampler(train), drop_last=True,
+                                         num_workers=workers,
+                                         persistent_workers=workers > 0 and self.cfg.DATALOADER.PERSISTENT_WORKERS)
         test = NoisyPoints(9, train=False)
         self.test_loader = DataLoader(test, batch_size=4, sampler=SequentialSampler(test))
         self.val_loader = self.test_loader
@@ -84,6 +87,7 @@ def toy_cfg(output_dir, **overrides):
     cfg.USE_CUDA = False
     cfg.VERBOSE = False
     cfg.DATALOADER.TRAIN_X.BATCH_SIZE = 4
+    cfg.DATALOADER.NUM_WORKERS = 0
     cfg.OPTIM.NAME = "sgd"
     cfg.OPTIM.LR = 0.1
     cfg.OPTIM.MAX_EPOCH = 4
@@ -202,6 +206,17 @@ def test_sigint_mid_epoch_saves_and_resume_is_exact(tmp_path, capsys, reference)
     assert_same_weights(weights(resumed), reference)
     # The regular checkpoint replaced the interrupted one.
     assert sorted(os.listdir(folder)) == ["checkpoint", "model.pth.tar-4"]
+
+
+def test_resume_with_loader_workers_is_exact(tmp_path, capsys):
+    """Workers started afresh each epoch (Dassl's, the default) draw their seeds from the checkpointed RNG, so an
+    interrupted run resumes to the same weights as an uninterrupted one, augmentation in the workers included."""
+    uninterrupted = weights(run(toy_cfg(tmp_path / "reference", DATALOADER__NUM_WORKERS=2)))
+    cfg = toy_cfg(tmp_path / "stopped", DATALOADER__NUM_WORKERS=2)
+    with pytest.raises(SystemExit):
+        run(cfg, hook=signal_at(2, 1, signal.SIGINT))
+    assert_same_weights(weights(run(cfg)), uninterrupted)
+    assert not torch.equal(weights(run(toy_cfg(tmp_path / "lean")))["0.weight"], uninterrupted["0.weight"])
 
 
 def test_mid_epoch_resume_refuses_a_changed_loader(tmp_path, capsys):

@@ -116,7 +116,7 @@ def test_base_new_classes_use_the_ceil_rule(tmp_path, name, subsample):
 
 
 @pytest.mark.parametrize("name", SPLIT_NAMES)
-def test_few_shot_draw_is_cached_and_reused(tmp_path, name, monkeypatch, capsys):
+def test_few_shot_draw_is_cached_and_reused(tmp_path, name, capsys):
     fake.SPLIT_BUILDERS[name](tmp_path)
     first = load(tmp_path, name, shots=2, seed=3)
     assert set(per_class(first.train_x).values()) == {2}
@@ -126,14 +126,21 @@ def test_few_shot_draw_is_cached_and_reused(tmp_path, name, monkeypatch, capsys)
     full = load(tmp_path, name)
     assert triples(first.test) == triples(full.test)  # the test set is never reduced
 
-    def no_draw(*args, **kwargs):
-        raise AssertionError("the few-shot subsets should come from the cache")
-
-    monkeypatch.setattr(DatasetBase, "generate_fewshot_dataset", no_draw)
+    # The cache wins over a new draw (an edited one too), and Python's random state ends as after drawing.
+    os.rename(cache, cache + ".kept")
+    load(tmp_path, name, shots=2, seed=3)  # the split file exists now: only the few shots are drawn
+    state_after_drawing = random.getstate()
+    os.replace(cache + ".kept", cache)
+    cached = json.loads(open(cache).read())
+    cached["train"] = cached["train"][::-1]
+    with open(cache, "w") as f:
+        json.dump(cached, f)
     capsys.readouterr()
     again = load(tmp_path, name, shots=2, seed=3)
-    assert f"Loading preprocessed few-shot data from {cache}" in capsys.readouterr().out
-    assert triples(again.train_x) == triples(first.train_x) and triples(again.val) == triples(first.val)
+    out = capsys.readouterr().out
+    assert f"Loading preprocessed few-shot data from {cache}" in out and "Creating a" not in out
+    assert triples(again.train_x) == triples(first.train_x)[::-1] and triples(again.val) == triples(first.val)
+    assert random.getstate() == state_after_drawing
 
 
 @pytest.mark.parametrize("name", SPLIT_NAMES)

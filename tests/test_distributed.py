@@ -35,7 +35,7 @@ def args(data_root, out, clip_path, batch_size):
         "DATALOADER.TRAIN_X.BATCH_SIZE", str(batch_size), "DATALOADER.TEST.BATCH_SIZE", "8",
         "OPTIM.MAX_EPOCH", str(EPOCHS), "TRAIN.PRINT_FREQ", "1", "DATASET.NUM_SHOTS", "2",
         "TRAINER.COOP.N_CTX", "2", "TRAINER.ATPROMPT.N_ATT1", "2", "TRAINER.ATPROMPT.N_ATT2", "2",
-        "MODEL.BACKBONE.NAME", str(clip_path), "USE_CUDA", "False",
+        "MODEL.BACKBONE.NAME", str(clip_path), "USE_CUDA", "False", "TRAINER.ATPROMPT.USE_ATPROMPT", "True",
     ]  # fmt: skip
 
 

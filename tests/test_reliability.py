@@ -26,7 +26,7 @@ from typing import NamedTuple
 
 import pytest
 import torch
-from fake_data import make_caltech101
+from fake_data import atprompt_switch, make_caltech101
 
 import gpt_query
 import train
@@ -69,7 +69,7 @@ def cli(root, out, clip, *opts, trainer: str = "CoOp", dataset: str = "caltech10
         "--root", str(root), "--seed", "1", "--trainer", trainer, "--output-dir", str(out),
         "--dataset-config-file", str(REPO / f"configs/datasets/{dataset}.yaml"),
         "--config-file", str(REPO / "configs/trainers/CoOp/vit_b16.yaml"), *map(str, flags),
-        *TINY, "MODEL.BACKBONE.NAME", str(clip), *map(str, opts),
+        *TINY, "MODEL.BACKBONE.NAME", str(clip), *atprompt_switch(trainer), *map(str, opts),
     ]  # fmt: skip
 
 

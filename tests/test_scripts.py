@@ -99,7 +99,7 @@ def test_zero_shot_and_search_arguments(monkeypatch, capsys):
     assert [option(j, "--output-dir") for j in jobs] == ["output/evaluation/ZeroshotCLIP/vit_b16_all/food101/seed1"]
     (search,) = commands(monkeypatch, capsys, "attribute_search/main.sh", "food101", "data", "a b c")
     assert option(search, "TRAINER.ATTRIBUTE_SEARCH.BASES") == "['a', 'b', 'c']"
-    assert option(search, "OPTIM.MAX_EPOCH") == "40" and option(search, "TRAINER.ATPROMPT.N_ATT1") == "4"
+    assert option(search, "OPTIM.MAX_EPOCH") == "40" and option(search, "TRAINER.COOP.N_ATT5") == "4"
 
 
 def test_help_usage_and_bad_datasets(capsys):

@@ -73,7 +73,7 @@ ARCHS: dict[str, dict] = {
 # The original search script's prompt shape (scripts/attribute_compute/main.sh: NCTX = N_ATT = 4), on ImageNet's
 # five bases (DATASET.NAME is ImageNet in every case).
 SEARCH_N_CTX = 4
-SEARCH_OPTIONS = ("TRAINER.COOP.N_CTX", SEARCH_N_CTX, "TRAINER.ATPROMPT.N_ATT1", SEARCH_N_CTX)
+SEARCH_OPTIONS = ("TRAINER.COOP.N_CTX", SEARCH_N_CTX, "TRAINER.COOP.N_ATT1", SEARCH_N_CTX)
 SEARCH_DATASET = "ImageNet"
 ORIGINAL_SEARCH_MIN_SIZE = 3  # the original kept only subsets of 3 or more bases: 16 of the 31
 
@@ -219,9 +219,12 @@ class Bench:
 def build(case: Case, s: Setup, fast: bool) -> tuple[nn.Module, CfgNode]:
     """The case's model, built by its trainer's own `build_custom_clip` and frozen by its `is_trainable`."""
     cfg = s.cfg(case.options + (() if fast else case.plain_options))
+    python_state = random.getstate()
     with torch.random.fork_rng(devices=[]), contextlib.redirect_stdout(io.StringIO()):
-        torch.manual_seed(s.seed)  # both paths start from the same parameters
+        torch.manual_seed(s.seed)  # both paths start from the same parameters (and the search's candidate order)
+        random.seed(s.seed)
         model = case.trainer.build_custom_clip(cfg, s.clip, s.classnames, s.attributes)
+    random.setstate(python_state)
     for name, param in model.named_parameters():
         param.requires_grad_(case.trainer.is_trainable(cfg, name))
     model.to(s.device).use_plain_computation(not fast)

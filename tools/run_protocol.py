@@ -200,7 +200,8 @@ def search_jobs(args: list[str]) -> list[Job]:
                 ["--root", data_root, "--seed", "1", "--trainer", "AttributeCompute", "--dataset-config-file",
                  dataset_config(dataset), "--config-file", str(REPO / "configs" / "trainers" / "CoOp" / f"{cfg}.yaml"),
                  "TRAINER.COOP.N_CTX", nctx, "TRAINER.COOP.CSC", "False", "TRAINER.COOP.CLASS_TOKEN_POSITION", "end",
-                 "TRAINER.ATPROMPT.N_ATT1", nctx, "OPTIM.MAX_EPOCH", settings["EPO"],
+                 *[arg for k in range(1, 6) for arg in (f"TRAINER.COOP.N_ATT{k}", nctx)], "OPTIM.MAX_EPOCH",
+                 settings["EPO"],
                  "TRAINER.ATTRIBUTE_SEARCH.CHUNK_SIZE", "-1", "DATASET.NUM_SHOTS", shots,
                  "DATASET.SUBSAMPLE_CLASSES", "base", *bases])]
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import os.path as osp
+import random
 from collections.abc import Sequence
 
 import torch
@@ -43,8 +44,10 @@ SAVED_FLOATS_PER_WIDTH = 24
 # Candidates
 # --------------------------------------------------------------------------------------------------------------
 def search_bases(cfg) -> list[str]:
-    """TRAINER.ATTRIBUTE_SEARCH.BASES, else the paper's bases for DATASET.NAME."""
+    """TRAINER.ATTRIBUTE_SEARCH.BASES, else the original's TRAINER.COOP.ATT1_TEXT..ATT5_TEXT (those set), else the
+    paper's bases for DATASET.NAME."""
     bases = [str(w) for w in cfg.TRAINER.ATTRIBUTE_SEARCH.BASES]
+    bases = bases or [w for w in (cfg.TRAINER.COOP[f"ATT{k}_TEXT"] for k in range(1, 6)) if w != "none"]
     if not bases:
         fix = "give them with TRAINER.ATTRIBUTE_SEARCH.BASES \"['w1', 'w2', ...]\" (gpt_query.py proposes some)"
         bases = catalog.paper_words(cfg.DATASET.NAME, "bases", fix)
@@ -53,10 +56,12 @@ def search_bases(cfg) -> list[str]:
     return bases
 
 
-def candidate_subsets(bases: Sequence[str], min_size: int = 1, max_size: int = -1) -> list[tuple[str, ...]]:
+def candidate_subsets(bases: Sequence[str], min_size: int = 1, max_size: int = -1,
+                      shuffle: bool = False) -> list[tuple[str, ...]]:
     """Every subset of `bases` with min_size <= size <= max_size (-1: all), by size, each in the bases' order.
 
-    The order is deterministic (the original shuffled it with Python's `random`); it does not affect the search.
+    `shuffle` puts them in the order Python's `random.shuffle` gives, as the original did: the search does not
+    depend on the order, but the random values each candidate's prompts get do.
     """
     n = len(bases)
     top = n if max_size == -1 else max_size
@@ -65,7 +70,10 @@ def candidate_subsets(bases: Sequence[str], min_size: int = 1, max_size: int = -
             f"TRAINER.ATTRIBUTE_SEARCH.MIN_SIZE {min_size} / MAX_SIZE {max_size} do not fit {n} bases: "
             f"need 1 <= MIN_SIZE <= MAX_SIZE <= {n} (MAX_SIZE -1 = {n})"
         )
-    return [tuple(c) for size in range(min_size, top + 1) for c in itertools.combinations(bases, size)]
+    subsets = [tuple(c) for size in range(min_size, top + 1) for c in itertools.combinations(bases, size)]
+    if shuffle:
+        random.shuffle(subsets)
+    return subsets
 
 
 def training_overrides(words: Sequence[str]) -> str:
@@ -227,25 +235,41 @@ class AttributeSearch(PromptTrainer):
     PREC_NODE = "ATTRIBUTE_SEARCH"
     USE_ATPROMPT = False  # the candidates come from the bases, not from TRAINER.ATPROMPT
 
+    def check_cfg(self, cfg) -> None:
+        super().check_cfg(cfg)
+        if cfg.TRAINER.ATTRIBUTE_SEARCH.VALIDATION not in ("all", "first_batch"):
+            raise UserError(f"TRAINER.ATTRIBUTE_SEARCH.VALIDATION is '{cfg.TRAINER.ATTRIBUTE_SEARCH.VALIDATION}'; "
+                            "use all (the whole validation set, in turn) or first_batch (the original's)")
+
     @classmethod
     def build_custom_clip(cls, cfg, clip_model, classnames, attributes):
         opts = cfg.TRAINER.ATTRIBUTE_SEARCH
         bases = search_bases(cfg)
-        candidates = candidate_subsets(bases, opts.MIN_SIZE, opts.MAX_SIZE)
+        candidates = candidate_subsets(bases, opts.MIN_SIZE, opts.MAX_SIZE, shuffle=opts.SHUFFLE)
         sizes = sorted({len(c) for c in candidates})
         print(f"Attribute bases: {', '.join(bases)}; {len(candidates)} candidate subsets of size "
               f"{sizes[0]}-{sizes[-1]}")
+        return cls.build_search(cfg, clip_model, classnames, candidates)
+
+    @staticmethod
+    def build_search(cfg, clip_model, classnames, candidates: Sequence[tuple[str, ...]]) -> AttributeSearchCLIP:
         if cfg.TRAINER.COOP.CTX_INIT:
             print("Note: CTX_INIT is ignored by the attribute search (the context is randomly initialised)")
         prompts = CandidatePrompts(
-            clip_model, classnames, candidates, n_ctx=cfg.TRAINER.COOP.N_CTX, n_att=cfg.TRAINER.ATPROMPT.N_ATT1,
+            clip_model, classnames, candidates, n_ctx=cfg.TRAINER.COOP.N_CTX, n_att=cfg.TRAINER.COOP.N_ATT1,
             csc=cfg.TRAINER.COOP.CSC, class_position=cfg.TRAINER.COOP.CLASS_TOKEN_POSITION,
         )
-        return AttributeSearchCLIP(clip_model, prompts, chunk_size=opts.CHUNK_SIZE)
+        return AttributeSearchCLIP(clip_model, prompts, chunk_size=cfg.TRAINER.ATTRIBUTE_SEARCH.CHUNK_SIZE)
 
     @classmethod
     def is_trainable(cls, cfg, name: str) -> bool:
         return name.startswith("prompt_learner.learners.")  # alpha has its own optimiser
+
+    def _adopt_layout(self, state: dict) -> None:
+        """A checkpoint of the same candidates in another order (they are shuffled) is evaluated in its order."""
+        saved = [tuple(c) for c in (state.get("_extra_state") or {}).get("candidates", [])]
+        if saved and saved != self.candidates and sorted(saved) == sorted(self.candidates):
+            self._replace_model(self.build_search(self.cfg, self.clip_model, self.dm.dataset.classnames, saved))
 
     def build_model(self) -> None:
         if self.val_loader is None:
@@ -291,7 +315,10 @@ class AttributeSearch(PromptTrainer):
         }
 
     def next_val_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The next validation batch, starting over when the validation set is exhausted."""
+        """The next validation batch, starting over when the validation set is exhausted; with VALIDATION
+        "first_batch", the original's: the first batch of a new iterator at every step."""
+        if self.cfg.TRAINER.ATTRIBUTE_SEARCH.VALIDATION == "first_batch":
+            return self.parse_batch_test(next(iter(self.val_loader)))
         if self._val_iter is None:
             self._val_iter = self._fresh_val_iter(skip=self._val_batches % len(self.val_loader))
         batch = next(self._val_iter, None)

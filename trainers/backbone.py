@@ -7,7 +7,7 @@ from yacs.config import CfgNode
 
 from clip.clip import load_model
 from clip.errors import CheckpointError
-from clip.model import CLIP
+from clip.model import CLIP, infer_config
 from clip.preprocessing import Preprocessing
 from dassl.utils.errors import UserError
 
@@ -63,3 +63,9 @@ def autocast(prec: str, device: torch.device):
     dtype = {"amp": torch.float16, "bf16": torch.bfloat16}.get(prec)
     return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
 
+
+
+def replay_clip_construction(clip_model: CLIP) -> None:
+    """Draw the random numbers that building another CLIP of this architecture draws (its initialisation), and
+    drop it: for methods whose original loaded a second copy of CLIP at this point (KgCoOp)."""
+    CLIP(**infer_config(clip_model.state_dict()))

@@ -58,7 +58,7 @@ class PromptTrainer(TrainerX):
     PREC_NODE = "COOP"  # the TRAINER.<node> that holds PREC (and N_CTX) for this method
     SAVE_NAME = "prompt_learner"  # the registered name: the checkpoint folder under OUTPUT_DIR
     SAVE_WHOLE_MODEL = False  # register the whole model (MaPLe, DePT) instead of the prompt learner
-    USE_ATPROMPT: bool | None = None  # True for the *_ATP names; None = TRAINER.ATPROMPT.USE_ATPROMPT
+    USE_ATPROMPT: bool | None = None  # False: a method that never uses ATPrompt; None: TRAINER.ATPROMPT decides
 
     # -- construction -------------------------------------------------------------------------------------------
     def check_cfg(self, cfg) -> None:
@@ -83,6 +83,9 @@ class PromptTrainer(TrainerX):
         print(f"Loading CLIP (backbone: {cfg.MODEL.BACKBONE.NAME})")
         self.clip_model = clip_model = load_clip_at(cfg, self.prec)
         self.attributes = attributes_from_cfg(cfg, self.USE_ATPROMPT)
+        if cfg.TRAINER.NAME.endswith("_ATP") and not self.attributes:
+            print(f"Note: TRAINER.ATPROMPT.USE_ATPROMPT is False, so {cfg.TRAINER.NAME} runs without ATPrompt, as "
+                  "the original did; set it True for the attribute blocks")
         if self.attributes:
             blocks = [f"{w} ({n} soft token{'s' * (n != 1)})" for w, n in self.attributes]
             print("ATPrompt attributes: " + ", ".join(blocks))
@@ -169,7 +172,10 @@ class PromptTrainer(TrainerX):
             return
         print(f"Using the checkpoint's attributes {saved or 'none'} instead of {self.attributes or 'none'}")
         self.attributes = saved
-        new_model = self.build_custom_clip(self.cfg, self.clip_model, self.dm.dataset.classnames, saved)
+        self._replace_model(self.build_custom_clip(self.cfg, self.clip_model, self.dm.dataset.classnames, saved))
+
+    def _replace_model(self, new_model: nn.Module) -> None:
+        """Evaluate with `new_model`, built for a checkpoint, instead of the model built from the config."""
         new_model.to(self.device)
         for param_name, param in new_model.named_parameters():
             param.requires_grad_(self.is_trainable(self.cfg, param_name))

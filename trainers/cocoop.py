@@ -10,7 +10,6 @@ which gives the same numbers.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
@@ -19,6 +18,7 @@ import torch.nn.functional as F
 from clip.model import CLIP
 from dassl.engine import TRAINER_REGISTRY
 from trainers.base import PromptTrainer
+from trainers.layout import unused_attribute_blocks
 from trainers.prompting import PromptedCLIP, PromptLearner
 
 # Prompt tokens (images x classes x sequence length) per batched text-encoder call: bounds the activation memory
@@ -39,16 +39,7 @@ class MetaNet(nn.Sequential):
 class CoCoOpPromptLearner(PromptLearner):
     """The attribute-anchored prompt learner plus the meta-net (checkpoint keys `meta_net.linear1.weight`, ...)."""
 
-    def __init__(
-        self,
-        clip_model: CLIP,
-        classnames: Sequence[str],
-        n_ctx: int | None,
-        attributes: Sequence[tuple[str, int]] = (),
-        ctx_init: str = "",
-        single_token_words: bool = False,
-    ) -> None:
-        super().__init__(clip_model, classnames, n_ctx, attributes, ctx_init, single_token_words=single_token_words)
+    def init_method_parts(self, clip_model: CLIP) -> None:
         width = clip_model.ln_final.weight.shape[0]
         # In the model dtype, so PREC fp16 keeps it in half precision like the original.
         self.meta_net = MetaNet(clip_model.visual.output_dim, width).to(clip_model.dtype)
@@ -113,14 +104,12 @@ class CoCoOp(PromptTrainer):
             attributes=attributes,
             ctx_init=ctx_init,
             single_token_words=cfg.TRAINER.ATPROMPT.SINGLE_TOKEN_WORDS,
+            unused_blocks=unused_attribute_blocks(cfg, attributes),
         )
         if ctx_init and learner.n_ctx != opts.N_CTX:
             print(f"Note: CTX_INIT '{ctx_init}' sets {learner.n_ctx} context tokens; N_CTX ({opts.N_CTX}) is ignored")
         return CoCoOpCLIP(clip_model, learner)
 
 
-@TRAINER_REGISTRY.register()
-class CoCoOp_ATP(CoCoOp):
-    """The original's name for CoCoOp with ATPrompt; always uses the attribute blocks."""
-
-    USE_ATPROMPT = True
+# The original's name: like the original, it uses ATPrompt only with TRAINER.ATPROMPT.USE_ATPROMPT True.
+TRAINER_REGISTRY.register(CoCoOp, name="CoCoOp_ATP")

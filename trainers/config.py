@@ -57,6 +57,11 @@ def extend_cfg(cfg: CN) -> CN:
     # "playfulness"); only for evaluating checkpoints trained with the original code.
     cfg.TRAINER.ATPROMPT.SINGLE_TOKEN_WORDS = False
 
+    # New: also make the random draws the original made and never used (attribute blocks beyond the K used, the
+    # second CLIP KgCoOp built), so that a seed gives the original's numbers; False skips them, which changes the
+    # per-seed numbers (not their distribution).
+    cfg.TRAINER.ORIGINAL_DRAWS = True
+
     cfg.TRAINER.LINEAR_PROBE = CN()
     cfg.TRAINER.LINEAR_PROBE.TYPE = "linear"
     cfg.TRAINER.LINEAR_PROBE.WEIGHT = 0.7
@@ -75,6 +80,16 @@ def extend_cfg(cfg: CN) -> CN:
     # Prompts per text-encoder call: -1 = sized from free memory, 0 = all at once, N = N.
     cfg.TRAINER.ATTRIBUTE_SEARCH.CHUNK_SIZE = -1
     cfg.TRAINER.ATTRIBUTE_SEARCH.PREC = "fp32"
+    # The candidates in the order Python's random.shuffle gives, as the original (False: by size, as listed).
+    cfg.TRAINER.ATTRIBUTE_SEARCH.SHUFFLE = True
+    # "all": alpha steps cycle through the whole validation set; "first_batch": the original's, the first
+    # validation batch at every step (alpha then sees at most DATALOADER.TEST.BATCH_SIZE images).
+    cfg.TRAINER.ATTRIBUTE_SEARCH.VALIDATION = "all"
+    # The original search script's keys: the bases (those not "none") and the soft tokens of every attribute
+    # (N_ATT1; it passed N_ATT2..5 too, which it never read).
+    for k in range(1, 6):
+        cfg.TRAINER.COOP[f"ATT{k}_TEXT"] = "none"
+        cfg.TRAINER.COOP[f"N_ATT{k}"] = 4
 
     # new: where named CLIP weights are cached ("" = ~/.cache/clip; open_clip tags: the Hugging Face cache)
     cfg.MODEL.BACKBONE.DOWNLOAD_ROOT = ""

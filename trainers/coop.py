@@ -2,6 +2,7 @@
 
 from dassl.engine import TRAINER_REGISTRY
 from trainers.base import PromptTrainer
+from trainers.layout import unused_attribute_blocks
 from trainers.prompting import PromptedCLIP, PromptLearner
 
 
@@ -30,12 +31,10 @@ class CoOp(PromptTrainer):
             csc=opts.CSC,
             class_position=opts.CLASS_TOKEN_POSITION,
             single_token_words=cfg.TRAINER.ATPROMPT.SINGLE_TOKEN_WORDS,
+            unused_blocks=unused_attribute_blocks(cfg, attributes),
         )
 
 
-@TRAINER_REGISTRY.register()
-class CoOp_ATP(CoOp):
-    """The original's name for CoOp with ATPrompt; always uses the attribute blocks."""
-
-    USE_ATPROMPT = True
+# The original's name: like the original, it uses ATPrompt only with TRAINER.ATPROMPT.USE_ATPROMPT True.
+TRAINER_REGISTRY.register(CoOp, name="CoOp_ATP")
 

@@ -166,8 +166,5 @@ class DePT(CoOp):
         return state
 
 
-@TRAINER_REGISTRY.register()
-class DePT_ATP(DePT):
-    """The original's name for DePT with ATPrompt; always uses the attribute blocks."""
-
-    USE_ATPROMPT = True
+# The original's name: like the original, it uses ATPrompt only with TRAINER.ATPROMPT.USE_ATPROMPT True.
+TRAINER_REGISTRY.register(DePT, name="DePT_ATP")

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from dassl.engine import TRAINER_REGISTRY
 from datasets import catalog
+from trainers.backbone import replay_clip_construction
 from trainers.coop import CoOp
 from trainers.layout import clean_classname
 from trainers.prompting import FixedPrompts, Outputs, PromptedCLIP, PromptLearner
@@ -48,13 +49,12 @@ class KgCoOp(CoOp):
     @classmethod
     def build_custom_clip(cls, cfg, clip_model, classnames, attributes):
         learner = cls.build_prompt_learner(cfg, clip_model, classnames, attributes)
+        if cfg.TRAINER.ORIGINAL_DRAWS:
+            replay_clip_construction(clip_model)  # the original loaded a second CLIP here for the template features
         template = catalog.template(cfg.DATASET.NAME, "KgCoOp")
         prompts = [template.format(clean_classname(name)) for name in classnames]
         return KgCoOpCLIP(clip_model, learner, prompts, cfg.TRAINER.COOP.W)
 
 
-@TRAINER_REGISTRY.register()
-class KgCoOp_ATP(KgCoOp):
-    """The original's name for KgCoOp with ATPrompt; always uses the attribute blocks."""
-
-    USE_ATPROMPT = True
+# The original's name: like the original, it uses ATPrompt only with TRAINER.ATPROMPT.USE_ATPROMPT True.
+TRAINER_REGISTRY.register(KgCoOp, name="KgCoOp_ATP")

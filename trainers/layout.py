@@ -40,7 +40,7 @@ def clean_classname(name: str) -> str:
 def attributes_from_cfg(cfg: CfgNode, enabled: bool | None = None) -> list[tuple[str, int]]:
     """The (word, number of soft tokens) pairs a config asks for; [] when ATPrompt is off.
 
-    `enabled` overrides `TRAINER.ATPROMPT.USE_ATPROMPT` (the `*_ATP` trainer names always use ATPrompt).
+    `enabled` overrides `TRAINER.ATPROMPT.USE_ATPROMPT` (a method that never uses ATPrompt passes False).
 
     Explicit words win: `TRAINER.ATPROMPT.ATTRIBUTES` (any number), else `ATT1_TEXT..ATT3_TEXT` (the first
     `ATT_NUM` of them, or all that are not "none"), else the paper's table for `DATASET.NAME`.
@@ -64,6 +64,14 @@ def attributes_from_cfg(cfg: CfgNode, enabled: bool | None = None) -> list[tuple
         fix = "TRAINER.ATPROMPT.USE_ATPROMPT is on, so set TRAINER.ATPROMPT.ATTRIBUTES, e.g. \"['color', 'shape']\""
         words = catalog.paper_words(cfg.DATASET.NAME, "attributes", fix)
     return list(zip(words, _tokens_per_attribute(atp, len(words))))
+
+
+def unused_attribute_blocks(cfg: CfgNode, attributes: Sequence[tuple[str, int]]) -> list[int]:
+    """Sizes of the attribute blocks the original drew and never used: with ATPrompt on it always drew three
+    (N_ATT1..3), whatever the number of attributes. [] when ATPrompt is off or TRAINER.ORIGINAL_DRAWS is False."""
+    if not attributes or not cfg.TRAINER.ORIGINAL_DRAWS:
+        return []
+    return [cfg.TRAINER.ATPROMPT.get(f"N_ATT{k}") for k in range(len(attributes) + 1, 4)]
 
 
 def _tokens_per_attribute(atp: CfgNode, k: int) -> list[int]:

@@ -24,7 +24,7 @@ from clip.model import CLIP, InputHook, LayerHook, VisionTransformer
 from dassl.engine import TRAINER_REGISTRY
 from dassl.utils.errors import UserError
 from trainers.base import PromptTrainer
-from trainers.layout import TokenSlots
+from trainers.layout import TokenSlots, unused_attribute_blocks
 from trainers.prompting import PromptedCLIP, PromptLearner
 
 
@@ -45,6 +45,7 @@ class MultiModalPromptLearner(PromptLearner):
         attributes: Sequence[tuple[str, int]] = (),
         ctx_init: str = "",
         single_token_words: bool = False,
+        unused_blocks: Sequence[int] = (),
     ) -> None:
         if not isinstance(clip_model.visual, VisionTransformer):
             raise UserError(
@@ -59,18 +60,21 @@ class MultiModalPromptLearner(PromptLearner):
             )
         if n_ctx < 1:
             raise UserError(f"TRAINER.MAPLE.N_CTX is {n_ctx}; MaPLe couples the class context to vision, set it >= 1")
-        super().__init__(clip_model, classnames, n_ctx, attributes, ctx_init, single_token_words=single_token_words)
-        self.depth = depth
+        self.depth = depth  # a plain int may be set before Module.__init__; init_method_parts needs it
+        super().__init__(clip_model, classnames, n_ctx, attributes, ctx_init, single_token_words=single_token_words,
+                         unused_blocks=unused_blocks)
+        self.text_slots = TokenSlots.of_block(self.layout, "ctx")
+        self.vision_slots = TokenSlots.after_patches(clip_model.visual.positional_embedding.shape[0], n_ctx)
+
+    def init_method_parts(self, clip_model: CLIP) -> None:
         text_width, vision_width = self.ctx.shape[-1], clip_model.visual.conv1.out_channels
         # As in the original: proj in the CLIP dtype (it acts on ctx), the deep prompts and couplings in fp32.
         self.proj = nn.Linear(text_width, vision_width).to(clip_model.dtype)
         self.compound_prompts_text = nn.ParameterList(
-            nn.Parameter(nn.init.normal_(torch.empty(n_ctx, text_width), std=0.02)) for _ in range(depth - 1)
+            nn.Parameter(nn.init.normal_(torch.empty(self.n_ctx, text_width), std=0.02)) for _ in range(self.depth - 1)
         )
         coupling = nn.Linear(text_width, vision_width)
-        self.compound_prompt_projections = nn.ModuleList(copy.deepcopy(coupling) for _ in range(depth - 1))
-        self.text_slots = TokenSlots.of_block(self.layout, "ctx")
-        self.vision_slots = TokenSlots.after_patches(clip_model.visual.positional_embedding.shape[0], n_ctx)
+        self.compound_prompt_projections = nn.ModuleList(copy.deepcopy(coupling) for _ in range(self.depth - 1))
 
     def text_hook(self, i: int, x: torch.Tensor) -> torch.Tensor:
         """Before text layer i in 1..J-1, the class context's hidden states become deep prompt i-1. x: [L, N, D]."""
@@ -135,12 +139,10 @@ class MaPLe(PromptTrainer):
             attributes=attributes,
             ctx_init=ctx_init,
             single_token_words=cfg.TRAINER.ATPROMPT.SINGLE_TOKEN_WORDS,
+            unused_blocks=unused_attribute_blocks(cfg, attributes),
         )
         return MaPLeCLIP(clip_model, learner)
 
 
-@TRAINER_REGISTRY.register()
-class MaPLe_ATP(MaPLe):
-    """The original's name for MaPLe with ATPrompt; always uses the attribute blocks."""
-
-    USE_ATPROMPT = True
+# The original's name: like the original, it uses ATPrompt only with TRAINER.ATPROMPT.USE_ATPROMPT True.
+TRAINER_REGISTRY.register(MaPLe, name="MaPLe_ATP")

@@ -33,6 +33,10 @@ class PromptLearner(nn.Module):
     Parameters keep the original's names so its checkpoints load: `ctx` (class context, [n_ctx, D], or
     [n_cls, n_ctx, D] class-specific) and `ctx_att1..K` ([n_att_k, D]). The fixed token embeddings are rebuilt
     from the current class names and are not saved; the layout (words and token counts) is, as extra state.
+
+    Random values are drawn in the original's order: the context, then what a method adds (`init_method_parts`:
+    CoCoOp's meta-net, MaPLe's projections and deep prompts), then the attribute blocks, then `unused_blocks`:
+    blocks of these sizes that the original drew and never used (it always drew three), whose values are dropped.
     """
 
     def __init__(
@@ -46,6 +50,7 @@ class PromptLearner(nn.Module):
         class_position: str = "end",
         single_token_words: bool = False,
         truncate: bool = True,
+        unused_blocks: Sequence[int] = (),
     ) -> None:
         super().__init__()
         layout = PromptLayout(classnames, n_ctx, attributes, ctx_init, class_position, single_token_words)
@@ -66,11 +71,17 @@ class PromptLearner(nn.Module):
             init = embeds[0, layout.block_positions("ctx")[0]]
             ctx = init.repeat(self.n_cls, 1, 1) if csc else init.clone()
         else:
-            ctx = torch.empty(self.n_cls, n_ctx, width) if csc else torch.empty(n_ctx, width)
+            ctx = torch.empty(self.n_cls, n_ctx, width, dtype=dtype) if csc else torch.empty(n_ctx, width, dtype=dtype)
             nn.init.normal_(ctx, std=0.02)
-        self.ctx = nn.Parameter(ctx.to(dtype))
+        self.ctx = nn.Parameter(ctx)
+        self.init_method_parts(clip_model)
         for name, n in layout.blocks[:-1]:
-            setattr(self, name, nn.Parameter(nn.init.normal_(torch.empty(n, width), std=0.01).to(dtype)))
+            setattr(self, name, nn.Parameter(nn.init.normal_(torch.empty(n, width, dtype=dtype), std=0.01)))
+        for n in unused_blocks:
+            nn.init.normal_(torch.empty(n, width, dtype=dtype), std=0.01)
+
+    def init_method_parts(self, clip_model: CLIP) -> None:
+        """Hook for a method's own modules, created between the context and the attribute blocks."""
 
     @property
     def attributes(self) -> list[tuple[str, int]]:

@@ -56,6 +56,9 @@ _C.DATASET.SUBSAMPLE_CLASSES = "all"  # all, base (first half of the classes) or
 ###########################
 _C.DATALOADER = CN()
 _C.DATALOADER.NUM_WORKERS = 4
+# New: keep the loader workers alive across epochs (saves re-starting them), which draws their seeds differently:
+# other per-seed data order and augmentation from the second epoch on, and no bit-exact resume with workers.
+_C.DATALOADER.PERSISTENT_WORKERS = False
 _C.DATALOADER.K_TRANSFORMS = 1  # > 1 returns a list of differently augmented views
 _C.DATALOADER.RETURN_IMG0 = False  # also return the un-augmented image as "img0"
 _C.DATALOADER.TRAIN_X = CN()  # labelled training data

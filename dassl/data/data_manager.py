@@ -40,8 +40,9 @@ def build_data_loader(cfg, sampler_type: str = "SequentialSampler", data_source=
         num_workers=num_workers,
         drop_last=drop_last,
         pin_memory=torch.cuda.is_available() and cfg.USE_CUDA,
-        # Keeping workers alive avoids re-spawning them (and re-importing torch) at every epoch.
-        persistent_workers=num_workers > 0,
+        # Off by default, as in Dassl: workers started afresh each epoch draw their seed from the global RNG then,
+        # which is what gives the original's data order and augmentation from the second epoch on.
+        persistent_workers=num_workers > 0 and cfg.DATALOADER.PERSISTENT_WORKERS,
     )
 
 

@@ -1,0 +1,105 @@
+"""The same seed draws the original's random values: every trainer's parameters after it is built, and the random
+state it leaves for what follows (data order, augmentation), equal a reference that makes the original's draws in
+the original's order (its trainers: coop_atp, cocoop_atp, maple_atp, dept_atp, kgcoop_atp)."""
+
+import pytest
+import torch
+import torch.nn as nn
+from fake_data import build_from, make_caltech101, run_args
+
+from clip.model import CLIP, infer_config
+from dassl.utils import set_random_seed
+
+SEED = 3
+WIDTH, EMBED = 64, 32  # the tiny CLIP's text width and joint embedding
+CONFIGS = {"CoOp": "CoOp/vit_b16.yaml", "CoCoOp": "CoCoOp/vit_b16_c4_ep10_batch1.yaml",
+           "MaPLe": "MaPLe/vit_b16_c2_ep5_batch4_2ctx.yaml", "DePT": "DePT/vit_b16_ep10_bs4_lr35.yaml",
+           "KgCoOp": "KgCoOp/vit_b16_ep100_ctxv4.yaml"}
+# The original's attribute block sizes N_ATT1..3, different so that a block drawn in the wrong place shows.
+N_ATT = (3, 2, 1)
+OPTS = ["TRAINER.COOP.N_CTX", "2", "TRAINER.COCOOP.N_CTX", "2", "TRAINER.MAPLE.N_CTX", "2",
+        "TRAINER.MAPLE.PROMPT_DEPTH", "2", "TRAINER.COCOOP.CTX_INIT", "", "TRAINER.MAPLE.CTX_INIT", "",
+        "TRAINER.COOP.CTX_INIT", "", "DATASET.SUBSAMPLE_CLASSES", "base",
+        *[x for k, n in enumerate(N_ATT, 1) for x in (f"TRAINER.ATPROMPT.N_ATT{k}", str(n))]]
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    return make_caltech101(str(tmp_path_factory.mktemp("data")))
+
+
+def normal(*shape, std):
+    return nn.init.normal_(torch.empty(*shape), std=std)
+
+
+def linear(n_in, n_out):
+    layer = nn.Linear(n_in, n_out)
+    return [layer.weight.detach(), layer.bias.detach()]
+
+
+def reference(method: str, k: int, clip_path, n_cls: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """The original's draws, in its order: building CLIP, the context, the method's own parts, all three attribute
+    blocks (whatever K), then what the method builds after its prompt learner; and the random state after."""
+    set_random_seed(SEED)
+    CLIP(**infer_config(torch.load(clip_path, weights_only=True)))  # load_clip_to_cpu builds CLIP first
+    drawn = {"ctx": normal(2, WIDTH, std=0.02)}
+    if method == "CoCoOp":
+        drawn["meta_net.linear1.weight"], drawn["meta_net.linear1.bias"] = linear(EMBED, EMBED // 16)
+        drawn["meta_net.linear2.weight"], drawn["meta_net.linear2.bias"] = linear(EMBED // 16, WIDTH)
+    if method == "MaPLe":
+        drawn["proj.weight"], drawn["proj.bias"] = linear(WIDTH, 64)
+        drawn["compound_prompts_text.0"] = normal(2, WIDTH, std=0.02)
+        weight, bias = linear(WIDTH, 64)
+        drawn["compound_prompt_projections.0.weight"], drawn["compound_prompt_projections.0.bias"] = weight, bias
+    if k:
+        blocks = [normal(n, WIDTH, std=0.01) for n in N_ATT]
+        drawn.update({f"ctx_att{i + 1}": blocks[i] for i in range(k)})
+    if method == "DePT":
+        drawn["linear_probe_proj.weight"], drawn["linear_probe_proj.bias"] = linear(EMBED, n_cls)
+    if method == "KgCoOp":
+        CLIP(**infer_config(torch.load(clip_path, weights_only=True)))  # its second CLIP, for the templates
+    return drawn, torch.get_rng_state()
+
+
+def built(data_root, tmp_path, method: str, k: int, clip_path, *opts):
+    trainer = f"{method}_ATP" if k else method
+    attributes = ["TRAINER.ATPROMPT.ATTRIBUTES", repr(["color", "shape", "size"][:k])] if k else []
+    set_random_seed(SEED)
+    model = build_from(run_args(data_root, tmp_path, trainer, clip_path, CONFIGS[method], *OPTS, *attributes,
+                                *opts)).model
+    return model, torch.get_rng_state()
+
+
+def learned(model) -> dict[str, torch.Tensor]:
+    params = {n.removeprefix("prompt_learner."): p.detach() for n, p in model.named_parameters() if p.requires_grad}
+    return {n: p for n, p in params.items() if not n.startswith("film_")}  # FiLM starts at 1 and 0: no draw
+
+
+@pytest.mark.parametrize("method", list(CONFIGS))
+@pytest.mark.parametrize("k", [0, 1, 2, 3])
+def test_parameters_and_random_state_after_build_are_the_originals(tmp_path, data_root, tiny_vit_path, method, k):
+    model, state = built(data_root, tmp_path, method, k, tiny_vit_path)
+    params = learned(model)
+    expected, expected_state = reference(method, k, tiny_vit_path, n_cls=3)
+    assert sorted(params) == sorted(expected)
+    for name, value in expected.items():
+        assert torch.equal(params[name].float(), value), name
+    assert torch.equal(state, expected_state)
+
+
+def test_draws_of_nothing_can_be_skipped(tmp_path, data_root, tiny_vit_path):
+    """TRAINER.ORIGINAL_DRAWS False skips the unused blocks: the same values for what is used, another state."""
+    faithful, faithful_state = built(data_root, tmp_path / "a", "CoOp", 1, tiny_vit_path)
+    lean, lean_state = built(data_root, tmp_path / "b", "CoOp", 1, tiny_vit_path, "TRAINER.ORIGINAL_DRAWS", "False")
+    for name, value in learned(faithful).items():
+        assert torch.equal(learned(lean)[name], value), name
+    assert not torch.equal(faithful_state, lean_state)
+
+
+def test_an_atp_name_with_atprompt_off_is_the_vanilla_method(tmp_path, data_root, tiny_vit_path, capsys):
+    """The original README's way to run vanilla CoOp: --trainer CoOp_ATP TRAINER.ATPROMPT.USE_ATPROMPT False."""
+    args = run_args(data_root, tmp_path, "CoOp_ATP", tiny_vit_path, CONFIGS["CoOp"], *OPTS,
+                    "TRAINER.ATPROMPT.USE_ATPROMPT", "False")
+    model = build_from(args).model
+    assert sorted(learned(model)) == ["ctx"]
+    assert "CoOp_ATP runs without ATPrompt, as the original did" in capsys.readouterr().out
