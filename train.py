@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 
 import torch
 from yacs.config import CfgNode
@@ -27,8 +28,18 @@ from dassl.engine import TRAINER_REGISTRY, build_trainer
 from dassl.engine.distributed import init_distributed, is_main_process
 from dassl.utils import collect_env_info, set_random_seed
 from dassl.utils.errors import UserError
+from trainers.base import checkpoint_file
 from trainers.config import get_cfg, merge_file, merge_options
-from trainers.failures import RunOutputs, user_error_message
+from trainers.failures import user_error_message
+from trainers.records import (
+    file_sha256,
+    fingerprint,
+    read_record,
+    setting_fingerprint,
+    settings_of,
+    write_record,
+)
+from trainers.run_folder import RunFolder
 
 DEBUG_ENV = "ATPROMPT_DEBUG"
 
@@ -133,33 +144,49 @@ def check_args(args: argparse.Namespace, cfg: CfgNode) -> None:
                         "folder as --model-dir and choose another --output-dir")
 
 
+def run_identity(args: argparse.Namespace, cfg: CfgNode) -> dict:
+    """What decides the numbers of the run these arguments describe: its kind, settings, the checksums of the
+    checkpoint files an evaluation loads, and their fingerprint (trainers/records.py)."""
+    trainer = TRAINER_REGISTRY.get(cfg.TRAINER.NAME)
+    kind = "eval" if args.eval_only else getattr(trainer, "RECORD_KIND", "train")
+    settings = settings_of(cfg, kind)
+    model = {}
+    save_name = getattr(trainer, "SAVE_NAME", None)
+    if args.eval_only and args.model_dir and save_name:
+        path = checkpoint_file(args.model_dir, save_name, args.load_epoch)
+        model = {os.path.relpath(path, args.model_dir): file_sha256(path)}
+    return {"kind": kind, "settings": settings, "model": model, "fingerprint": fingerprint(kind, settings, model)}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run train.py. A bad input prints one `error:` line on stderr and returns 2; a bug raises with its traceback."""
     args = build_parser().parse_args(argv)
-    outputs, cfg = RunOutputs(), None
+    folder, cfg = RunFolder(), None
     try:
         cfg = setup_cfg(args)
         check_args(args, cfg)
-        return run(args, cfg, outputs)
+        return run(args, cfg, folder)
     except KeyboardInterrupt:
-        outputs.close_failed("interrupted")
+        folder.close_failed("interrupted")
         print("\nInterrupted", file=sys.stderr)
         return 130
     except Exception as err:
         message = user_error_message(err, cfg)
-        outputs.close_failed(message or f"{type(err).__name__}: {err}")
+        folder.close_failed(message or f"{type(err).__name__}: {err}")
         if message is None or args.debug or os.environ.get(DEBUG_ENV):
             raise
         print(f"error: {message}", file=sys.stderr)
         return 2
+    finally:
+        folder.close()
 
 
-def run(args: argparse.Namespace, cfg: CfgNode, outputs: RunOutputs) -> int:
+def run(args: argparse.Namespace, cfg: CfgNode, folder: RunFolder) -> int:
     init_distributed(cfg.USE_CUDA)  # several processes under torchrun: docs/MULTI_GPU.md
     if cfg.SEED >= 0:
         print(f"Setting fixed seed: {cfg.SEED}")
         set_random_seed(cfg.SEED)
-    outputs.open_log(cfg.OUTPUT_DIR if is_main_process() else None)  # rank 0 alone writes log.txt
+    folder.open(cfg.OUTPUT_DIR if is_main_process() else None)  # rank 0 alone writes log.txt
     if torch.cuda.is_available() and cfg.USE_CUDA:
         torch.backends.cudnn.benchmark = True
 
@@ -175,14 +202,35 @@ def run(args: argparse.Namespace, cfg: CfgNode, outputs: RunOutputs) -> int:
     print("Collecting env info ...")
     print(f"** System info **\n{collect_env_info()}\n")
 
+    identity = run_identity(args, cfg)
     trainer = build_trainer(cfg)
     if args.eval_only:
         trainer.load_model(args.model_dir, epoch=args.load_epoch)
         trainer.test(is_final=True)
-        return 0
-    if not args.no_train:
+    elif not args.no_train:
         trainer.train()
+    if is_main_process() and cfg.OUTPUT_DIR and (args.eval_only or not args.no_train):
+        write_record(cfg.OUTPUT_DIR, run_record(args, cfg, trainer, identity))
     return 0
+
+
+def run_record(args: argparse.Namespace, cfg: CfgNode, trainer, identity: dict) -> dict:
+    """The results.json of a finished run (trainers/records.py says what it is for)."""
+    record = {
+        "status": "finished", "kind": identity["kind"], "trainer": cfg.TRAINER.NAME, "dataset": cfg.DATASET.NAME,
+        "seed": cfg.SEED, "shots": cfg.DATASET.NUM_SHOTS, "subsample": cfg.DATASET.SUBSAMPLE_CLASSES,
+        "metrics": trainer.test_results, "fingerprint": identity["fingerprint"], "settings": identity["settings"],
+        "setting": setting_fingerprint(identity), "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+        **(trainer.describe() if hasattr(trainer, "describe") else {}),
+    }
+    if identity["kind"] != "eval":
+        record["epochs"] = trainer.max_epoch
+    elif args.model_dir:
+        source = read_record(args.model_dir) or {}
+        record["source"] = {"model_dir": os.path.abspath(args.model_dir), "files": identity["model"],
+                            "epoch": trainer.loaded_epoch, "fingerprint": source.get("fingerprint"),
+                            "setting": source.get("setting"), "epochs": source.get("epochs")}
+    return record
 
 
 if __name__ == "__main__":

@@ -126,6 +126,16 @@ def _resolve(name_or_path: str, download_root: str | os.PathLike | None) -> str:
     )
 
 
+def weights_sha256(name_or_path: str, download_root: str | os.PathLike | None = None) -> str:
+    """The SHA-256 of the weights file a name stands for (after ``load_model`` put it in place): an OpenAI
+    model's is part of its URL and was checked when the file was read; any other file is hashed."""
+    if name_or_path in _MODELS:
+        return _MODELS[name_or_path].split("/")[-2]
+    path = os.path.expanduser(str(name_or_path))
+    source = None if os.path.isfile(path) else open_clip_weights.named_source(str(name_or_path), download_root)
+    return _sha256(source.path if source is not None else _resolve(name_or_path, download_root))
+
+
 def _load_torchscript(path: str, device: str | torch.device = "cpu") -> torch.jit.ScriptModule | None:
     """The TorchScript archive at ``path``, or None when the file is something else."""
     with open(path, "rb") as file, warnings.catch_warnings():

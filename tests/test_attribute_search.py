@@ -1,6 +1,8 @@
 """The attribute search (trainers/attribute_search.py): candidates, batched text encoding, the search end to end."""
 
 import json
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ import train
 from dassl.utils import load_checkpoint
 from dassl.utils.errors import UserError
 from trainers.attribute_search import (
+    AttributeSearch,
     AttributeSearchCLIP,
     CandidatePrompts,
     candidate_subsets,
@@ -152,10 +155,32 @@ def test_search_end_to_end(tmp_path, data_root, tiny_vit_path):
     evaluator.load_model(str(out))
     assert torch.allclose(evaluator.model.prompt_learner.alpha, alpha[-1])
 
-    # Resuming continues the search: the history so far and alpha's optimiser come back from the checkpoint.
-    assert train.main(args(data_root, out, tiny_vit_path, "OPTIM.MAX_EPOCH", "3")) == 0
+    # Another MAX_EPOCH (another cosine schedule) cannot continue this run.
+    assert train.main(args(data_root, out, tiny_vit_path, "OPTIM.MAX_EPOCH", "3")) == 2
+
+
+def test_a_stopped_search_resumes_with_its_history(tmp_path, data_root, tiny_vit_path, monkeypatch):
+    """Stopped after epoch 1 of 2 and run again: the history so far and alpha's optimiser come from the checkpoint,
+    and the result is that of an uninterrupted search."""
+    whole = tmp_path / "whole"
+    assert train.main(args(data_root, whole, tiny_vit_path)) == 0
+    expected = json.loads((whole / "attribute_search.json").read_text())
+
+    after_epoch = AttributeSearch.after_epoch
+
+    def stop_after_the_first(self):
+        after_epoch(self)
+        if self.epoch == 0:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    out = tmp_path / "stopped"
+    monkeypatch.setattr(AttributeSearch, "after_epoch", stop_after_the_first)
+    with pytest.raises(SystemExit):
+        train.main(args(data_root, out, tiny_vit_path))
+    monkeypatch.setattr(AttributeSearch, "after_epoch", after_epoch)
+    assert train.main(args(data_root, out, tiny_vit_path)) == 0
     resumed = json.loads((out / "attribute_search.json").read_text())
-    assert resumed["epochs"] == [0, 1, 2, 3] and resumed["alpha"][:3] == result["alpha"]
+    assert resumed["epochs"] == [0, 1, 2] and resumed["alpha"] == expected["alpha"]
     assert any("Found checkpoint" in f.read_text() for f in out.glob("log.txt*"))
 
 

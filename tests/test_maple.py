@@ -320,13 +320,8 @@ def test_checkpoints_load_ours_and_the_originals(tmp_path, data_root, tiny_vit_p
 
     loaded.save_model(0, str(tmp_path / "ours"))
     keys = load_checkpoint(str(tmp_path / "ours" / "MultiModalPromptLearner" / "model.pth.tar-1"))["state_dict"]
-    assert {
-        "prompt_learner.proj.weight",
-        "prompt_learner.compound_prompt_projections.0.weight",
-        "logit_scale",
-        "image_encoder.conv1.weight",
-        "text_encoder.text_projection",
-    } <= set(keys)
+    assert {"prompt_learner.proj.weight", "prompt_learner.compound_prompt_projections.0.weight"} <= set(keys)
+    assert not any(k.startswith(("image_encoder.", "text_encoder.", "logit_scale")) for k in keys)  # CLIP's own
     again = build(data_root, tmp_path / "c", "MaPLe_ATP", tiny_vit_path)
     again.load_model(str(tmp_path / "ours"), epoch=1)
     with torch.no_grad():

@@ -161,11 +161,23 @@ def test_extra_state_records_the_layout(tiny):
         "n_att": [1, 3],
         "n_ctx": 2,
         "single_token_words": False,
+        "class_position": "end",
+        "csc": False,
     }
     assert "token_embeds" not in state
     other = PromptLearner(tiny, ["dog"], 2, [("size", 1), ("shape", 3)])
     with pytest.raises(UserError, match="attributes"):
         other.load_state_dict(state)
+    with pytest.raises(UserError, match="class_position: checkpoint 'end', model 'front'"):
+        PromptLearner(tiny, ["cat"], 2, [("color", 1), ("shape", 3)], class_position="front").load_state_dict(state)
+
+
+def test_a_class_specific_context_fits_only_its_classes(tiny):
+    state = PromptLearner(tiny, ["cat", "dog"], 2, csc=True).state_dict()
+    assert state["_extra_state"]["classnames"] == ["cat", "dog"]
+    PromptLearner(tiny, ["cat", "dog"], 2, csc=True).load_state_dict(state)
+    with pytest.raises(UserError, match="class-specific context .* only fits the classes it was learned for"):
+        PromptLearner(tiny, ["sea lion", "fox"], 2, csc=True).load_state_dict(state)
 
 
 def make_cfg(*opts):

@@ -78,8 +78,11 @@ def test_the_environment_overrides_and_extra_options_may_be_quoted(monkeypatch, 
     extra = "TRAINER.ATPROMPT.ATTRIBUTES \"['shape', 'material']\" INPUT.SIZE \"(224, 224)\""
     jobs = commands(monkeypatch, capsys, "dept/atprompt_base2new_test.sh", "dtd", "data", "1", "2", EPO="7",
                     NCTX="3", WEIGHT="0.9", SHOTS="4", OUTPUT="out", CFG="vit_b16_ep20_bs4_lr35", EXTRA_OPTS=extra)
+    # WEIGHT is not part of DePT's folder layout and EXTRA_OPTS never is: they add a folder before seed<N>.
+    varied = "weight0.9_atprompt.attributes-shape+material_input.size-224+224"
     assert [option(job, "--output-dir") for job in jobs] == [
-        f"out/evaluation/DePT_ATP/vit_b16_ep20_bs4_lr35_4shots/CTX_3_epo_7/dtd/seed{s}" for s in (1, 2)]
+        f"out/evaluation/DePT_ATP/vit_b16_ep20_bs4_lr35_4shots/CTX_3_epo_7/dtd/{varied}/seed{s}" for s in (1, 2)]
+    assert option(jobs[0], "--model-dir") == f"out/dtd/DePT_ATP/vit_b16_ep20_bs4_lr35_4shots/CTX_3_epo_7/{varied}/seed1"
     assert option(jobs[0], "TRAINER.LINEAR_PROBE.WEIGHT") == "0.9" and option(jobs[0], "--load-epoch") == "7"
     assert jobs[0][-4:] == ["TRAINER.ATPROMPT.ATTRIBUTES", "['shape', 'material']", "INPUT.SIZE", "(224, 224)"]
 

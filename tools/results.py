@@ -1,7 +1,13 @@
-"""Read run logs and aggregate them over seeds into the paper's tables.
+"""Read run records (or logs) and aggregate them over seeds into the paper's tables.
 
-A run is a ``seed<N>`` folder holding ``log.txt`` (or ``log.txt-<timestamp>`` when an earlier log was kept).
-Where a run sits in the output tree says what it is:
+A run is a folder holding its record ``results.json`` (trainers/records.py): what ran, with which settings and
+their fingerprints, and its final metrics. Values of one table cell come from runs of one setting (the same
+fingerprint but for the seed), and an evaluation on the novel classes is paired with the training runs it
+evaluated (through the training setting its record names); two settings are never averaged together.
+
+Folders without a record (older outputs, the original's) are read from their logs. There, a ``seed<N>`` folder
+holds ``log.txt`` (or ``log.txt-<timestamp>`` when an earlier log was kept) and where a run sits in the output tree
+says what it is:
 
 - ``<dataset>/<Trainer>/<setting...>/seed<N>``: a training run; its final test is the base-class accuracy
   (or the source accuracy of a cross-dataset model trained on all classes);
@@ -27,6 +33,7 @@ import numpy as np
 
 from dassl.utils.errors import UserError
 from datasets import catalog
+from trainers.records import RECORD_FILE, differences, read_record
 
 # Folder key -> display label, in the order of the paper's tables (datasets/catalog.py).
 PAPER_DATASETS = {info.key: info.display for info in catalog.by_role("benchmark")}
@@ -170,13 +177,32 @@ def method_order(name: str) -> tuple[int, str]:
 @dataclass(frozen=True)
 class Run:
     method: str
-    setting: str  # the path parts between trainer and dataset/seed, e.g. "vit_b16_16shots/CTX_2_epo_100"
+    # What the run's table cell is: its record's setting fingerprint, or (a run known from its log alone) the path
+    # parts between trainer and dataset/seed, e.g. "vit_b16_16shots/CTX_2_epo_100".
+    setting: str
     dataset: str
     seed: int
     kind: str  # "train" or "eval"
     split: str  # "base", "new" or "all"
     rel: str  # folder relative to the output root, for filters and messages
-    log: LogResult
+    metrics: dict[str, float]
+    settings: dict = field(default_factory=dict)  # a record's settings, to name what differs between two settings
+    source: str | None = None  # an evaluation record's training setting
+    note: str = ""  # something a reader must know about this run (e.g. the epoch it evaluated)
+
+
+def run_from_record(record: dict, rel: str) -> Run | None:
+    """The Run a finished record describes (None for a run that did not finish, or an attribute search)."""
+    if record.get("kind") not in ("train", "eval"):
+        return None
+    if record.get("status") != "finished" or "accuracy" not in record.get("metrics", {}):
+        return None
+    source = record.get("source") or {}
+    note = ""
+    if source.get("epochs") and source.get("epoch") not in (None, source["epochs"]):
+        note = f"{rel} evaluates epoch {source['epoch']} of a {source['epochs']}-epoch training run"
+    return Run(record["trainer"], record["setting"], dataset_key(record["dataset"]), record["seed"], record["kind"],
+               record["subsample"], rel, record["metrics"], record.get("settings", {}), source.get("setting"), note)
 
 
 def _layout(parts: tuple[str, ...]) -> tuple[str, str, str, str, int] | None:
@@ -206,10 +232,18 @@ def collect_runs(root: str | Path) -> tuple[list[Run], list[str]]:
     runs, notes, odd = [], [], []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
-        if not any(name == "log.txt" or name.startswith("log.txt-") for name in filenames):
-            continue
         here = Path(dirpath)
         parts = here.relative_to(root).parts
+        record = read_record(dirpath) if RECORD_FILE in filenames else None
+        if record is not None:
+            run = run_from_record(record, "/".join(parts))
+            if run is not None:
+                runs.append(run)
+            elif record.get("kind") in ("train", "eval"):
+                notes.append(f"{'/'.join(parts)}: its record says it did not finish")
+            continue
+        if not any(name == "log.txt" or name.startswith("log.txt-") for name in filenames):
+            continue
         layout = _layout(parts)
         if layout is None:
             if parts and _SEED_DIR.match(parts[-1]):
@@ -224,7 +258,7 @@ def collect_runs(root: str | Path) -> tuple[list[Run], list[str]]:
         for path in log.skipped:
             notes.append(f"{rel}: {path.name} has no final result; using the older {log.path.name}")
         split = log.subsample or ("base" if kind == "train" else "new")
-        runs.append(Run(method, setting, dataset_key(dataset), seed, kind, split, rel, log))
+        runs.append(Run(method, setting, dataset_key(dataset), seed, kind, split, rel, log.metrics))
     if odd and not runs:
         raise ResultsError(
             f"{odd[0]} is too shallow for the output layout: pass the output root, i.e. the folder that holds "
@@ -314,20 +348,43 @@ def _index(runs: list[Run]) -> dict[tuple[str, str, str, str], list[Run]]:
     return index
 
 
-def _pick(index, method: str, dataset: str, split: str, kinds: tuple[str, ...]) -> dict[int, float]:
-    """Accuracy per seed of one method on one dataset and split, from the first kind of run that has any."""
+def _several_settings(what: str, kind: str, groups: dict[str, list[Run]]) -> ResultsError:
+    """The error for one table cell's runs of several settings: which settings differ, where, and how to choose."""
+    first, second = (group[0] for group in list(groups.values())[:2])
+    changed = "; ".join(differences(first.settings, second.settings)) if first.settings and second.settings else ""
+    listed = "\n  ".join(sorted({run.rel.rsplit("/", 1)[0] for group in groups.values() for run in group}))
+    option = "--train-filter" if kind == "train" else "--eval-filter"
+    return ResultsError(
+        f"several settings of {what} ({kind} runs){': ' + changed if changed else ''}, in\n  {listed}\n"
+        f"keep one with --filter SUBSTRING or {option} SUBSTRING (matched against the run folder path)")
+
+
+def _pick(index, method: str, dataset: str, split: str, kinds: tuple[str, ...]) -> list[Run]:
+    """The runs of one method on one dataset and split, from the first kind that has any; one setting only."""
     for kind in kinds:
         group = index.get((method, dataset, split, kind), [])
-        settings = sorted({run.setting for run in group})
+        settings: dict[str, list[Run]] = defaultdict(list)
+        for run in group:
+            settings[run.setting].append(run)
         if len(settings) > 1:
-            option = "--train-filter" if kind == "train" else "--eval-filter"
-            listed = "\n  ".join(sorted({run.rel.rsplit("/", 1)[0] for run in group}))
-            raise ResultsError(
-                f"several settings of {method} on {dataset} ({split} classes, {kind} runs):\n  {listed}\n"
-                f"keep one with --filter SUBSTRING or {option} SUBSTRING (matched against the run folder path)")
+            raise _several_settings(f"{method} on {display_name(dataset)}, {split} classes", kind, settings)
         if group:
-            return {run.seed: run.log.metrics["accuracy"] for run in group}
-    return {}
+            return group
+    return []
+
+
+def _accuracy(runs: list[Run]) -> dict[int, float]:
+    return {run.seed: run.metrics["accuracy"] for run in runs}
+
+
+def _check_pair(what: str, base: list[Run], novel: list[Run]) -> None:
+    """Novel-class evaluations must evaluate the training runs whose base accuracy shares their row."""
+    trained = {run.setting for run in base if run.kind == "train"}
+    sources = {run.source for run in novel if run.source}
+    if trained and sources and sources != trained:
+        raise ResultsError(f"the novel-class evaluations of {what} evaluate training runs of another setting than "
+                           f"its base-class runs ({novel[0].rel} against {base[0].rel}); evaluate the models of "
+                           "those runs, or choose the runs with --train-filter / --eval-filter")
 
 
 def _gap_warning(what: str, values: dict[int, float], expected: set[int]) -> str | None:
@@ -367,8 +424,13 @@ def _base_to_novel(summary: Summary, index, chosen: list[str], expected_given: s
     pairs = [run for run in summary.runs if run.split in ("base", "new")]
     methods = [m for m in chosen if any(run.method == m for run in pairs)]
     datasets = sorted({run.dataset for run in pairs}, key=dataset_order)
-    picked = {(m, d): (_pick(index, m, d, "base", ("train", "eval")), _pick(index, m, d, "new", ("eval",)))
-              for m in methods for d in datasets}
+    picked = {}
+    for m in methods:
+        for d in datasets:
+            base, novel = _pick(index, m, d, "base", ("train", "eval")), _pick(index, m, d, "new", ("eval",))
+            _check_pair(f"{m} on {display_name(d)}", base, novel)
+            summary.warnings += sorted({run.note for run in base + novel if run.note})
+            picked[(m, d)] = (_accuracy(base), _accuracy(novel))
     summary.b2n_methods = methods
     for method in methods:
         seeds_found = set().union(*(set(b) | set(n) for (m, _), (b, n) in picked.items() if m == method))
@@ -421,7 +483,7 @@ def _cross_dataset(summary: Summary, index, chosen: list[str], expected_given: s
     summary.xd_columns = columns
     datasets = [key for _, key in columns if key not in ("xd_avg", "dg_avg")]
     for method in chosen:
-        values = {d: _pick(index, method, d, "all", ("eval",) if d != XD_SOURCE else ("train", "eval"))
+        values = {d: _accuracy(_pick(index, method, d, "all", ("eval",) if d != XD_SOURCE else ("train", "eval")))
                   for d in datasets}
         if not any(values.values()):
             continue

@@ -3,7 +3,12 @@
 A script is named `<variant>_<protocol>_<stage>.sh` under its method's folder (e.g. scripts/coop/
 atprompt_base2new_train.sh) and only calls this file with its own path. Its family (`FAMILIES`) says which trainer
 and config it runs and where its outputs go, with the original's folder layout; the hyper-parameters (EPO, NCTX,
-WEIGHT) are the protocol's for the dataset, from datasets/catalog.py, unless the environment sets them.
+WEIGHT) are the protocol's for the dataset, from datasets/catalog.py, unless the environment sets them. What a user
+varies that the layout does not show (such a setting, every EXTRA_OPTS option, the search's bases) adds one folder
+before seed<N>, so other settings never share a folder.
+
+A job whose folder holds a finished run (results.json) with the same settings fingerprint is skipped; one whose
+folder holds a finished run of other settings is refused, naming what differs.
 
     bash scripts/coop/atprompt_base2new_train.sh DATASET [DATA_ROOT] [SEED ...]
     bash scripts/coop/atprompt_xd_train.sh [DATA_ROOT] [SEED ...]          (cross-dataset training: ImageNet)
@@ -28,9 +33,11 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import train  # noqa: E402
 from dassl.utils.errors import UserError  # noqa: E402
 from datasets import catalog  # noqa: E402
 from tools.results import final_result, log_files  # noqa: E402
+from trainers.records import differences, read_record  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 ATP = ("TRAINER.ATPROMPT.USE_ATPROMPT True TRAINER.ATPROMPT.N_ATT1 {NCTX} TRAINER.ATPROMPT.N_ATT2 {NCTX} "
@@ -143,6 +150,28 @@ def env_settings(protocol: str, dataset: str) -> dict[str, str]:
     return {key: os.environ.get(key) or str(value) for key, value in values.items()}
 
 
+def extra_options() -> list[str]:
+    return shlex.split(os.environ.get("EXTRA_OPTS", ""))
+
+
+def _readable(value: str) -> str:
+    """A config value as part of a folder name: "['shape', 'material']" -> "shape+material", "ViT-L/14" ->
+    "ViT-L-14"."""
+    items = [item.strip(" '\"") for item in value.strip("[]()").split(",")]
+    return "+".join(items).replace("/", "-").replace(" ", "-")
+
+
+def varied(folder: str, template: str, settings: dict[str, str], options: list[str] = ()) -> str:
+    """`folder` with one more component before its last naming what the user varied that `template` does not show:
+    the settings the environment overrides and the `KEY VALUE` options (EXTRA_OPTS first)."""
+    parts = [f"{key.lower()}{value}" for key, value in settings.items()
+             if key in os.environ and "{" + key + "}" not in template]
+    pairs = [*extra_options(), *options]
+    parts += [f"{'.'.join(key.lower().split('.')[-2:])}-{_readable(value)}"
+              for key, value in zip(pairs[::2], pairs[1::2])]
+    return os.path.join(os.path.dirname(folder), "_".join(parts), os.path.basename(folder)) if parts else folder
+
+
 def family_jobs(name: str, stage: str, args: list[str]) -> list[Job]:
     family = FAMILIES[name]
     cross = family.source is not None
@@ -159,9 +188,10 @@ def family_jobs(name: str, stage: str, args: list[str]) -> list[Job]:
               "SHOTS": os.environ.get("SHOTS", "16"), **env_settings(name, family.source or dataset)}
     config = str(REPO / "configs" / "trainers" / family.config_dir / f"{fields['CFG']}.yaml")
     jobs = []
+    settings = env_settings(name, family.source or dataset)
     for seed in seeds:
         values = {**fields, "SEED": seed, "DATASET": dataset}
-        train_dir = family.train_dir.format(**values)
+        train_dir = varied(family.train_dir.format(**values), family.train_dir, settings)
         flags = ["--root", data_root, "--seed", seed, "--trainer", family.trainer,
                  "--dataset-config-file", dataset_config(dataset), "--config-file", config]
         options = [*family.options.format(**values).split(), "DATASET.NUM_SHOTS", values["SHOTS"]]
@@ -172,7 +202,8 @@ def family_jobs(name: str, stage: str, args: list[str]) -> list[Job]:
             flags += ["--model-dir", os.path.join(output_root(), train_dir), "--load-epoch", values["EPO"],
                       "--eval-only"]
             options += ["DATASET.SUBSAMPLE_CLASSES", eval_split]
-            jobs.append(Job("eval", family.eval_dir.format(**values), flags + options))
+            jobs.append(Job("eval", varied(family.eval_dir.format(**values), family.eval_dir, settings),
+                            flags + options))
     return jobs
 
 
@@ -182,7 +213,7 @@ def zeroshot_jobs(args: list[str]) -> list[Job]:
     dataset, data_root = args[0], args[1] if len(args) > 1 else os.environ.get("DATA", "data")
     cfg = os.environ.get("CFG", "vit_b16")
     config = str(REPO / "configs" / "trainers" / "CoOp" / f"{cfg}.yaml")
-    return [Job("eval", f"evaluation/ZeroshotCLIP/{cfg}_{subsample}/{dataset}/seed1",
+    return [Job("eval", varied(f"evaluation/ZeroshotCLIP/{cfg}_{subsample}/{dataset}/seed1", "", {}),
                 ["--root", data_root, "--seed", "1", "--trainer", "ZeroshotCLIP", "--dataset-config-file",
                  dataset_config(dataset), "--config-file", config, "--eval-only",
                  "DATASET.SUBSAMPLE_CLASSES", subsample])
@@ -196,7 +227,8 @@ def search_jobs(args: list[str]) -> list[Job]:
     settings = env_settings("attribute_search/main", dataset)
     cfg, shots, nctx = os.environ.get("CFG", "vit_b16"), os.environ.get("SHOTS", "16"), settings["NCTX"]
     bases = ["TRAINER.ATTRIBUTE_SEARCH.BASES", repr(args[2].split())] if len(args) == 3 else []
-    return [Job("train", f"{dataset}/AttributeCompute/{cfg}_{shots}shots/nctx{nctx}_cscFalse_ctpend/search_attribute",
+    folder = f"{dataset}/AttributeCompute/{cfg}_{shots}shots/nctx{nctx}_cscFalse_ctpend/search_attribute"
+    return [Job("train", varied(folder, "{NCTX}", settings, bases),
                 ["--root", data_root, "--seed", "1", "--trainer", "AttributeCompute", "--dataset-config-file",
                  dataset_config(dataset), "--config-file", str(REPO / "configs" / "trainers" / "CoOp" / f"{cfg}.yaml"),
                  "TRAINER.COOP.N_CTX", nctx, "TRAINER.COOP.CSC", "False", "TRAINER.COOP.CLASS_TOKEN_POSITION", "end",
@@ -226,20 +258,42 @@ def output_root() -> str:
     return os.environ.get("OUTPUT", "output")
 
 
-def finished(kind: str, folder: str) -> bool:
-    """Whether the folder's newest log with a final result shows one (for training: the test after training)."""
+def logged_as_finished(kind: str, folder: str) -> bool:
+    """For a folder without a record (older outputs, the original's): whether its newest log shows a final result."""
     return any(final_result(path.read_text(errors="replace"), "train" if kind == "train" else "auto") is not None
                for path in log_files(Path(folder))[:1])
 
 
+def already_done(job: Job, folder: str, argv: list[str]) -> bool:
+    """Whether the folder holds this job's finished run; a finished run of other settings there is an error."""
+    record = read_record(folder)
+    if record is None:
+        return logged_as_finished(job.kind, folder)
+    if record.get("status") != "finished":
+        return False
+    try:
+        args = train.build_parser().parse_args(argv)
+        planned = train.run_identity(args, train.setup_cfg(args))
+    except UserError:
+        return False  # train.py says what is wrong with this job
+    if planned["fingerprint"] == record["fingerprint"]:
+        return True
+    changed = differences(record.get("settings", {}), planned["settings"])
+    if record.get("source", {}).get("files", planned["model"]) != planned["model"]:
+        changed.append("the evaluated checkpoint (its files changed since)")
+    raise UserError(f"{folder} holds a finished run of other settings ({'; '.join(changed)}): set FORCE=1 to run "
+                    "this job there anyway (nothing is deleted; an existing training run is only resumed with its "
+                    "own settings), or choose another OUTPUT")
+
+
 def run(job: Job) -> int:
     folder = os.path.join(output_root(), job.folder)
-    command = [os.environ.get("PYTHON", "python3"), str(REPO / "train.py"), "--output-dir", folder, *job.argv,
-               *shlex.split(os.environ.get("EXTRA_OPTS", ""))]
+    argv = ["--output-dir", folder, *job.argv, *extra_options()]
+    command = [os.environ.get("PYTHON", "python3"), str(REPO / "train.py"), *argv]
     if os.environ.get("DRY_RUN"):
         print(shlex.join(command))
         return 0
-    if not os.environ.get("FORCE") and finished(job.kind, folder):
+    if not os.environ.get("FORCE") and already_done(job, folder, argv):
         print(f"Results are available in {folder}. Skip this job")
         return 0
     return subprocess.run(command).returncode
@@ -256,7 +310,11 @@ def main(argv: list[str]) -> int:
         print(f"error: {err.message}\n\n{usage(script)}", file=sys.stderr)
         return 2
     for job in jobs:
-        code = run(job)
+        try:
+            code = run(job)
+        except UserError as err:
+            print(f"error: {err.message}", file=sys.stderr)
+            return 2
         if code:
             return code
     return 0

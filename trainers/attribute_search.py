@@ -233,6 +233,7 @@ class AttributeSearch(PromptTrainer):
     """Searches TRAINER.ATTRIBUTE_SEARCH.* over subsets of the attribute bases; writes attribute_search.json."""
 
     PREC_NODE = "ATTRIBUTE_SEARCH"
+    RECORD_KIND = "search"  # its record is a search, not a classifier of a result table
     USE_ATPROMPT = False  # the candidates come from the bases, not from TRAINER.ATPROMPT
 
     def check_cfg(self, cfg) -> None:
@@ -304,6 +305,7 @@ class AttributeSearch(PromptTrainer):
         val_loss, val_output = self.model.alpha_loss(val_image, val_label, self.prec)
         self.detect_anomaly(val_loss)
         optimizer_step(val_loss, [self.alpha_optim])
+        self.detect_anomaly_in_parameters(p for p in self.model.parameters() if p.requires_grad)
 
         if (self.batch_idx + 1) == self.num_batches:
             self.update_lr()
@@ -363,6 +365,13 @@ class AttributeSearch(PromptTrainer):
             plot_confidences(osp.join(self.output_dir, PLOT_FILE), result)
         best = result["ranking"][0]
         print(f"Chosen attributes: {', '.join(best['attributes'])} (confidence {best['confidence']:.3f})")
+        start = result["start"]
+        if start["barely_moved"]:
+            leader = "is" if start["winner_was_leading"] else "is not"
+            print(f"Note: alpha moved at most {start['moved']:.3f} from its random start, less than the spread of its "
+                  f"initial values ({start['spread']:.3f}), so the ranking may still reflect the initialisation (the "
+                  f"winner {leader} the initial leader): search longer (EPO) or with a larger "
+                  "TRAINER.ATTRIBUTE_SEARCH.ALPHA_LR")
         print(f"Search result written to {osp.join(self.output_dir, RESULT_FILE)} and {PLOT_FILE}")
         print("Train with them by adding to train.py:")
         print(f"  {result['train_overrides']}")
@@ -376,7 +385,15 @@ class AttributeSearch(PromptTrainer):
         alpha = self.model.prompt_learner.alpha.detach().float().tolist()
         order = sorted(range(len(conf)), key=lambda g: -conf[g])
         chosen = list(self.candidates[order[0]])
+        initial = torch.tensor(self.alpha_history[0][1])
+        moved = float((torch.tensor(alpha) - initial).abs().max())
+        spread = float(initial.max() - initial.min())
         return {
+            # How far alpha came from its random start, against the spread of that start: the yardstick of a
+            # decided search (a ranking that moved less than the start's spread may be the start's ranking).
+            "start": {"spread": spread, "moved": moved, "barely_moved": moved < spread,
+                      "winner_was_leading": int(initial.argmax()) == order[0],
+                      "confidence_range": [float(v) for v in initial.softmax(0).aminmax()]},
             "dataset": self.cfg.DATASET.NAME,
             "bases": search_bases(self.cfg),
             "chosen": chosen,
@@ -409,9 +426,7 @@ class AttributeSearch(PromptTrainer):
             self._val_iter = None
 
 
-@TRAINER_REGISTRY.register()
-class AttributeCompute(AttributeSearch):
-    """The original's name for the attribute search."""
+TRAINER_REGISTRY.register(AttributeSearch, name="AttributeCompute")  # the original's name for the search
 
 
 def plot_confidences(path: str, result: dict, labelled: int = 5) -> None:

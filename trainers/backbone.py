@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from yacs.config import CfgNode
 
-from clip.clip import load_model
+from clip.clip import load_model, weights_sha256
 from clip.errors import CheckpointError
 from clip.model import CLIP, infer_config
 from clip.preprocessing import Preprocessing
@@ -23,6 +23,13 @@ def load_clip(cfg: CfgNode) -> tuple[CLIP, Preprocessing]:
     except CheckpointError as err:
         raise UserError(f"MODEL.BACKBONE.NAME {cfg.MODEL.BACKBONE.NAME}: {err}") from err
     return model.eval(), preprocessing
+
+
+def backbone_identity(cfg: CfgNode) -> dict[str, str]:
+    """The backbone's name and the checksum of its weights, which records and checkpoints keep: another CLIP of the
+    same sizes must never pass for the one a prompt was trained on."""
+    root = cfg.MODEL.BACKBONE.get("DOWNLOAD_ROOT", "") or None
+    return {"name": cfg.MODEL.BACKBONE.NAME, "sha256": weights_sha256(cfg.MODEL.BACKBONE.NAME, root)}
 
 
 def check_input(cfg: CfgNode, preprocessing: Preprocessing) -> None:

@@ -15,16 +15,21 @@ import re
 import torch
 import torch.nn as nn
 
-from dassl.engine import TrainerX
+from dassl.engine import TRAINER_REGISTRY, TrainerX
 from dassl.metrics import compute_accuracy
 from dassl.optim import build_lr_scheduler, build_optimizer
-from dassl.utils import load_checkpoint
+from dassl.utils import listdir_nohidden, load_checkpoint
 from dassl.utils.errors import UserError
-from trainers.backbone import PRECISIONS, autocast, load_clip_at, resolve_precision
+from trainers.backbone import PRECISIONS, autocast, backbone_identity, load_clip_at, resolve_precision
 from trainers.layout import attributes_from_cfg
+from trainers.records import differences, settings_of
 
 # Fixed-token buffers the original saved; they depend on the class names, so they are always rebuilt.
 FIXED_TOKEN_KEY = re.compile(r"(^|\.)(token_prefix|token_suffix|token_middle\d*|token_embeds|gather_idx|eot)$")
+FIT_HINT = ("Evaluate with the settings it was trained with (N_CTX, TRAINER.ATPROMPT.N_ATT*/ATTRIBUTES, the "
+            "trainer name).")
+# The original always saved three attribute blocks; those beyond the attributes it used were never trained.
+UNUSED_BLOCK_KEY = re.compile(r"(^|\.)ctx_att[123]$")
 
 
 def training_step(model: nn.Module, image: torch.Tensor, label: torch.Tensor, prec: str,
@@ -82,6 +87,7 @@ class PromptTrainer(TrainerX):
         self.prec = resolve_precision(cfg.TRAINER[self.PREC_NODE].PREC, self.device)
         print(f"Loading CLIP (backbone: {cfg.MODEL.BACKBONE.NAME})")
         self.clip_model = clip_model = load_clip_at(cfg, self.prec)
+        self.backbone = backbone_identity(cfg)
         self.attributes = attributes_from_cfg(cfg, self.USE_ATPROMPT)
         if cfg.TRAINER.NAME.endswith("_ATP") and not self.attributes:
             print(f"Note: TRAINER.ATPROMPT.USE_ATPROMPT is False, so {cfg.TRAINER.NAME} runs without ATPrompt, as "
@@ -128,12 +134,57 @@ class PromptTrainer(TrainerX):
     def backward_and_update(self, loss: torch.Tensor) -> None:
         self.detect_anomaly(loss)
         optimizer_step(loss, [o for o in self._optims.values() if o is not None], self.scaler)
+        self.detect_anomaly_in_parameters(p for p in self.model.parameters() if p.requires_grad)
 
     def model_inference(self, image: torch.Tensor) -> torch.Tensor:
         with autocast(self.prec, self.device):
             return self.model(image).float()
 
-    # -- checkpoints ---------------------------------------------------------------------------------------------
+    # -- what the run is, and checkpoints ----------------------------------------------------------------------
+    def describe(self) -> dict:
+        """For the run record: the backbone and the prompt the model learns."""
+        learner = self.model.prompt_learner
+        prompt = {"n_ctx": getattr(learner, "n_ctx", None), "attributes": [w for w, _ in self.attributes],
+                  "n_att": [n for _, n in self.attributes]}
+        return {"backbone": self.backbone, "prompt": prompt}
+
+    def checkpoint_meta(self) -> dict:
+        return {"trainer": self.cfg.TRAINER.NAME, "settings": settings_of(self.cfg, "train"),
+                "backbone": self.backbone}
+
+    def state_to_save(self, name: str) -> dict:
+        """The registered model's weights without the frozen CLIP's, which are the backbone's own (so a MaPLe or
+        DePT checkpoint is not a copy of CLIP); loading (ours or the original's) never needs them."""
+        frozen = {t.data_ptr() for t in self.clip_model.state_dict().values()}
+        state = self._models[name].state_dict()
+        return type(state)((k, v) for k, v in state.items() if not (torch.is_tensor(v) and v.data_ptr() in frozen))
+
+    def check_resumable(self, checkpoint: dict, path: str) -> None:
+        meta = checkpoint.get("meta") or {}
+        changed = differences(meta["settings"], settings_of(self.cfg, "train")) if "settings" in meta else []
+        if meta.get("backbone", self.backbone)["sha256"] != self.backbone["sha256"]:
+            changed.append(f"the backbone's weights: sha256 {meta['backbone']['sha256'][:12]}... -> "
+                           f"{self.backbone['sha256'][:12]}...")
+        if changed:
+            raise UserError(
+                f'Cannot resume from "{path}": it was trained with other settings ({"; ".join(changed)}). Rerun '
+                "with the settings it was trained with, or train with these in a new --output-dir."
+            )
+
+    def _check_origin(self, checkpoint: dict, path: str) -> None:
+        """A checkpoint of another method, or of another CLIP, is refused for evaluation (before its weights are
+        looked at). The original's checkpoints carry no such record and are checked by their weights alone."""
+        meta = checkpoint.get("meta") or {}
+        trainer = meta.get("trainer")
+        if trainer and trainer in TRAINER_REGISTRY and TRAINER_REGISTRY.get(trainer) is not type(self):
+            raise UserError(f"{path} was trained by {trainer}, not {self.cfg.TRAINER.NAME}: evaluate it with "
+                            f"--trainer {trainer} and the settings it was trained with")
+        saved = meta.get("backbone")
+        if saved and saved["sha256"] != self.backbone["sha256"]:
+            raise UserError(f"{path} was trained on {saved['name']} (weights sha256 {saved['sha256'][:12]}...), but "
+                            f"the backbone {self.backbone['name']} here has sha256 {self.backbone['sha256'][:12]}...:"
+                            " evaluate it with the CLIP it was trained on (MODEL.BACKBONE.NAME)")
+
     def load_model(self, directory: str | None, epoch: int | None = None) -> None:
         """Load the weights saved under `directory` (ours or the original's) for evaluation.
 
@@ -147,13 +198,18 @@ class PromptTrainer(TrainerX):
         for name in self.get_model_names():
             path = checkpoint_file(directory, name, epoch)
             checkpoint = load_checkpoint(path)
+            self._check_origin(checkpoint, path)
             state = {k: v for k, v in checkpoint["state_dict"].items() if not FIXED_TOKEN_KEY.search(k)}
             state = self.adapt_state_dict(state)
             self._adopt_layout(state)
             module = self._models[name]
+            own = module.state_dict()
+            state = {k: v for k, v in state.items() if k in own or not UNUSED_BLOCK_KEY.search(k)}
+            self._check_layout(state, module, path)
             self._check_fits(state, module, path)
             print(f'Loading weights to {name} from "{path}" (epoch = {checkpoint["epoch"]})')
             module.load_state_dict(state, strict=False)
+            self.loaded_epoch = checkpoint["epoch"]
 
     def adapt_state_dict(self, state: dict) -> dict:
         """Hook: fit a checkpoint's weights to the current data before they are checked and loaded (e.g. keep the
@@ -183,7 +239,20 @@ class PromptTrainer(TrainerX):
         self._models[self.SAVE_NAME] = new_model if self.SAVE_WHOLE_MODEL else new_model.prompt_learner
 
     @staticmethod
+    def _check_layout(state: dict, module: nn.Module, path: str) -> None:
+        """The layout a checkpoint records (attributes, token counts, class position, ...) must be the model's:
+        told before any weight is compared, since a layout difference explains every weight that does not fit."""
+        for key, value in state.items():
+            if key.endswith("_extra_state"):
+                try:
+                    module.get_submodule(key.rpartition(".")[0]).set_extra_state(value)
+                except UserError as err:
+                    raise UserError(f"{path} does not fit the model: {err.message}. {FIT_HINT}") from err
+
+    @staticmethod
     def _check_fits(state: dict, module: nn.Module, path: str) -> None:
+        """Every learnable weight must come from the checkpoint, with its shape, and every weight the checkpoint
+        holds must have a place in the model: a partial load would evaluate another model than either."""
         own = module.state_dict()
         problems = [
             f"'{k}' has shape {list(v.shape)} in the checkpoint but {list(own[k].shape)} in the model"
@@ -192,18 +261,18 @@ class PromptTrainer(TrainerX):
         ]
         learnable = [n for n, p in module.named_parameters() if p.requires_grad and n not in state]
         problems += [f"the checkpoint has no '{k}'" for k in learnable]
+        foreign = [k for k in state if k not in own]
+        problems += [f"the model has no '{k}' (and {len(foreign) - 1} more)" if len(foreign) > 1
+                     else f"the model has no '{k}'" for k in foreign[:1]]
         if problems:
-            raise UserError(
-                f"{path} does not fit the model: " + "; ".join(problems) + ". Evaluate with the settings it was "
-                "trained with (N_CTX, TRAINER.ATPROMPT.N_ATT*/ATTRIBUTES, the trainer name)."
-            )
+            raise UserError(f"{path} does not fit the model: " + "; ".join(problems) + f". {FIT_HINT}")
 
 
 def checkpoint_file(directory: str, name: str, epoch: int | None) -> str:
     """`directory/name/model.pth.tar-<epoch>`; without an epoch, model-best.pth.tar or else the latest one."""
     folder = os.path.join(directory, name)
     if not os.path.isdir(folder):
-        found = sorted(os.listdir(directory)) if os.path.isdir(directory) else None
+        found = listdir_nohidden(directory, sort=True) if os.path.isdir(directory) else None
         where = f"it holds {found}" if found is not None else "that folder does not exist"
         raise UserError(
             f"no checkpoint folder '{folder}' ({where}); --model-dir must be the training output folder of this "

@@ -150,7 +150,10 @@ class DePT(CoOp):
         super().before_train()
 
     def adapt_state_dict(self, state: dict) -> dict:
-        """An ImageNet head evaluated on a variant with fewer classes (ImageNet-A/R: 200) keeps their rows only."""
+        """The head is for the classes it was trained on: evaluated on others (new classes, another dataset) it is
+        not used; an ImageNet head evaluated on a variant with fewer classes (ImageNet-A/R: 200) keeps their rows."""
+        if not self.model.base_mode:
+            return {k: v for k, v in state.items() if not k.startswith("linear_probe_proj.")}
         indices = getattr(self.dm.dataset, "imagenet_indices", None)
         weight = state.get("linear_probe_proj.weight")
         if indices is None or weight is None or weight.shape[0] <= max(indices):

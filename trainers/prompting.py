@@ -55,6 +55,8 @@ class PromptLearner(nn.Module):
         super().__init__()
         layout = PromptLayout(classnames, n_ctx, attributes, ctx_init, class_position, single_token_words)
         self.layout, self.single_token_words = layout, single_token_words
+        self.class_position, self.csc = class_position, csc
+        self.classnames = list(classnames)
         self.n_cls, self.n_ctx = len(classnames), layout.n_ctx
         n_ctx = layout.n_ctx
         dtype = clip_model.dtype
@@ -104,16 +106,23 @@ class PromptLearner(nn.Module):
         return pool.gather(-2, index)
 
     def get_extra_state(self) -> dict:
-        return {
+        """The layout the learned tokens belong to. A class-specific context (CSC) belongs to its classes too."""
+        state = {
             "attributes": [w for w, _ in self.attributes],
             "n_att": [n for _, n in self.attributes],
             "n_ctx": self.n_ctx,
             "single_token_words": self.single_token_words,
+            "class_position": self.class_position,
+            "csc": self.csc,
         }
+        return {**state, "classnames": self.classnames} if self.csc else state
 
     def set_extra_state(self, state: dict) -> None:
+        """Refuse the tokens of another layout; fields an older checkpoint lacks are not compared."""
         mine = self.get_extra_state()
         diff = [f"{k}: checkpoint {state.get(k)!r}, model {v!r}" for k, v in mine.items() if state.get(k, v) != v]
+        if any(d.startswith("classnames") for d in diff):
+            diff.insert(0, "a class-specific context (CSC) only fits the classes it was learned for")
         if diff:
             raise UserError("the checkpoint's prompt layout does not match the model (" + "; ".join(diff) + ")")
 

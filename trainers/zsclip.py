@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from dassl.engine import TRAINER_REGISTRY, TrainerX
 from datasets import catalog
-from trainers.backbone import autocast, load_clip_at, resolve_precision
+from trainers.backbone import autocast, backbone_identity, load_clip_at, resolve_precision
 from trainers.layout import clean_classname
 from trainers.prompting import FixedPrompts, TextEncoder
 
@@ -19,11 +19,16 @@ class ZeroshotCLIP(TrainerX):
         cfg = self.cfg
         self.prec = resolve_precision(cfg.TRAINER.COOP.PREC, self.device)
         self.clip_model = clip_model = load_clip_at(cfg, self.prec).to(self.device)
+        self.backbone = backbone_identity(cfg)
         template = catalog.template(cfg.DATASET.NAME)
         prompts = [template.format(clean_classname(c)) for c in self.dm.dataset.classnames]
         print(f"Prompt example: {prompts[0]}")
         with autocast(self.prec, self.device):
             self.text_features = FixedPrompts(clip_model, prompts).to(self.device).encode(TextEncoder(clip_model))
+
+    def describe(self) -> dict:
+        """For the run record: the backbone (nothing is learned)."""
+        return {"backbone": self.backbone}
 
     def model_inference(self, image: torch.Tensor) -> torch.Tensor:
         with autocast(self.prec, self.device):

@@ -14,6 +14,7 @@ import os.path as osp
 import sys
 import time
 from collections import OrderedDict
+from collections.abc import Iterable
 from typing import Any, Optional, Union
 
 import numpy as np
@@ -59,6 +60,7 @@ class TrainerBase:
         self._epoch_rng: Optional[dict] = None  # RNG state at the start of the current epoch
         self._saved_epoch: Optional[int] = None  # last epoch whose end-of-epoch state was saved
         self.best_result = -np.inf
+        self.test_results: dict[str, float] = {}  # the metrics of the last test
 
     # ----- model registry -------------------------------------------------------------------------
 
@@ -101,12 +103,22 @@ class TrainerBase:
 
     # ----- optimisation steps ---------------------------------------------------------------------
 
+    def _where(self) -> str:
+        return f"epoch {self.__dict__.get('epoch', 0) + 1}, batch {self.__dict__.get('batch_idx', 0) + 1}"
+
     def detect_anomaly(self, loss: torch.Tensor) -> None:
         if not torch.isfinite(loss).all():
-            where = f"epoch {self.__dict__.get('epoch', 0) + 1}, batch {self.__dict__.get('batch_idx', 0) + 1}"
             raise UserError(
-                f"The loss is {loss.detach().flatten()[:4].tolist()} (not finite) at {where}. Training diverged: "
-                "lower OPTIM.LR or use a more stable precision (fp32 or amp instead of fp16)."
+                f"The loss is {loss.detach().flatten()[:4].tolist()} (not finite) at {self._where()}. Training "
+                "diverged: lower OPTIM.LR or use a more stable precision (fp32 or amp instead of fp16)."
+            )
+
+    def detect_anomaly_in_parameters(self, params: Iterable[torch.Tensor]) -> None:
+        """After an optimiser step: a learned weight that became NaN or inf ends the run before it is saved."""
+        if not all(torch.isfinite(p).all() for p in params):
+            raise UserError(
+                f"A learned weight became NaN or inf after the optimiser step at {self._where()}. Training diverged: "
+                "lower OPTIM.LR, or use a more stable precision (fp32 or amp instead of fp16)."
             )
 
     def model_zero_grad(self, names=None) -> None:
@@ -181,13 +193,16 @@ class TrainerBase:
         for name in self.get_model_names() if distributed.is_main_process() else ():  # rank 0 alone writes
             optim, sched = self._optims[name], self._scheds[name]
             state = {
-                "state_dict": self._models[name].state_dict(),
+                "state_dict": self.state_to_save(name),
                 "epoch": epoch + 1,
                 "optimizer": optim.state_dict() if optim is not None else None,
                 "scheduler": sched.state_dict() if sched is not None else None,
                 "val_result": val_result,
                 "resume_state": resume_state,
             }
+            meta = self.checkpoint_meta()
+            if meta is not None:
+                state["meta"] = meta
             save_dir = osp.join(directory, name)
             save_checkpoint(state, save_dir, is_best=is_best, model_name=model_name)
             stale = osp.join(save_dir, INTERRUPTED_MODEL_NAME)
@@ -196,6 +211,17 @@ class TrainerBase:
         if not batches_done:
             self._saved_epoch = epoch
         distributed.barrier()  # on return the files exist for every process
+
+    def state_to_save(self, name: str) -> dict[str, Any]:
+        """The weights of registered model `name` that its checkpoints keep (all of them here)."""
+        return self._models[name].state_dict()
+
+    def checkpoint_meta(self) -> Optional[dict[str, Any]]:
+        """What checkpoints record about the run that made them (None: nothing); `check_resumable` reads it."""
+        return None
+
+    def check_resumable(self, checkpoint: dict[str, Any], path: str) -> None:
+        """Hook: refuse to resume from a checkpoint made with other settings (nothing is checked here)."""
 
     def resume_model_if_exist(self, directory: str) -> int:
         """Resume every registered model, optimiser and scheduler from `directory`; return the start epoch."""
@@ -215,6 +241,7 @@ class TrainerBase:
                 fpath = osp.join(directory, name, f.readline().strip())
             print(f'Loading checkpoint from "{fpath}"')
             checkpoint = load_checkpoint(fpath)
+            self.check_resumable(checkpoint, fpath)
             try:
                 self._models[name].load_state_dict(checkpoint["state_dict"])
             except (RuntimeError, ValueError, UserError) as err:
@@ -454,11 +481,19 @@ class SimpleTrainer(TrainerBase):
             split = "test"
             data_loader = self.test_loader
         print(f"Evaluate on the *{split}* set")
-        for batch in tqdm(data_loader, desc=f"Evaluate {split}", leave=False, disable=not _stderr_is_terminal()):
+        batches = tqdm(data_loader, desc=f"Evaluate {split}", leave=False, disable=not _stderr_is_terminal())
+        for index, batch in enumerate(batches):
             input, label = self.parse_batch_test(batch)
             output = self.model_inference(input)
+            if not torch.isfinite(output).all():
+                raise UserError(
+                    f"The model's outputs are not finite (NaN or inf) in batch {index + 1} of the {split} set, so no "
+                    "accuracy is reported: the weights diverged in training (lower OPTIM.LR, or use a more stable "
+                    "precision than fp16) or the checkpoint is damaged."
+                )
             self.evaluator.process(output, label)
         results = self.evaluator.evaluate()
+        self.test_results = dict(results)
         for key, value in results.items():
             self.write_scalar(f"{split}/{key}", value, self.epoch)
         if is_final:
