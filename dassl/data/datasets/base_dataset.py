@@ -11,6 +11,7 @@ import os
 import random
 from collections import defaultdict
 
+from dassl.utils import first_few
 from dassl.utils.errors import UserError
 
 # Where the expected image layout of every benchmark is written down (quoted in missing-file errors).
@@ -148,14 +149,19 @@ class DatasetBase:
         print(f"Creating a {num_shots}-shot dataset")
         output = []
         for data_source in data_sources:
-            sampled = []
-            for items in self.split_dataset_by_label(data_source).values():
+            sampled, short = [], []
+            groups = self.split_dataset_by_label(data_source)
+            for items in groups.values():
                 if len(items) >= num_shots:
                     sampled.extend(random.sample(items, num_shots))
                 elif repeat:
                     sampled.extend(random.choices(items, k=num_shots))
                 else:
                     sampled.extend(items)
+                    short.append(f"{items[0].classname!r} ({len(items)})")
+            if short:  # otherwise "Creating a K-shot dataset" would hide that these classes got fewer
+                print(f"Note: {len(short)} of {len(groups)} classes have fewer than {num_shots} images, so all their "
+                      f"images are used: {first_few(short)}")
             output.append(sampled)
         return output[0] if len(output) == 1 else output
 
