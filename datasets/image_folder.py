@@ -7,15 +7,14 @@ the prompts). The first run splits every class 50/20/30 into train / val / test 
 to use a split of your own. Few-shot sampling and base/new subsampling then work as for the benchmarks.
 """
 
-import os
 import random
 
 from dassl.data.datasets import DATASET_REGISTRY
-from dassl.utils import listdir_nohidden
 
 from .splits import SplitDataset, read_and_split_data
 
 SPLIT_SEED = 0
+IGNORED = ["split_fewshot"]  # the few-shot cache folder sits beside the class folders
 
 
 @DATASET_REGISTRY.register()
@@ -24,7 +23,4 @@ class ImageFolder(SplitDataset):
     layout = "<DATASET.ROOT>/{<class_a>/*.jpg, <class_b>/*.jpg, ...} (one folder per class, at least 4 images each)"
 
     def make_split(self):
-        # Files next to the class folders (this split file, a README) and the few-shot cache are not classes.
-        ignored = [n for n in listdir_nohidden(self.image_dir) if not os.path.isdir(os.path.join(self.image_dir, n))]
-        ignored.append("split_fewshot")
-        return read_and_split_data(self.image_dir, ignored=ignored, rng=random.Random(SPLIT_SEED))
+        return read_and_split_data(self.image_dir, ignored=IGNORED, rng=random.Random(SPLIT_SEED))

@@ -10,10 +10,9 @@ import os
 
 from dassl.data.datasets import DATASET_REGISTRY, DatasetBase, Datum, check_image_files, subsample_classes
 from dassl.data.datasets.fewshot_cache import load_fewshot_cache, save_fewshot_cache
-from dassl.utils import listdir_nohidden
 from dassl.utils.errors import UserError
 
-from .splits import load_fewshot, read_lines, require_dir, subsample_mode
+from .splits import class_folders, folder_images, load_fewshot, read_lines, require_dir, subsample_mode
 
 
 def read_classnames(text_file: str) -> dict[str, str]:
@@ -37,17 +36,10 @@ def names_of(wnids: list[str], classnames: dict[str, str], image_dir: str) -> li
 def read_class_folders(image_dir: str, folders: list[str], names: list[str]) -> list[Datum]:
     """Items of ``image_dir/<folders[i]>/*`` with label i and class name ``names[i]``."""
     items = []
-    for label, (folder, classname) in enumerate(zip(folders, names)):
-        folder_dir = os.path.join(image_dir, folder)
-        # Unsorted listing, as the original: the few-shot draw depends on this order.
-        items.extend(Datum(impath=os.path.join(folder_dir, name), label=label, classname=classname)
-                     for name in listdir_nohidden(folder_dir))
+    # Unsorted listing, as the original: the few-shot draw depends on this order.
+    for label, (paths, classname) in enumerate(zip(folder_images(image_dir, folders), names)):
+        items.extend(Datum(impath=path, label=label, classname=classname) for path in paths)
     return items
-
-
-def sorted_subdirs(path: str) -> list[str]:
-    """Sorted names of the visible sub-folders (stray files such as README.txt are skipped)."""
-    return sorted(e.name for e in os.scandir(path) if e.is_dir() and not e.name.startswith("."))
 
 
 @DATASET_REGISTRY.register()
@@ -91,7 +83,7 @@ class ImageNet(DatasetBase):
     def read_data(self, classnames: dict[str, str], split_dir: str) -> list[Datum]:
         split_dir = os.path.join(self.image_dir, split_dir)
         require_dir(split_dir, "ImageNet", self.layout)
-        folders = sorted_subdirs(split_dir)
+        folders = class_folders(split_dir)
         return read_class_folders(split_dir, folders, names_of(folders, classnames, split_dir))
 
 
@@ -126,5 +118,5 @@ class ImageNetVariant(DatasetBase):
 
     def label_folders(self, all_wnids: list[str]) -> tuple[list[str], list[str]]:
         """The image folder and the wnid of every label: by default wnid-named folders in sorted order."""
-        folders = sorted_subdirs(self.image_dir)
+        folders = class_folders(self.image_dir)
         return folders, folders

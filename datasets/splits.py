@@ -25,6 +25,8 @@ from dassl.utils import listdir_nohidden, read_json, write_json
 from dassl.utils.errors import UserError
 
 LAYOUT_DOC = "docs/DATASETS.md"
+# What a class folder may hold: a notes.txt, Thumbs.db or desktop.ini would fail only when it is read as an image.
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
 
 Split = tuple[list[Datum], list[Datum], list[Datum]]
 
@@ -130,20 +132,44 @@ def split_groups(groups: list[tuple[int, str, list[str]]], p_trn: float = 0.5, p
     return train, val, test
 
 
+def class_folders(path: str, ignored=()) -> list[str]:
+    """Sorted names of the visible sub-folders of ``path`` but ``ignored``: the files beside them are no classes."""
+    return sorted(e.name for e in os.scandir(path)
+                  if e.is_dir() and not e.name.startswith(".") and e.name not in ignored)
+
+
+def is_image(path: str) -> bool:
+    return os.path.splitext(path)[1].lower() in IMAGE_EXTENSIONS
+
+
+def folder_images(image_dir: str, folders: list[str]) -> list[list[str]]:
+    """The image paths in each of ``image_dir``'s ``folders``, in listing order; other files are left out.
+
+    The listing is unsorted, as in the original, so that a split or few-shot draw made here matches one made by
+    the original code on the same file system. One note tells how many files were skipped.
+    """
+    images, skipped = [], []
+    for folder in folders:
+        folder_dir = os.path.join(image_dir, folder)
+        paths = [os.path.join(folder_dir, name) for name in listdir_nohidden(folder_dir)]
+        images.append([p for p in paths if is_image(p)])
+        skipped.extend(p for p in paths if not is_image(p))
+    if skipped:
+        print(f"Note: skipped {len(skipped)} file(s) without an image extension in the class folders of {image_dir} "
+              f"(e.g. {skipped[0]}); images end in {', '.join(sorted(IMAGE_EXTENSIONS))}, in any case.")
+    return images
+
+
 def read_and_split_data(image_dir: str, p_trn: float = 0.5, p_val: float = 0.2, ignored=(),
                         new_cnames: dict[str, str] | None = None, rng: random.Random | None = None) -> Split:
     """Split a ``<class>/<image>`` folder tree: labels follow the sorted folder names (``ignored`` left out).
 
-    Images are listed unsorted, as the original does, so a split made here matches one made by the original
-    code on the same file system. ``new_cnames`` renames folders to the class names that go into prompts.
+    ``new_cnames`` renames folders to the class names that go into prompts.
     """
     print(f"Splitting into {p_trn:.0%} train, {p_val:.0%} val, and {1 - p_trn - p_val:.0%} test")
-    categories = sorted(c for c in listdir_nohidden(image_dir) if c not in ignored)
-    groups = []
-    for label, category in enumerate(categories):
-        category_dir = os.path.join(image_dir, category)
-        impaths = [os.path.join(category_dir, name) for name in listdir_nohidden(category_dir)]
-        groups.append((label, (new_cnames or {}).get(category, category), impaths))
+    categories = class_folders(image_dir, ignored)
+    groups = [(label, (new_cnames or {}).get(category, category), impaths)
+              for label, (category, impaths) in enumerate(zip(categories, folder_images(image_dir, categories)))]
     return split_groups(groups, p_trn, p_val, rng)
 
 

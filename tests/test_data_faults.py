@@ -6,9 +6,56 @@ The datasets are the tiny fake layouts of tests/fake_datasets.py.
 import random
 
 import fake_datasets as fake
+import pytest
 from test_datasets import load
 
 from dassl.data.datasets import DatasetBase, Datum
+
+# ---------------------------------------------------------------- 4. a file next to the class folders
+
+FOLDER_READERS = {  # readers that list class folders, and the folder they list
+    "Caltech101": "caltech-101/101_ObjectCategories",
+    "DescribableTextures": "dtd/images",
+    "Food101": "food-101/images",
+    "EuroSAT": "eurosat/2750",
+    "ImageFolder": "",
+}
+
+
+@pytest.mark.parametrize("name", FOLDER_READERS)
+def test_a_file_next_to_the_class_folders_is_not_a_class(tmp_path, name):
+    classnames = fake.SPLIT_BUILDERS[name](tmp_path)
+    (tmp_path / FOLDER_READERS[name] / "index.html").write_text("<html></html>")
+    assert load(tmp_path, name).classnames == classnames
+
+
+# ---------------------------------------------------------------- 5. files that are not images in a class folder
+
+STRAY = ["notes.txt", "Thumbs.db", "desktop.ini", "no_extension"]
+EXTRA_IMAGES = ["UPPER.JPG", "scan.TIFF", "photo.webp", "icon.Png"]
+CLASS_FOLDERS = {  # reader -> a class folder whose files it lists
+    "DescribableTextures": "dtd/images/banded",
+    "ImageFolder": "apple",
+    "ImageNet": "imagenet/images/train/n01440764",
+}
+
+
+@pytest.mark.parametrize("name", CLASS_FOLDERS)
+def test_only_image_files_go_into_a_split_made_from_folders(tmp_path, name, capsys):
+    getattr(fake, {"DescribableTextures": "dtd", "ImageFolder": "image_folder", "ImageNet": "imagenet"}[name])(tmp_path)
+    folder = tmp_path / CLASS_FOLDERS[name]
+    for stray in STRAY + [".DS_Store"]:
+        (folder / stray).write_text("not an image\n")
+    for image in EXTRA_IMAGES:
+        fake.write_image(folder / image)
+    data = load(tmp_path, name)
+    out = capsys.readouterr().out
+    paths = {item.impath for item in data.train_x + data.val + data.test}
+    assert not paths & {str(folder / stray) for stray in STRAY}
+    assert {str(folder / image) for image in EXTRA_IMAGES} <= paths  # image extensions in any case
+    note = next(line for line in out.splitlines() if "without an image extension" in line)
+    assert "skipped 4 file(s)" in note and any(str(folder / stray) in note for stray in STRAY)
+
 
 # ---------------------------------------------------------------- 6. fewer images than NUM_SHOTS
 
