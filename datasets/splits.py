@@ -19,8 +19,8 @@ import os
 import random
 from collections import defaultdict
 
-from dassl.data.datasets import DatasetBase, Datum, check_image_files, subsample_classes
-from dassl.data.datasets.fewshot_cache import load_fewshot_cache, save_fewshot_cache
+from dassl.data.datasets import DatasetBase, Datum, check_image_files, datums_from_entries, subsample_classes
+from dassl.data.datasets.fewshot_cache import cache_file, load_fewshot_cache, save_fewshot_cache
 from dassl.utils import listdir_nohidden, read_json, write_json
 from dassl.utils.errors import UserError
 
@@ -63,18 +63,11 @@ def read_split(filepath: str, path_prefix: str) -> Split:
         raise UserError(f"Split file {filepath} must hold an object with the lists 'train', 'val' and 'test'; "
                         f"found {found}.")
 
-    def convert(key: str) -> list[Datum]:
-        items = []
-        for i, entry in enumerate(split[key]):
-            try:
-                impath, label, classname = entry
-                items.append(Datum(impath=os.path.join(path_prefix, impath), label=int(label), classname=classname))
-            except (TypeError, ValueError) as err:
-                raise UserError(f"Split file {filepath}: entry {i} of '{key}' is {entry!r}; expected "
-                                f"[relative_image_path, integer_label, classname].") from err
-        return items
-
-    return convert("train"), convert("val"), convert("test")
+    try:
+        train, val, test = (datums_from_entries(split[key], path_prefix, key) for key in ("train", "val", "test"))
+    except ValueError as err:
+        raise UserError(f"Split file {filepath}: {err}.") from err
+    return train, val, test
 
 
 def save_split(train: list[Datum], val: list[Datum], test: list[Datum], filepath: str, path_prefix: str) -> None:
@@ -173,21 +166,63 @@ def read_and_split_data(image_dir: str, p_trn: float = 0.5, p_val: float = 0.2, 
     return split_groups(groups, p_trn, p_val, rng)
 
 
-def load_fewshot(reader: DatasetBase, cfg, train: list[Datum], val: list[Datum] | None = None):
+def _misfit(item: Datum, names: dict[int, str], members: set[Datum] | None, dataset_dir: str) -> str | None:
+    """What is wrong with one cached few-shot item, given the split's class names and the images it draws from."""
+    if item.label not in names:
+        return f"has label {item.label}, but the split has {len(names)} classes (labels 0..{len(names) - 1})"
+    if names[item.label] != item.classname:
+        return f"has label {item.label} named {item.classname!r}, which the split names {names[item.label]!r}"
+    # A pickle of the original code may name the same images through another root; only their existence is checked.
+    inside = item.impath.startswith(dataset_dir + os.sep)
+    if members is not None and inside and item not in members:
+        return f"({item.impath}) is not among the images the split offers for it"
+    return None
+
+
+def check_cache_fits(data: dict[str, list[Datum]], train: list[Datum], val: list[Datum] | None, path: str,
+                     dataset_dir: str) -> None:
+    """Refuse a few-shot cache that was edited or drawn from another split.
+
+    Loading it would train with labels the model has no class for (and fail only then), or on images that are not
+    this split's few shots. Every cached item must carry a label and class name of the split and, when it lies in
+    ``dataset_dir``, be one of the split's images.
+    """
+    if "train" not in data or (val is not None and "val" not in data):
+        raise UserError(f"Few-shot cache {path} lacks the 'train' or 'val' subset; delete it to draw again.")
+    names = DatasetBase.get_lab2cname(train)[0]
+    members = {"train": set(train), "val": set(val or ())}
+    for part, items in data.items():
+        for i, item in enumerate(items):
+            problem = _misfit(item, names, members.get(part), dataset_dir)
+            if problem:
+                raise UserError(f"Few-shot cache {path}: entry {i} of '{part}' {problem}; the cache was edited or "
+                                f"drawn from another split. Delete it to draw the few shots again.")
+
+
+def load_fewshot(reader: DatasetBase, cfg, train: list[Datum], val: list[Datum] | None = None,
+                 new_split: bool = False):
     """Load or draw the few-shot train (and val) subsets of ``reader`` and cache them.
 
     Drawing calls ``generate_fewshot_dataset(train, K)`` then ``generate_fewshot_dataset(val, min(K, 4))``. The
     cache lives in ``<dataset_dir>/split_fewshot/shot_{K}-seed_{SEED}.json``; a ``.pkl`` left there by the
-    original code is read too, and a cached split wins over the draw. The draw is made even then: it leaves
-    Python's random state as a first run leaves it, so what is drawn later (the attribute search's candidate order)
-    never depends on whether the cache existed. Returns ``(train, val)`` unchanged when ``NUM_SHOTS < 1``.
+    original code is read too, and a cached split wins over the draw, except after
+    ``new_split``: a split just made replaces the one the caches were drawn from. The draw is made in any case: it
+    leaves Python's random state as a first run leaves it, so what is drawn later (the attribute search's
+    candidate order) never depends on whether the cache existed. Returns ``(train, val)`` unchanged when
+    ``NUM_SHOTS < 1``.
     """
     num_shots = cfg.DATASET.NUM_SHOTS
     if num_shots < 1:
         return train, val
 
     cache = os.path.join(reader.dataset_dir, "split_fewshot", f"shot_{num_shots}-seed_{cfg.SEED}.json")
-    data = load_fewshot_cache(cache)
+    if new_split:
+        path, data = None, None
+        stale = cache_file(cache)
+        if stale:
+            print(f"Note: {stale} was drawn from an earlier split; the few shots are drawn again for the new one.")
+    else:
+        path, data = cache_file(cache), load_fewshot_cache(cache)
     with contextlib.redirect_stdout(io.StringIO()) if data is not None else contextlib.nullcontext():
         drawn = {"train": reader.generate_fewshot_dataset(train, num_shots=num_shots)}
         if val is not None:
@@ -195,8 +230,8 @@ def load_fewshot(reader: DatasetBase, cfg, train: list[Datum], val: list[Datum] 
     if data is None:
         save_fewshot_cache(cache, drawn)
         data = drawn
-    elif "train" not in data or (val is not None and "val" not in data):
-        raise UserError(f"Few-shot cache {cache} lacks the 'train' or 'val' subset; delete it to draw again.")
+    else:
+        check_cache_fits(data, train, val, path, reader.dataset_dir)
     return data["train"], (data["val"] if val is not None else None)
 
 
@@ -219,16 +254,21 @@ class SplitDataset(DatasetBase):
         self.image_dir = os.path.normpath(os.path.join(self.dataset_dir, self.image_dir))
         require_dir(self.image_dir, type(self).__name__, self.layout)
 
+        new_split = self.split_path is not None and not os.path.exists(self.split_path)
         train, val, test = self.read_or_make_split()
-        train, val = load_fewshot(self, cfg, train, val)
+        train, val = load_fewshot(self, cfg, train, val, new_split=new_split)
         train, val, test = subsample_classes(train, val, test, subsample=subsample_mode(cfg))
         check_image_files(train + val + test, self.dataset_dir)
         super().__init__(train_x=train, val=val, test=test)
 
+    @property
+    def split_path(self) -> str | None:
+        return os.path.join(self.dataset_dir, self.split_file) if self.split_file else None
+
     def read_or_make_split(self) -> Split:
         if self.split_file is None:
             return self.make_split()
-        split_path = os.path.join(self.dataset_dir, self.split_file)
+        split_path = self.split_path
         if os.path.exists(split_path):
             return read_split(split_path, self.image_dir)
         print(f"Note: {split_path} not found; making a new split from the raw data. It differs from the published "

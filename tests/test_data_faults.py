@@ -3,13 +3,97 @@
 The datasets are the tiny fake layouts of tests/fake_datasets.py.
 """
 
+import json
+import os
+import pickle
 import random
 
 import fake_datasets as fake
 import pytest
-from test_datasets import load
+from test_datasets import load, triples
 
 from dassl.data.datasets import DatasetBase, Datum
+from dassl.utils.errors import UserError
+
+
+def dtd_cache(root, shots=2, seed=1):
+    return root / "dtd" / "split_fewshot" / f"shot_{shots}-seed_{seed}.json"
+
+
+# ---------------------------------------------------------------- 1. damaged pickles of the original code
+
+_PICKLE = pickle.dumps({"train": [Datum("/old/dtd/images/banded/a.jpg", 0, classname="banded")]}, protocol=2)
+
+
+@pytest.mark.parametrize("blob", [b"", _PICKLE[: len(_PICKLE) // 2], b"not a pickle at all"],
+                         ids=["empty", "truncated", "garbage"])
+def test_damaged_pickle_cache_is_named_with_the_fix(tmp_path, blob):
+    fake.dtd(tmp_path)
+    load(tmp_path, "DescribableTextures")  # the split file is there: caches are read
+    pkl = dtd_cache(tmp_path).with_suffix(".pkl")
+    pkl.parent.mkdir(parents=True)
+    pkl.write_bytes(blob)
+    with pytest.raises(UserError) as err:
+        load(tmp_path, "DescribableTextures", shots=2)
+    message = str(err.value)
+    assert str(pkl) in message and "delete it" in message and "drawn again" in message
+
+
+# ---------------------------------------------------------------- 2. JSON caches that do not fit the split
+
+OTHER_IMAGE = os.path.join("images", "banded", "drawn_from_another_split.jpg")
+CACHE_EDITS = [  # what entry 0 of the cached train subset becomes, and what the error must say
+    ("label out of range", lambda e: [e[0], 9, e[2]], ["label 9", "5 classes"]),
+    ("negative label", lambda e: [e[0], -1, e[2]], ["label -1", "5 classes"]),
+    ("class name of another label", lambda e: [e[0], 1, "banded"], ["label 1 named 'banded'", "names 'blotchy'"]),
+    ("image of another split", lambda e: [OTHER_IMAGE, 0, "banded"], [OTHER_IMAGE, "not among the images"]),
+    ("fractional label", lambda e: [e[0], e[1] + 0.5, e[2]], ["entry 0 of 'train'", "integer_label"]),
+    ("boolean label", lambda e: [e[0], True, e[2]], ["entry 0 of 'train'", "integer_label"]),
+    ("class name not a string", lambda e: [e[0], e[1], 7], ["entry 0 of 'train'", "classname"]),
+]
+
+
+@pytest.mark.parametrize("edit, expected", [row[1:] for row in CACHE_EDITS], ids=[row[0] for row in CACHE_EDITS])
+def test_json_cache_that_does_not_fit_the_split_is_refused_when_loaded(tmp_path, edit, expected):
+    fake.dtd(tmp_path)
+    load(tmp_path, "DescribableTextures", shots=2)
+    cache = dtd_cache(tmp_path)
+    data = json.loads(cache.read_text())
+    data["train"][0] = edit(data["train"][0])
+    cache.write_text(json.dumps(data))
+    with pytest.raises(UserError) as err:
+        load(tmp_path, "DescribableTextures", shots=2)
+    message = str(err.value)
+    assert str(cache) in message and "delete it" in message.lower()
+    for part in expected:
+        assert part in message
+
+
+def test_an_original_pickle_naming_the_images_through_another_root_is_used(tmp_path):
+    fake.dtd(tmp_path / "data")
+    (tmp_path / "link").symlink_to(tmp_path / "data")
+    first = load(tmp_path / "data", "DescribableTextures", shots=2)
+    cache = dtd_cache(tmp_path / "data")
+    cache.unlink()
+    cache.with_suffix(".pkl").write_bytes(pickle.dumps({"train": first.train_x, "val": first.val}, protocol=2))
+    again = load(tmp_path / "link", "DescribableTextures", shots=2)
+    assert triples(again.train_x) == triples(first.train_x)  # under data/, as the pickle names them
+
+
+def test_caches_of_an_earlier_split_are_drawn_again_with_a_new_split(tmp_path, capsys):
+    fake.dtd(tmp_path)
+    first = load(tmp_path, "DescribableTextures", shots=2)
+    cache = dtd_cache(tmp_path)
+    stale = json.loads(cache.read_text())
+    stale["train"] = stale["train"][::-1]
+    cache.write_text(json.dumps(stale))
+    os.remove(tmp_path / "dtd" / "split_zhou_DescribableTextures.json")
+    capsys.readouterr()
+    again = load(tmp_path, "DescribableTextures", shots=2)  # the same seed makes the same split and draw
+    assert f"Note: {cache} was drawn from an earlier split; the few shots are drawn again" in capsys.readouterr().out
+    assert triples(again.train_x) == triples(first.train_x)
+    assert json.loads(cache.read_text())["train"] == stale["train"][::-1]
+
 
 # ---------------------------------------------------------------- 4. a file next to the class folders
 
