@@ -21,7 +21,7 @@ from collections import defaultdict
 
 from dassl.data.datasets import DatasetBase, Datum, check_image_files, datums_from_entries, subsample_classes
 from dassl.data.datasets.fewshot_cache import cache_file, load_fewshot_cache, save_fewshot_cache
-from dassl.utils import listdir_nohidden, read_json, write_json
+from dassl.utils import first_few, listdir_nohidden, read_json, write_json
 from dassl.utils.errors import UserError
 
 LAYOUT_DOC = "docs/DATASETS.md"
@@ -67,7 +67,21 @@ def read_split(filepath: str, path_prefix: str) -> Split:
         train, val, test = (datums_from_entries(split[key], path_prefix, key) for key in ("train", "val", "test"))
     except ValueError as err:
         raise UserError(f"Split file {filepath}: {err}.") from err
+    check_labels(train + val + test, filepath)
     return train, val, test
+
+
+def check_labels(items: list[Datum], filepath: str) -> None:
+    """Refuse labels that do not run 0..n-1: a gap would make max(label) + 1 classes for fewer class names."""
+    labels = sorted({item.label for item in items})
+    if labels == list(range(len(labels))):
+        return
+    missing = [str(label) for label in range(max(labels) + 1) if label not in labels]
+    names = len({item.classname for item in items})
+    raise UserError(f"Split file {filepath}: labels must run from 0 with no gaps, one per class; found labels "
+                    f"{first_few([str(label) for label in labels])} for {names} class names"
+                    + (f" (missing: {first_few(missing)})" if missing else "")
+                    + f". Fix the labels in the file, or download it again ({LAYOUT_DOC}).")
 
 
 def save_split(train: list[Datum], val: list[Datum], test: list[Datum], filepath: str, path_prefix: str) -> None:

@@ -15,6 +15,8 @@ from test_datasets import load, triples
 from dassl.data.datasets import DatasetBase, Datum
 from dassl.utils.errors import UserError
 
+DTD_NAMES = ["banded", "blotchy", "braided", "bubbly", "bumpy"]
+
 
 def dtd_cache(root, shots=2, seed=1):
     return root / "dtd" / "split_fewshot" / f"shot_{shots}-seed_{seed}.json"
@@ -93,6 +95,22 @@ def test_caches_of_an_earlier_split_are_drawn_again_with_a_new_split(tmp_path, c
     assert f"Note: {cache} was drawn from an earlier split; the few shots are drawn again" in capsys.readouterr().out
     assert triples(again.train_x) == triples(first.train_x)
     assert json.loads(cache.read_text())["train"] == stale["train"][::-1]
+
+
+# ---------------------------------------------------------------- 3. split files whose labels leave gaps
+
+
+@pytest.mark.parametrize("labels, missing", [([0, 1, 5, 6], "2, 3, 4"), ([1, 2, 3, 4], "0")])
+def test_split_file_with_label_gaps_is_refused(tmp_path, labels, missing):
+    fake.dtd(tmp_path)
+    split = {part: [[f"{name}/{name}_{i:04d}.jpg", label, name] for label, name in zip(labels, DTD_NAMES)]
+             for i, part in enumerate(("train", "val", "test"))}
+    path = tmp_path / "dtd" / "split_zhou_DescribableTextures.json"
+    path.write_text(json.dumps(split))
+    with pytest.raises(UserError) as err:
+        load(tmp_path, "DescribableTextures")
+    message = str(err.value)
+    assert str(path) in message and f"missing: {missing}" in message and "4 class names" in message
 
 
 # ---------------------------------------------------------------- 4. a file next to the class folders
