@@ -284,7 +284,9 @@ class SplitDataset(DatasetBase):
             return self.make_split()
         split_path = self.split_path
         if os.path.exists(split_path):
-            return read_split(split_path, self.image_dir)
+            split = read_split(split_path, self.image_dir)
+            self.check_split(split, split_path)
+            return split
         print(f"Note: {split_path} not found; making a new split from the raw data. It differs from the published "
               f"split, so results are not comparable with the paper's: download the split file ({LAYOUT_DOC}).")
         train, val, test = self.make_split()
@@ -294,3 +296,6 @@ class SplitDataset(DatasetBase):
     def make_split(self) -> Split:
         """Build train / val / test from the raw data (used when the split file is missing)."""
         raise NotImplementedError
+
+    def check_split(self, split: Split, split_path: str) -> None:
+        """Refuse a split file that no longer fits the raw data; readers that can tell override this."""

@@ -7,6 +7,7 @@ import json
 import os
 import pickle
 import random
+import shutil
 
 import fake_datasets as fake
 import pytest
@@ -186,3 +187,34 @@ def test_the_short_class_note_lists_a_few_and_keeps_the_draw(capsys):
     out = capsys.readouterr().out
     assert "Note: 7 of 10 classes have fewer than 5 images" in out
     assert "'c1' (2), 'c3' (1), 'c4' (3), 'c5' (2), 'c6' (3) and 2 more" in out
+
+
+# ---------------------------------------------------------------- 8. ImageFolder class folders changed
+
+
+def add_class(root):
+    fake.folder_tree(root, ["yak"])
+
+
+def remove_class(root):
+    shutil.rmtree(root / "dog")
+
+
+def rename_class(root):
+    os.rename(root / "cat", root / "kitten")
+
+
+@pytest.mark.parametrize("change, added, removed", [
+    (add_class, "'yak'", "none"),
+    (remove_class, "none", "'dog'"),
+    (rename_class, "'kitten'", "'cat'"),
+])
+def test_image_folder_split_of_other_class_folders_is_refused(tmp_path, change, added, removed):
+    fake.image_folder(tmp_path)
+    load(tmp_path, "ImageFolder")
+    change(tmp_path)
+    with pytest.raises(UserError) as err:
+        load(tmp_path, "ImageFolder")
+    message = str(err.value)
+    assert str(tmp_path / "split_zhou_ImageFolder.json") in message and "Delete" in message
+    assert f"added: {added}" in message and f"removed: {removed}" in message
