@@ -4,7 +4,8 @@ A reader only states its dataset's specifics (folder names, split file name, how
 is missing); ``SplitDataset`` runs the protocol every CoOp-style benchmark follows:
 
 1. read ``split_zhou_<Name>.json`` or make the split from the raw data and save it;
-2. with ``NUM_SHOTS >= 1`` load or draw the few-shot subsets, cached in ``split_fewshot/shot_{K}-seed_{SEED}.json``;
+2. with ``NUM_SHOTS >= 1`` load or draw the few-shot subsets, cached in ``split_fewshot/shot_{K}-seed_{SEED}.json``
+   (in ``DATASET.CACHE_DIR`` when the dataset folder is read-only);
 3. keep the base or new half of the classes (``DATASET.SUBSAMPLE_CLASSES``).
 
 The random calls (``random.shuffle`` while splitting, then ``random.sample`` per class for the shots) happen in
@@ -14,6 +15,7 @@ exactly the original order, so the same seed gives the same images as the publis
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import os
 import random
@@ -27,6 +29,10 @@ from dassl.utils.errors import UserError
 LAYOUT_DOC = "docs/DATASETS.md"
 # What a class folder may hold: a notes.txt, Thumbs.db or desktop.ini would fail only when it is read as an image.
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
+# Where caches go when the dataset folder cannot be written ("" in DATASET.CACHE_DIR).
+DEFAULT_CACHE_DIR = os.path.join("~", ".cache", "atprompt", "fewshot")
+# A folder this process may not write: a read-only mount, or no permission (shared datasets often are).
+NOT_WRITABLE = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
 
 Split = tuple[list[Datum], list[Datum], list[Datum]]
 
@@ -180,6 +186,44 @@ def read_and_split_data(image_dir: str, p_trn: float = 0.5, p_val: float = 0.2, 
     return split_groups(groups, p_trn, p_val, rng)
 
 
+def cache_places(cfg, path: str) -> tuple[str, str]:
+    """Where the cache file ``path`` of a dataset folder is looked for: there, then in the cache folder.
+
+    The cache folder (``DATASET.CACHE_DIR``) mirrors the file's absolute path, so that two dataset copies with the
+    same folder name never share a cache.
+    """
+    base = os.path.abspath(os.path.expanduser(cfg.DATASET.CACHE_DIR or DEFAULT_CACHE_DIR))
+    return path, os.path.join(base, os.path.abspath(path).lstrip(os.sep))
+
+
+def read_cache(places: tuple[str, str], root: str) -> tuple[str | None, dict[str, list[Datum]] | None]:
+    """The first cache file found in ``places`` (a JSON file or the original's ``.pkl``) and its content."""
+    for place in places:
+        found = cache_file(place)
+        if found is not None:
+            return found, load_fewshot_cache(place, root)
+    return None, None
+
+
+def write_cache(places: tuple[str, str], data: dict[str, list[Datum]], root: str) -> None:
+    """Save a cache in the dataset folder or, where that folder is read-only, in the cache folder."""
+    own, fallback = places
+    try:
+        save_fewshot_cache(own, data, root)
+        return
+    except OSError as err:
+        if err.errno not in NOT_WRITABLE:
+            raise
+        reason = err.strerror
+    try:
+        save_fewshot_cache(fallback, data, root)
+    except OSError as err:
+        raise UserError(f"Cannot write the cache {own} ({reason}), nor {fallback} ({err.strerror}): set "
+                        f"DATASET.CACHE_DIR to a writable folder.") from err
+    print(f"Note: cannot write {own} ({reason}); saved it to {fallback} instead, where later runs find it "
+          f"(DATASET.CACHE_DIR sets the folder).")
+
+
 def _misfit(item: Datum, names: dict[int, str], members: set[Datum] | None, dataset_dir: str) -> str | None:
     """What is wrong with one cached few-shot item, given the split's class names and the images it draws from."""
     if item.label not in names:
@@ -218,8 +262,8 @@ def load_fewshot(reader: DatasetBase, cfg, train: list[Datum], val: list[Datum] 
     """Load or draw the few-shot train (and val) subsets of ``reader`` and cache them.
 
     Drawing calls ``generate_fewshot_dataset(train, K)`` then ``generate_fewshot_dataset(val, min(K, 4))``. The
-    cache lives in ``<dataset_dir>/split_fewshot/shot_{K}-seed_{SEED}.json``; a ``.pkl`` left there by the
-    original code is read too, and a cached split wins over the draw, except after
+    cache lives in ``<dataset_dir>/split_fewshot/shot_{K}-seed_{SEED}.json`` (see ``cache_places``); a ``.pkl``
+    left there by the original code is read too, and a cached split wins over the draw, except after
     ``new_split``: a split just made replaces the one the caches were drawn from. The draw is made in any case: it
     leaves Python's random state as a first run leaves it, so what is drawn later (the attribute search's
     candidate order) never depends on whether the cache existed. Returns ``(train, val)`` unchanged when
@@ -229,20 +273,21 @@ def load_fewshot(reader: DatasetBase, cfg, train: list[Datum], val: list[Datum] 
     if num_shots < 1:
         return train, val
 
-    cache = os.path.join(reader.dataset_dir, "split_fewshot", f"shot_{num_shots}-seed_{cfg.SEED}.json")
+    places = cache_places(cfg, os.path.join(reader.dataset_dir, "split_fewshot",
+                                            f"shot_{num_shots}-seed_{cfg.SEED}.json"))
     if new_split:
         path, data = None, None
-        stale = cache_file(cache)
+        stale = next(filter(None, map(cache_file, places)), None)
         if stale:
             print(f"Note: {stale} was drawn from an earlier split; the few shots are drawn again for the new one.")
     else:
-        path, data = cache_file(cache), load_fewshot_cache(cache)
+        path, data = read_cache(places, reader.dataset_dir)
     with contextlib.redirect_stdout(io.StringIO()) if data is not None else contextlib.nullcontext():
         drawn = {"train": reader.generate_fewshot_dataset(train, num_shots=num_shots)}
         if val is not None:
             drawn["val"] = reader.generate_fewshot_dataset(val, num_shots=min(num_shots, 4))
     if data is None:
-        save_fewshot_cache(cache, drawn)
+        write_cache(places, drawn, reader.dataset_dir)
         data = drawn
     else:
         check_cache_fits(data, train, val, path, reader.dataset_dir)
@@ -290,7 +335,13 @@ class SplitDataset(DatasetBase):
         print(f"Note: {split_path} not found; making a new split from the raw data. It differs from the published "
               f"split, so results are not comparable with the paper's: download the split file ({LAYOUT_DOC}).")
         train, val, test = self.make_split()
-        save_split(train, val, test, split_path, self.image_dir)
+        try:
+            save_split(train, val, test, split_path, self.image_dir)
+        except OSError as err:
+            if err.errno not in NOT_WRITABLE:
+                raise
+            print(f"Note: cannot save the new split to {split_path} ({err.strerror}); it serves this run only, and "
+                  f"the next run makes it again. Put the split file there ({LAYOUT_DOC}) to have a fixed split.")
         return train, val, test
 
     def make_split(self) -> Split:

@@ -3,6 +3,7 @@
 The datasets are the tiny fake layouts of tests/fake_datasets.py.
 """
 
+import errno
 import json
 import os
 import pickle
@@ -11,9 +12,11 @@ import shutil
 
 import fake_datasets as fake
 import pytest
-from test_datasets import load, triples
+from test_datasets import load, make_cfg, triples
 
-from dassl.data.datasets import DatasetBase, Datum
+import datasets
+from dassl.data.datasets import DatasetBase, Datum, build_dataset
+from dassl.utils import tools
 from dassl.utils.errors import UserError
 
 DTD_NAMES = ["banded", "blotchy", "braided", "bubbly", "bumpy"]
@@ -21,6 +24,10 @@ DTD_NAMES = ["banded", "blotchy", "braided", "bubbly", "bumpy"]
 
 def dtd_cache(root, shots=2, seed=1):
     return root / "dtd" / "split_fewshot" / f"shot_{shots}-seed_{seed}.json"
+
+
+def files_under(folder):
+    return sorted(os.path.join(d, n) for d, _, names in os.walk(folder) for n in names)
 
 
 # ---------------------------------------------------------------- 1. damaged pickles of the original code
@@ -187,6 +194,147 @@ def test_the_short_class_note_lists_a_few_and_keeps_the_draw(capsys):
     out = capsys.readouterr().out
     assert "Note: 7 of 10 classes have fewer than 5 images" in out
     assert "'c1' (2), 'c3' (1), 'c4' (3), 'c5' (2), 'c6' (3) and 2 more" in out
+
+
+# ---------------------------------------------------------------- 7. a read-only DATASET.ROOT
+
+
+@pytest.fixture
+def read_only(monkeypatch):
+    """Make folders read-only for the code under test: ``read_only(folder)``.
+
+    chmod is applied and checked with a probe file. Where it does not stop writes (root ignores permission bits),
+    the two calls through which the dataset code creates files and folders, ``os.makedirs`` and the ``open`` of
+    dassl/utils/tools.py (atomic_write, behind every split and cache file), fail under those folders with EROFS,
+    the error a read-only mount gives.
+    """
+    folders, modes = [], {}
+    real_open, real_makedirs = open, os.makedirs
+
+    def inside(path):
+        path = os.path.abspath(path)
+        return any(path == f or path.startswith(f + os.sep) for f in folders)
+
+    def refuse(path):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), path)
+
+    def guarded_open(path, mode="r", *args, **kwargs):
+        if inside(path) and any(flag in mode for flag in "wax+"):
+            refuse(path)
+        return real_open(path, mode, *args, **kwargs)
+
+    def guarded_makedirs(path, mode=0o777, exist_ok=False):
+        if inside(path) and not os.path.isdir(path):
+            refuse(path)
+        return real_makedirs(path, mode, exist_ok)
+
+    def make(folder):
+        folder = os.path.abspath(folder)
+        for d, _, _ in os.walk(folder):
+            modes[d] = os.stat(d).st_mode
+            os.chmod(d, 0o555)
+        probe = os.path.join(folder, ".probe")
+        try:
+            with real_open(probe, "x"):
+                pass
+        except PermissionError:
+            return  # the permission bits hold
+        os.remove(probe)
+        folders.append(folder)
+        monkeypatch.setattr(tools, "open", guarded_open, raising=False)
+        monkeypatch.setattr(os, "makedirs", guarded_makedirs)
+
+    yield make
+    for d, mode in modes.items():
+        os.chmod(d, mode)
+
+
+def ro_load(root, name, cache_dir, shots=-1, seed=1):
+    random.seed(seed)
+    cfg = make_cfg(root, name, shots, seed)
+    cfg.DATASET.CACHE_DIR = str(cache_dir)
+    return build_dataset(cfg)
+
+
+def test_few_shot_cache_of_a_read_only_root_goes_to_the_cache_folder(tmp_path, read_only, capsys):
+    root, cache_dir = tmp_path / "data", tmp_path / "cache"
+    fake.dtd(root)
+    load(root, "DescribableTextures")  # the published split file is there
+    before = files_under(root)
+    read_only(root)
+    first = ro_load(root, "DescribableTextures", cache_dir, shots=2)
+    own = dtd_cache(root)
+    moved = cache_dir / str(own).lstrip(os.sep)
+    assert moved.is_file() and files_under(root) == before
+    out = capsys.readouterr().out
+    assert f"cannot write {own}" in out and f"saved it to {moved} instead" in out
+
+    again = ro_load(root, "DescribableTextures", cache_dir, shots=2)
+    assert f"Loading preprocessed few-shot data from {moved}" in capsys.readouterr().out
+    assert triples(again.train_x) == triples(first.train_x) and triples(again.val) == triples(first.val)
+
+
+def test_the_dataset_folder_cache_wins_over_the_cache_folder(tmp_path, capsys):
+    cache_dir = tmp_path / "cache"
+    fake.dtd(tmp_path)
+    first = ro_load(tmp_path, "DescribableTextures", cache_dir, shots=2)
+    own = dtd_cache(tmp_path)
+    other = cache_dir / str(own).lstrip(os.sep)
+    other.parent.mkdir(parents=True)
+    cached = json.loads(own.read_text())
+    other.write_text(json.dumps({"train": cached["train"][::-1], "val": cached["val"]}))
+    capsys.readouterr()
+    again = ro_load(tmp_path, "DescribableTextures", cache_dir, shots=2)
+    assert f"Loading preprocessed few-shot data from {own}" in capsys.readouterr().out
+    assert triples(again.train_x) == triples(first.train_x)
+
+
+def test_the_default_cache_folder_is_under_the_home_folder(tmp_path, read_only, monkeypatch):
+    root, home = tmp_path / "data", tmp_path / "home"
+    monkeypatch.setenv("HOME", str(home))
+    fake.dtd(root)
+    load(root, "DescribableTextures")
+    read_only(root)
+    ro_load(root, "DescribableTextures", "", shots=1)
+    expected = home / ".cache" / "atprompt" / "fewshot" / str(dtd_cache(root, shots=1)).lstrip(os.sep)
+    assert expected.is_file()
+
+
+def test_a_new_split_that_cannot_be_saved_is_used_for_the_run(tmp_path, read_only, capsys):
+    root = tmp_path / "data"
+    classnames = fake.dtd(root)
+    read_only(root)
+    data = ro_load(root, "DescribableTextures", tmp_path / "cache")
+    assert data.classnames == classnames and files_under(root) == files_under(root / "dtd" / "images")
+    out = capsys.readouterr().out
+    assert f"cannot save the new split to {root / 'dtd' / 'split_zhou_DescribableTextures.json'}" in out
+
+
+def test_imagenet_listing_of_a_read_only_root_goes_to_the_cache_folder(tmp_path, read_only, monkeypatch):
+    root, cache_dir = tmp_path / "data", tmp_path / "cache"
+    fake.imagenet(root)
+    read_only(root)
+    first = ro_load(root, "ImageNet", cache_dir)
+    assert (cache_dir / str(root / "imagenet" / "preprocessed.json").lstrip(os.sep)).is_file()
+
+    def no_scan(*args, **kwargs):
+        raise AssertionError("the folder listing should come from the cache folder")
+
+    monkeypatch.setattr(datasets.imagenet.ImageNet, "read_data", no_scan)
+    assert triples(ro_load(root, "ImageNet", cache_dir).train_x) == triples(first.train_x)
+
+
+def test_no_writable_place_for_the_cache_names_both_and_the_key(tmp_path, read_only):
+    root, cache_dir = tmp_path / "data", tmp_path / "cache"
+    fake.dtd(root)
+    load(root, "DescribableTextures")
+    cache_dir.mkdir()
+    read_only(root)
+    read_only(cache_dir)
+    with pytest.raises(UserError) as err:
+        ro_load(root, "DescribableTextures", cache_dir, shots=2)
+    message = str(err.value)
+    assert str(dtd_cache(root)) in message and str(cache_dir) in message and "DATASET.CACHE_DIR" in message
 
 
 # ---------------------------------------------------------------- 8. ImageFolder class folders changed

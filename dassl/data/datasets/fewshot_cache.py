@@ -1,9 +1,9 @@
 """Cache of the sampled few-shot splits (``<dataset_dir>/split_fewshot/shot_{K}-seed_{S}.json``).
 
 The JSON form stores ``[impath, label, classname]`` (plus the domain when it is not 0) with paths relative to
-the dataset folder (the cache file's grandparent), so the cache survives a moved data root. Caches written by
-the original code are pickles of Datum with the same stem; they are read through an unpickler that can build
-nothing but Datum records and plain containers, because unpickling an arbitrary file can run arbitrary code.
+the dataset folder (by default the cache file's grandparent), so the cache survives a moved data root. Caches
+written by the original code are pickles of Datum with the same stem; they are read through an unpickler that can
+build nothing but Datum records and plain containers, because unpickling an arbitrary file can run arbitrary code.
 """
 
 from __future__ import annotations
@@ -87,20 +87,23 @@ def cache_file(json_path: str) -> str | None:
     return next((path for path in (json_path, pkl_path) if os.path.isfile(path)), None)
 
 
-def load_fewshot_cache(json_path: str) -> dict[str, list[Datum]] | None:
-    """The cached few-shot splits at ``json_path`` (or its ``.pkl``), None when neither exists."""
+def load_fewshot_cache(json_path: str, root: str | None = None) -> dict[str, list[Datum]] | None:
+    """The cached few-shot splits at ``json_path`` (or its ``.pkl``), None when neither exists.
+
+    JSON paths are joined onto ``root``, by default the cache file's grandparent (``<dataset>/split_fewshot/``).
+    """
     path = cache_file(json_path)
     if path is None:
         return None
     print(f"Loading preprocessed few-shot data from {path}")
     if path != json_path:
         return _load_pickle(path)
-    return _load_json(path, _dataset_dir(json_path))
+    return _load_json(path, root or _dataset_dir(json_path))
 
 
-def save_fewshot_cache(json_path: str, data: dict[str, list[Datum]]) -> None:
-    """Write ``data`` (split name -> Datum list) as the JSON cache, atomically."""
-    root = _dataset_dir(json_path)
+def save_fewshot_cache(json_path: str, data: dict[str, list[Datum]], root: str | None = None) -> None:
+    """Write ``data`` (split name -> Datum list) as the JSON cache, atomically; paths relative to ``root`` as above."""
+    root = root or _dataset_dir(json_path)
     payload = {split: [_to_entry(item, root) for item in items] for split, items in data.items()}
-    print(f"Saving preprocessed few-shot data to {json_path}")
     write_json(payload, json_path)
+    print(f"Saved preprocessed few-shot data to {json_path}")
