@@ -9,11 +9,19 @@ from __future__ import annotations
 import os
 
 from dassl.data.datasets import DATASET_REGISTRY, DatasetBase, Datum, check_image_files, subsample_classes
-from dassl.data.datasets.fewshot_cache import load_fewshot_cache, save_fewshot_cache
-from dassl.utils import listdir_nohidden
 from dassl.utils.errors import UserError
 
-from .splits import load_fewshot, read_lines, require_dir, subsample_mode
+from .splits import (
+    cache_places,
+    class_folders,
+    folder_images,
+    load_fewshot,
+    read_cache,
+    read_lines,
+    require_dir,
+    subsample_mode,
+    write_cache,
+)
 
 
 def read_classnames(text_file: str) -> dict[str, str]:
@@ -37,17 +45,10 @@ def names_of(wnids: list[str], classnames: dict[str, str], image_dir: str) -> li
 def read_class_folders(image_dir: str, folders: list[str], names: list[str]) -> list[Datum]:
     """Items of ``image_dir/<folders[i]>/*`` with label i and class name ``names[i]``."""
     items = []
-    for label, (folder, classname) in enumerate(zip(folders, names)):
-        folder_dir = os.path.join(image_dir, folder)
-        # Unsorted listing, as the original: the few-shot draw depends on this order.
-        items.extend(Datum(impath=os.path.join(folder_dir, name), label=label, classname=classname)
-                     for name in listdir_nohidden(folder_dir))
+    # Unsorted listing, as the original: the few-shot draw depends on this order.
+    for label, (paths, classname) in enumerate(zip(folder_images(image_dir, folders), names)):
+        items.extend(Datum(impath=path, label=label, classname=classname) for path in paths)
     return items
-
-
-def sorted_subdirs(path: str) -> list[str]:
-    """Sorted names of the visible sub-folders (stray files such as README.txt are skipped)."""
-    return sorted(e.name for e in os.scandir(path) if e.is_dir() and not e.name.startswith("."))
 
 
 @DATASET_REGISTRY.register()
@@ -63,21 +64,23 @@ class ImageNet(DatasetBase):
         self.image_dir = os.path.join(self.dataset_dir, "images")
         require_dir(self.image_dir, "ImageNet", self.layout)
 
-        train, test = self.read_full_data()
+        train, test = self.read_full_data(cfg)
         train, _ = load_fewshot(self, cfg, train)
         train, test = subsample_classes(train, test, subsample=subsample_mode(cfg))
         check_image_files(train + test, self.dataset_dir)
         # The official val images are the test set and also serve as the validation set.
         super().__init__(train_x=train, val=test, test=test)
 
-    def read_full_data(self) -> tuple[list[Datum], list[Datum]]:
+    def read_full_data(self, cfg) -> tuple[list[Datum], list[Datum]]:
         """Scan images/train and images/val once; the listing is cached as preprocessed.json.
 
         An original ``preprocessed.pkl`` is read through the cache reader's restricted unpickler when no JSON
         listing exists yet; its order of images per class is kept, so the few-shot draw matches the original.
+        A read-only dataset folder keeps the listing in the cache folder, as for the few-shot cache.
         """
-        cache = os.path.join(self.dataset_dir, "preprocessed.json")
-        data = load_fewshot_cache(cache)
+        places = cache_places(cfg, os.path.join(self.dataset_dir, "preprocessed.json"))
+        root = os.path.dirname(self.dataset_dir)  # listing paths start with imagenet/
+        cache, data = read_cache(places, root)
         if data is not None and not all(data.get(k) and os.path.isfile(data[k][0].impath) for k in ("train", "test")):
             # A listing made on another machine (absolute paths) or before the data moved: scan again.
             print(f"The cached listing {cache} does not match the images on disk; scanning the folders again")
@@ -85,13 +88,13 @@ class ImageNet(DatasetBase):
         if data is None:
             classnames = read_classnames(os.path.join(self.dataset_dir, "classnames.txt"))
             data = {"train": self.read_data(classnames, "train"), "test": self.read_data(classnames, "val")}
-            save_fewshot_cache(cache, data)
+            write_cache(places, data, root)
         return data["train"], data["test"]
 
     def read_data(self, classnames: dict[str, str], split_dir: str) -> list[Datum]:
         split_dir = os.path.join(self.image_dir, split_dir)
         require_dir(split_dir, "ImageNet", self.layout)
-        folders = sorted_subdirs(split_dir)
+        folders = class_folders(split_dir)
         return read_class_folders(split_dir, folders, names_of(folders, classnames, split_dir))
 
 
@@ -126,5 +129,5 @@ class ImageNetVariant(DatasetBase):
 
     def label_folders(self, all_wnids: list[str]) -> tuple[list[str], list[str]]:
         """The image folder and the wnid of every label: by default wnid-named folders in sorted order."""
-        folders = sorted_subdirs(self.image_dir)
+        folders = class_folders(self.image_dir)
         return folders, folders

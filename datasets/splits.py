@@ -4,7 +4,8 @@ A reader only states its dataset's specifics (folder names, split file name, how
 is missing); ``SplitDataset`` runs the protocol every CoOp-style benchmark follows:
 
 1. read ``split_zhou_<Name>.json`` or make the split from the raw data and save it;
-2. with ``NUM_SHOTS >= 1`` load or draw the few-shot subsets, cached in ``split_fewshot/shot_{K}-seed_{SEED}.json``;
+2. with ``NUM_SHOTS >= 1`` load or draw the few-shot subsets, cached in ``split_fewshot/shot_{K}-seed_{SEED}.json``
+   (in ``DATASET.CACHE_DIR`` when the dataset folder is read-only);
 3. keep the base or new half of the classes (``DATASET.SUBSAMPLE_CLASSES``).
 
 The random calls (``random.shuffle`` while splitting, then ``random.sample`` per class for the shots) happen in
@@ -14,17 +15,24 @@ exactly the original order, so the same seed gives the same images as the publis
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import os
 import random
 from collections import defaultdict
 
-from dassl.data.datasets import DatasetBase, Datum, check_image_files, subsample_classes
-from dassl.data.datasets.fewshot_cache import load_fewshot_cache, save_fewshot_cache
-from dassl.utils import listdir_nohidden, read_json, write_json
+from dassl.data.datasets import DatasetBase, Datum, check_image_files, datums_from_entries, subsample_classes
+from dassl.data.datasets.fewshot_cache import cache_file, load_fewshot_cache, save_fewshot_cache
+from dassl.utils import first_few, listdir_nohidden, read_json, write_json
 from dassl.utils.errors import UserError
 
 LAYOUT_DOC = "docs/DATASETS.md"
+# What a class folder may hold: a notes.txt, Thumbs.db or desktop.ini would fail only when it is read as an image.
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
+# Where caches go when the dataset folder cannot be written ("" in DATASET.CACHE_DIR).
+DEFAULT_CACHE_DIR = os.path.join("~", ".cache", "atprompt", "fewshot")
+# A folder this process may not write: a read-only mount, or no permission (shared datasets often are).
+NOT_WRITABLE = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
 
 Split = tuple[list[Datum], list[Datum], list[Datum]]
 
@@ -61,18 +69,25 @@ def read_split(filepath: str, path_prefix: str) -> Split:
         raise UserError(f"Split file {filepath} must hold an object with the lists 'train', 'val' and 'test'; "
                         f"found {found}.")
 
-    def convert(key: str) -> list[Datum]:
-        items = []
-        for i, entry in enumerate(split[key]):
-            try:
-                impath, label, classname = entry
-                items.append(Datum(impath=os.path.join(path_prefix, impath), label=int(label), classname=classname))
-            except (TypeError, ValueError) as err:
-                raise UserError(f"Split file {filepath}: entry {i} of '{key}' is {entry!r}; expected "
-                                f"[relative_image_path, integer_label, classname].") from err
-        return items
+    try:
+        train, val, test = (datums_from_entries(split[key], path_prefix, key) for key in ("train", "val", "test"))
+    except ValueError as err:
+        raise UserError(f"Split file {filepath}: {err}.") from err
+    check_labels(train + val + test, filepath)
+    return train, val, test
 
-    return convert("train"), convert("val"), convert("test")
+
+def check_labels(items: list[Datum], filepath: str) -> None:
+    """Refuse labels that do not run 0..n-1: a gap would make max(label) + 1 classes for fewer class names."""
+    labels = sorted({item.label for item in items})
+    if labels == list(range(len(labels))):
+        return
+    missing = [str(label) for label in range(max(labels) + 1) if label not in labels]
+    names = len({item.classname for item in items})
+    raise UserError(f"Split file {filepath}: labels must run from 0 with no gaps, one per class; found labels "
+                    f"{first_few([str(label) for label in labels])} for {names} class names"
+                    + (f" (missing: {first_few(missing)})" if missing else "")
+                    + f". Fix the labels in the file, or download it again ({LAYOUT_DOC}).")
 
 
 def save_split(train: list[Datum], val: list[Datum], test: list[Datum], filepath: str, path_prefix: str) -> None:
@@ -130,47 +145,152 @@ def split_groups(groups: list[tuple[int, str, list[str]]], p_trn: float = 0.5, p
     return train, val, test
 
 
+def class_folders(path: str, ignored=()) -> list[str]:
+    """Sorted names of the visible sub-folders of ``path`` but ``ignored``: the files beside them are no classes."""
+    return sorted(e.name for e in os.scandir(path)
+                  if e.is_dir() and not e.name.startswith(".") and e.name not in ignored)
+
+
+def is_image(path: str) -> bool:
+    return os.path.splitext(path)[1].lower() in IMAGE_EXTENSIONS
+
+
+def folder_images(image_dir: str, folders: list[str]) -> list[list[str]]:
+    """The image paths in each of ``image_dir``'s ``folders``, in listing order; other files are left out.
+
+    The listing is unsorted, as in the original, so that a split or few-shot draw made here matches one made by
+    the original code on the same file system. One note tells how many files were skipped.
+    """
+    images, skipped = [], []
+    for folder in folders:
+        folder_dir = os.path.join(image_dir, folder)
+        paths = [os.path.join(folder_dir, name) for name in listdir_nohidden(folder_dir)]
+        images.append([p for p in paths if is_image(p)])
+        skipped.extend(p for p in paths if not is_image(p))
+    if skipped:
+        print(f"Note: skipped {len(skipped)} file(s) without an image extension in the class folders of {image_dir} "
+              f"(e.g. {skipped[0]}); images end in {', '.join(sorted(IMAGE_EXTENSIONS))}, in any case.")
+    return images
+
+
 def read_and_split_data(image_dir: str, p_trn: float = 0.5, p_val: float = 0.2, ignored=(),
                         new_cnames: dict[str, str] | None = None, rng: random.Random | None = None) -> Split:
     """Split a ``<class>/<image>`` folder tree: labels follow the sorted folder names (``ignored`` left out).
 
-    Images are listed unsorted, as the original does, so a split made here matches one made by the original
-    code on the same file system. ``new_cnames`` renames folders to the class names that go into prompts.
+    ``new_cnames`` renames folders to the class names that go into prompts.
     """
     print(f"Splitting into {p_trn:.0%} train, {p_val:.0%} val, and {1 - p_trn - p_val:.0%} test")
-    categories = sorted(c for c in listdir_nohidden(image_dir) if c not in ignored)
-    groups = []
-    for label, category in enumerate(categories):
-        category_dir = os.path.join(image_dir, category)
-        impaths = [os.path.join(category_dir, name) for name in listdir_nohidden(category_dir)]
-        groups.append((label, (new_cnames or {}).get(category, category), impaths))
+    categories = class_folders(image_dir, ignored)
+    groups = [(label, (new_cnames or {}).get(category, category), impaths)
+              for label, (category, impaths) in enumerate(zip(categories, folder_images(image_dir, categories)))]
     return split_groups(groups, p_trn, p_val, rng)
 
 
-def load_fewshot(reader: DatasetBase, cfg, train: list[Datum], val: list[Datum] | None = None):
+def cache_places(cfg, path: str) -> tuple[str, str]:
+    """Where the cache file ``path`` of a dataset folder is looked for: there, then in the cache folder.
+
+    The cache folder (``DATASET.CACHE_DIR``) mirrors the file's absolute path, so that two dataset copies with the
+    same folder name never share a cache.
+    """
+    base = os.path.abspath(os.path.expanduser(cfg.DATASET.CACHE_DIR or DEFAULT_CACHE_DIR))
+    return path, os.path.join(base, os.path.abspath(path).lstrip(os.sep))
+
+
+def read_cache(places: tuple[str, str], root: str) -> tuple[str | None, dict[str, list[Datum]] | None]:
+    """The first cache file found in ``places`` (a JSON file or the original's ``.pkl``) and its content."""
+    for place in places:
+        found = cache_file(place)
+        if found is not None:
+            return found, load_fewshot_cache(place, root)
+    return None, None
+
+
+def write_cache(places: tuple[str, str], data: dict[str, list[Datum]], root: str) -> None:
+    """Save a cache in the dataset folder or, where that folder is read-only, in the cache folder."""
+    own, fallback = places
+    try:
+        save_fewshot_cache(own, data, root)
+        return
+    except OSError as err:
+        if err.errno not in NOT_WRITABLE:
+            raise
+        reason = err.strerror
+    try:
+        save_fewshot_cache(fallback, data, root)
+    except OSError as err:
+        raise UserError(f"Cannot write the cache {own} ({reason}), nor {fallback} ({err.strerror}): set "
+                        f"DATASET.CACHE_DIR to a writable folder.") from err
+    print(f"Note: cannot write {own} ({reason}); saved it to {fallback} instead, where later runs find it "
+          f"(DATASET.CACHE_DIR sets the folder).")
+
+
+def _misfit(item: Datum, names: dict[int, str], members: set[Datum] | None, dataset_dir: str) -> str | None:
+    """What is wrong with one cached few-shot item, given the split's class names and the images it draws from."""
+    if item.label not in names:
+        return f"has label {item.label}, but the split has {len(names)} classes (labels 0..{len(names) - 1})"
+    if names[item.label] != item.classname:
+        return f"has label {item.label} named {item.classname!r}, which the split names {names[item.label]!r}"
+    # A pickle of the original code may name the same images through another root; only their existence is checked.
+    inside = item.impath.startswith(dataset_dir + os.sep)
+    if members is not None and inside and item not in members:
+        return f"({item.impath}) is not among the images the split offers for it"
+    return None
+
+
+def check_cache_fits(data: dict[str, list[Datum]], train: list[Datum], val: list[Datum] | None, path: str,
+                     dataset_dir: str) -> None:
+    """Refuse a few-shot cache that was edited or drawn from another split.
+
+    Loading it would train with labels the model has no class for (and fail only then), or on images that are not
+    this split's few shots. Every cached item must carry a label and class name of the split and, when it lies in
+    ``dataset_dir``, be one of the split's images.
+    """
+    if "train" not in data or (val is not None and "val" not in data):
+        raise UserError(f"Few-shot cache {path} lacks the 'train' or 'val' subset; delete it to draw again.")
+    names = DatasetBase.get_lab2cname(train)[0]
+    members = {"train": set(train), "val": set(val or ())}
+    for part, items in data.items():
+        for i, item in enumerate(items):
+            problem = _misfit(item, names, members.get(part), dataset_dir)
+            if problem:
+                raise UserError(f"Few-shot cache {path}: entry {i} of '{part}' {problem}; the cache was edited or "
+                                f"drawn from another split. Delete it to draw the few shots again.")
+
+
+def load_fewshot(reader: DatasetBase, cfg, train: list[Datum], val: list[Datum] | None = None,
+                 new_split: bool = False):
     """Load or draw the few-shot train (and val) subsets of ``reader`` and cache them.
 
     Drawing calls ``generate_fewshot_dataset(train, K)`` then ``generate_fewshot_dataset(val, min(K, 4))``. The
-    cache lives in ``<dataset_dir>/split_fewshot/shot_{K}-seed_{SEED}.json``; a ``.pkl`` left there by the
-    original code is read too, and a cached split wins over the draw. The draw is made even then: it leaves
-    Python's random state as a first run leaves it, so what is drawn later (the attribute search's candidate order)
-    never depends on whether the cache existed. Returns ``(train, val)`` unchanged when ``NUM_SHOTS < 1``.
+    cache lives in ``<dataset_dir>/split_fewshot/shot_{K}-seed_{SEED}.json`` (see ``cache_places``); a ``.pkl``
+    left there by the original code is read too, and a cached split wins over the draw, except after
+    ``new_split``: a split just made replaces the one the caches were drawn from. The draw is made in any case: it
+    leaves Python's random state as a first run leaves it, so what is drawn later (the attribute search's
+    candidate order) never depends on whether the cache existed. Returns ``(train, val)`` unchanged when
+    ``NUM_SHOTS < 1``.
     """
     num_shots = cfg.DATASET.NUM_SHOTS
     if num_shots < 1:
         return train, val
 
-    cache = os.path.join(reader.dataset_dir, "split_fewshot", f"shot_{num_shots}-seed_{cfg.SEED}.json")
-    data = load_fewshot_cache(cache)
+    places = cache_places(cfg, os.path.join(reader.dataset_dir, "split_fewshot",
+                                            f"shot_{num_shots}-seed_{cfg.SEED}.json"))
+    if new_split:
+        path, data = None, None
+        stale = next(filter(None, map(cache_file, places)), None)
+        if stale:
+            print(f"Note: {stale} was drawn from an earlier split; the few shots are drawn again for the new one.")
+    else:
+        path, data = read_cache(places, reader.dataset_dir)
     with contextlib.redirect_stdout(io.StringIO()) if data is not None else contextlib.nullcontext():
         drawn = {"train": reader.generate_fewshot_dataset(train, num_shots=num_shots)}
         if val is not None:
             drawn["val"] = reader.generate_fewshot_dataset(val, num_shots=min(num_shots, 4))
     if data is None:
-        save_fewshot_cache(cache, drawn)
+        write_cache(places, drawn, reader.dataset_dir)
         data = drawn
-    elif "train" not in data or (val is not None and "val" not in data):
-        raise UserError(f"Few-shot cache {cache} lacks the 'train' or 'val' subset; delete it to draw again.")
+    else:
+        check_cache_fits(data, train, val, path, reader.dataset_dir)
     return data["train"], (data["val"] if val is not None else None)
 
 
@@ -193,24 +313,40 @@ class SplitDataset(DatasetBase):
         self.image_dir = os.path.normpath(os.path.join(self.dataset_dir, self.image_dir))
         require_dir(self.image_dir, type(self).__name__, self.layout)
 
+        new_split = self.split_path is not None and not os.path.exists(self.split_path)
         train, val, test = self.read_or_make_split()
-        train, val = load_fewshot(self, cfg, train, val)
+        train, val = load_fewshot(self, cfg, train, val, new_split=new_split)
         train, val, test = subsample_classes(train, val, test, subsample=subsample_mode(cfg))
         check_image_files(train + val + test, self.dataset_dir)
         super().__init__(train_x=train, val=val, test=test)
 
+    @property
+    def split_path(self) -> str | None:
+        return os.path.join(self.dataset_dir, self.split_file) if self.split_file else None
+
     def read_or_make_split(self) -> Split:
         if self.split_file is None:
             return self.make_split()
-        split_path = os.path.join(self.dataset_dir, self.split_file)
+        split_path = self.split_path
         if os.path.exists(split_path):
-            return read_split(split_path, self.image_dir)
+            split = read_split(split_path, self.image_dir)
+            self.check_split(split, split_path)
+            return split
         print(f"Note: {split_path} not found; making a new split from the raw data. It differs from the published "
               f"split, so results are not comparable with the paper's: download the split file ({LAYOUT_DOC}).")
         train, val, test = self.make_split()
-        save_split(train, val, test, split_path, self.image_dir)
+        try:
+            save_split(train, val, test, split_path, self.image_dir)
+        except OSError as err:
+            if err.errno not in NOT_WRITABLE:
+                raise
+            print(f"Note: cannot save the new split to {split_path} ({err.strerror}); it serves this run only, and "
+                  f"the next run makes it again. Put the split file there ({LAYOUT_DOC}) to have a fixed split.")
         return train, val, test
 
     def make_split(self) -> Split:
         """Build train / val / test from the raw data (used when the split file is missing)."""
         raise NotImplementedError
+
+    def check_split(self, split: Split, split_path: str) -> None:
+        """Refuse a split file that no longer fits the raw data; readers that can tell override this."""

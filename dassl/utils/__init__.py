@@ -5,6 +5,7 @@ from .registry import Registry, check_availability
 from .tools import (
     atomic_write,
     collect_env_info,
+    first_few,
     listdir_nohidden,
     mkdir_if_missing,
     read_image,
@@ -22,6 +23,7 @@ __all__ = [
     "check_availability",
     "close_logger",
     "collect_env_info",
+    "first_few",
     "listdir_nohidden",
     "load_checkpoint",
     "load_pretrained_weights",

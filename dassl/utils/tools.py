@@ -87,6 +87,12 @@ def read_image(path: str) -> Image.Image:
         raise UserError(f"Cannot read image {path}: {e}. The file is corrupt or not an image; replace it.") from e
 
 
+def first_few(items: list[str], show: int = 5) -> str:
+    """The first ``show`` items joined by commas, then how many more there are: "a, b, c and 4 more"."""
+    listed = ", ".join(items[:show])
+    return f"{listed} and {len(items) - show} more" if len(items) > show else listed
+
+
 def listdir_nohidden(path: str, sort: bool = False) -> list[str]:
     """List the entries of `path` whose names do not start with a dot."""
     items = [name for name in os.listdir(path) if not name.startswith(".")]

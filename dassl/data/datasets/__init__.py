@@ -1,4 +1,5 @@
-from .base_dataset import DatasetBase, Datum, check_image_files, subsample_classes
+from .base_dataset import DatasetBase, Datum, check_image_files, datums_from_entries, subsample_classes
 from .build import DATASET_REGISTRY, build_dataset
 
-__all__ = ["DATASET_REGISTRY", "DatasetBase", "Datum", "build_dataset", "check_image_files", "subsample_classes"]
+__all__ = ["DATASET_REGISTRY", "DatasetBase", "Datum", "build_dataset", "check_image_files",
+           "datums_from_entries", "subsample_classes"]

@@ -11,10 +11,13 @@ import os
 import random
 from collections import defaultdict
 
+from dassl.utils import first_few
 from dassl.utils.errors import UserError
 
 # Where the expected image layout of every benchmark is written down (quoted in missing-file errors).
 LAYOUT_DOC = "docs/DATASETS.md"
+# How split files and few-shot caches store one image (the cache adds the domain when it is not 0).
+ENTRY_FORMAT = "[relative_image_path, integer_label, classname]"
 
 
 class Datum:
@@ -60,6 +63,38 @@ class Datum:
     def __repr__(self) -> str:
         return (f"Datum(impath={self._impath!r}, label={self._label}, domain={self._domain}, "
                 f"classname={self._classname!r})")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)  # JSON true would otherwise pass as label 1
+
+
+def _datum_of(entry, root: str) -> Datum | None:
+    """The Datum of one stored entry; None when the entry has another shape."""
+    if not (isinstance(entry, list) and len(entry) in (3, 4)):
+        return None
+    impath, label, classname, *domain = entry
+    if not (isinstance(impath, str) and isinstance(classname, str) and all(map(_is_int, [label, *domain]))):
+        return None
+    return Datum(impath=os.path.join(root, impath), label=label, domain=domain[0] if domain else 0,
+                 classname=classname)
+
+
+def datums_from_entries(entries, root: str, key: str) -> list[Datum]:
+    """The Datums of the stored entries of split part ``key``, their paths joined onto ``root``.
+
+    Raises ValueError naming the first entry that is not ``ENTRY_FORMAT`` (plus an optional integer domain): a
+    fractional or boolean label is refused rather than truncated into another class.
+    """
+    if not isinstance(entries, list):
+        raise ValueError(f"'{key}' is {type(entries).__name__}, not a list of entries")
+    items = []
+    for i, entry in enumerate(entries):
+        item = _datum_of(entry, root)
+        if item is None:
+            raise ValueError(f"entry {i} of '{key}' is {entry!r}; expected {ENTRY_FORMAT}")
+        items.append(item)
+    return items
 
 
 def check_image_files(items, dataset_dir: str, show: int = 5) -> None:
@@ -148,14 +183,19 @@ class DatasetBase:
         print(f"Creating a {num_shots}-shot dataset")
         output = []
         for data_source in data_sources:
-            sampled = []
-            for items in self.split_dataset_by_label(data_source).values():
+            sampled, short = [], []
+            groups = self.split_dataset_by_label(data_source)
+            for items in groups.values():
                 if len(items) >= num_shots:
                     sampled.extend(random.sample(items, num_shots))
                 elif repeat:
                     sampled.extend(random.choices(items, k=num_shots))
                 else:
                     sampled.extend(items)
+                    short.append(f"{items[0].classname!r} ({len(items)})")
+            if short:  # otherwise "Creating a K-shot dataset" would hide that these classes got fewer
+                print(f"Note: {len(short)} of {len(groups)} classes have fewer than {num_shots} images, so all their "
+                      f"images are used: {first_few(short)}")
             output.append(sampled)
         return output[0] if len(output) == 1 else output
 

@@ -1,9 +1,9 @@
 """Cache of the sampled few-shot splits (``<dataset_dir>/split_fewshot/shot_{K}-seed_{S}.json``).
 
 The JSON form stores ``[impath, label, classname]`` (plus the domain when it is not 0) with paths relative to
-the dataset folder (the cache file's grandparent), so the cache survives a moved data root. Caches written by
-the original code are pickles of Datum with the same stem; they are read through an unpickler that can build
-nothing but Datum records and plain containers, because unpickling an arbitrary file can run arbitrary code.
+the dataset folder (by default the cache file's grandparent), so the cache survives a moved data root. Caches
+written by the original code are pickles of Datum with the same stem; they are read through an unpickler that can
+build nothing but Datum records and plain containers, because unpickling an arbitrary file can run arbitrary code.
 """
 
 from __future__ import annotations
@@ -15,20 +15,18 @@ import pickle
 from dassl.utils import read_json, write_json
 from dassl.utils.errors import UserError
 
-from .base_dataset import Datum
+from .base_dataset import Datum, datums_from_entries
 
 _DATUM_PATH = ("dassl.data.datasets.base_dataset", "Datum")
 _SAFE_BUILTINS = frozenset({"dict", "list", "str", "int", "tuple"})
+# What unpickling a truncated or overwritten file can raise (cut and bit-flipped caches show most of these).
+_DAMAGED = (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, MemoryError)
+# The fix for a cache that cannot be used; nothing is lost, as the same seed draws the same images again.
+_DELETE = "delete it and it is made again (a few-shot split is drawn again from the same seed)"
 
 
 def _dataset_dir(json_path: str) -> str:
     return os.path.dirname(os.path.dirname(os.path.abspath(json_path)))
-
-
-def _from_entry(entry: list, root: str) -> Datum:
-    impath, label, classname, *domain = entry  # the domain is stored only when it is not 0
-    return Datum(impath=os.path.join(root, impath), label=int(label), domain=int(domain[0]) if domain else 0,
-                 classname=classname)
 
 
 def _to_entry(item: Datum, root: str) -> list:
@@ -59,7 +57,11 @@ class _DatumUnpickler(pickle.Unpickler):
 
 def _load_pickle(pkl_path: str) -> dict[str, list[Datum]]:
     with open(pkl_path, "rb") as f:
-        data = _DatumUnpickler(f, pkl_path).load()
+        try:
+            data = _DatumUnpickler(f, pkl_path).load()
+        except _DAMAGED as err:
+            raise UserError(f"Few-shot cache {pkl_path} is damaged ({type(err).__name__}: {err}), e.g. cut short "
+                            f"by an interrupted copy; {_DELETE}.") from err
     well_formed = isinstance(data, dict) and all(
         isinstance(key, str) and isinstance(items, list) and all(isinstance(item, Datum) for item in items)
         for key, items in data.items()
@@ -69,25 +71,39 @@ def _load_pickle(pkl_path: str) -> dict[str, list[Datum]]:
     return data
 
 
-def load_fewshot_cache(json_path: str) -> dict[str, list[Datum]] | None:
-    """The cached few-shot splits at ``json_path``, else from the original's ``.pkl`` beside it, else None."""
+def _load_json(json_path: str, root: str) -> dict[str, list[Datum]]:
+    data = read_json(json_path)
+    try:
+        if not isinstance(data, dict):
+            raise ValueError(f"it holds a {type(data).__name__}, not an object of split lists")
+        return {split: datums_from_entries(items, root, split) for split, items in data.items()}
+    except ValueError as err:
+        raise UserError(f"Few-shot cache {json_path}: {err}; {_DELETE}.") from err
+
+
+def cache_file(json_path: str) -> str | None:
+    """The cache file that stands for ``json_path``: itself, else the original's ``.pkl`` beside it, else None."""
     pkl_path = os.path.splitext(json_path)[0] + ".pkl"
-    if os.path.isfile(json_path):
-        print(f"Loading preprocessed few-shot data from {json_path}")
-        root = _dataset_dir(json_path)
-        try:
-            return {split: [_from_entry(e, root) for e in items] for split, items in read_json(json_path).items()}
-        except (AttributeError, TypeError, ValueError) as e:
-            raise UserError(f"{json_path} is not a few-shot cache ({e}); delete it so that it is regenerated.") from e
-    if os.path.isfile(pkl_path):
-        print(f"Loading preprocessed few-shot data from {pkl_path}")
-        return _load_pickle(pkl_path)
-    return None
+    return next((path for path in (json_path, pkl_path) if os.path.isfile(path)), None)
 
 
-def save_fewshot_cache(json_path: str, data: dict[str, list[Datum]]) -> None:
-    """Write ``data`` (split name -> Datum list) as the JSON cache, atomically."""
-    root = _dataset_dir(json_path)
+def load_fewshot_cache(json_path: str, root: str | None = None) -> dict[str, list[Datum]] | None:
+    """The cached few-shot splits at ``json_path`` (or its ``.pkl``), None when neither exists.
+
+    JSON paths are joined onto ``root``, by default the cache file's grandparent (``<dataset>/split_fewshot/``).
+    """
+    path = cache_file(json_path)
+    if path is None:
+        return None
+    print(f"Loading preprocessed few-shot data from {path}")
+    if path != json_path:
+        return _load_pickle(path)
+    return _load_json(path, root or _dataset_dir(json_path))
+
+
+def save_fewshot_cache(json_path: str, data: dict[str, list[Datum]], root: str | None = None) -> None:
+    """Write ``data`` (split name -> Datum list) as the JSON cache, atomically; paths relative to ``root`` as above."""
+    root = root or _dataset_dir(json_path)
     payload = {split: [_to_entry(item, root) for item in items] for split, items in data.items()}
-    print(f"Saving preprocessed few-shot data to {json_path}")
     write_json(payload, json_path)
+    print(f"Saved preprocessed few-shot data to {json_path}")
