@@ -8,6 +8,7 @@ behaviour tested here.
 from __future__ import annotations
 
 import errno
+import io
 import json
 import os
 import pickle
@@ -411,8 +412,8 @@ def _partial_then(failure: BaseException):
         if isinstance(f, (str, os.PathLike)):  # torch.save(obj, path)
             with open(f, "wb") as target:
                 target.write(b"partial")
-        else:  # json.dump(obj, text_file)
-            f.write("partial")
+        else:  # json.dump(obj, text_file), torch.save(obj, buffer)
+            f.write(b"partial" if isinstance(f, io.BytesIO) else "partial")
             f.flush()
         raise failure
 

@@ -4,7 +4,9 @@
     python tools/parse_test_res.py output/evaluation/CoOp_ATP/.../caltech101 --test-log
     python tools/parse_test_res.py output/evaluation/CoOp_ATP/vit_b16_16shots --test-log --multi-exp
 
-The folder holds one sub-folder per seed (``seed1/log.txt``, ...). Training logs are read after
+The folder holds one sub-folder per seed (``seed1/...``). A seed's record (``results.json``) gives its final
+metrics; seeds of different settings (other than the seed) are refused, naming what differs. Without a record,
+the log is read (older outputs, the original's): training logs after
 "Finish training" (earlier per-epoch validation results do not count); with ``--test-log`` evaluation-only logs
 are read from "=> result" on. The last evaluation block wins. The spread is the population standard deviation
 (``np.std``, as Dassl's parser reports it) or, with ``--ci95``, the 95% confidence half-width 1.96 * std / sqrt(n).
@@ -24,6 +26,20 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tools.results import METRICS, ResultsError, log_files, read_run  # noqa: E402
+from trainers.records import RECORD_FILE, differences, experiment_settings, read_record  # noqa: E402
+
+# A record's metric names -> the names of the log lines (and of this tool's output).
+LOG_NAMES = {"error_rate": "error"}
+
+
+def seed_result(seed_dir: Path, mode: str, keyword: str) -> tuple[Path, dict[str, float], dict | None] | None:
+    """(where it was read, final metrics, the record) of one seed folder, from its record or else its log."""
+    record = read_record(str(seed_dir))
+    if record is not None and record.get("status") == "finished" and record.get("metrics"):
+        metrics = {LOG_NAMES.get(k, k): v for k, v in record["metrics"].items()}
+        return (seed_dir / RECORD_FILE, metrics, record) if keyword in metrics else None
+    result = read_run(seed_dir, mode, keyword) if log_files(seed_dir) else None
+    return (result.path, result.metrics, None) if result else None
 
 
 def _natural_key(path: Path) -> list:
@@ -42,20 +58,28 @@ def parse_directory(directory: Path, keyword: str = "accuracy", test_log: bool =
     mode = "test" if test_log else "train"
     metrics = [keyword] + [m for m in METRICS if m != keyword]
     collected: dict[str, list[float]] = defaultdict(list)
+    settings: dict[str, dict] = {}
     seed_dirs = sorted((p for p in directory.iterdir() if p.is_dir() and not p.name.startswith(".")),
                        key=_natural_key)
     for seed_dir in seed_dirs:
-        if not log_files(seed_dir):
+        if not log_files(seed_dir) and not (seed_dir / RECORD_FILE).is_file():
             continue
-        result = read_run(seed_dir, mode, keyword)
+        result = seed_result(seed_dir, mode, keyword)
         if result is None:
             hint = "" if test_log else " (for evaluation-only logs pass --test-log)"
             print(f"skip {seed_dir}: no final '{keyword}' result{hint}", file=sys.stderr)
             continue
-        found = [m for m in metrics if m in result.metrics]
-        print(f"file: {result.path}. " + " ".join(f"{m}: {result.metrics[m]:.2f}%." for m in found))
+        path, values, record = result
+        if record is not None:
+            settings.setdefault(record["setting"], record)
+        found = [m for m in metrics if m in values]
+        print(f"file: {path}. " + " ".join(f"{m}: {values[m]:.2f}%." for m in found))
         for m in found:
-            collected[m].append(result.metrics[m])
+            collected[m].append(values[m])
+    if len(settings) > 1:
+        first, second = (experiment_settings(r["settings"]) for r in list(settings.values())[:2])
+        raise ResultsError(f"the seed folders of {directory} hold runs of different settings "
+                           f"({'; '.join(differences(first, second))}): they are not seeds of one experiment")
     if not collected:
         raise ResultsError(f"no final '{keyword}' result in any sub-folder of {directory}; expected "
                            "<dir>/seed<N>/log.txt" + ("" if test_log else ", or pass --test-log for evaluation logs"))

@@ -33,7 +33,7 @@ import numpy as np
 
 from dassl.utils.errors import UserError
 from datasets import catalog
-from trainers.records import RECORD_FILE, differences, read_record
+from trainers.records import RECORD_FILE, differences, experiment_settings, read_record
 
 # Folder key -> display label, in the order of the paper's tables (datasets/catalog.py).
 PAPER_DATASETS = {info.key: info.display for info in catalog.by_role("benchmark")}
@@ -351,7 +351,8 @@ def _index(runs: list[Run]) -> dict[tuple[str, str, str, str], list[Run]]:
 def _several_settings(what: str, kind: str, groups: dict[str, list[Run]]) -> ResultsError:
     """The error for one table cell's runs of several settings: which settings differ, where, and how to choose."""
     first, second = (group[0] for group in list(groups.values())[:2])
-    changed = "; ".join(differences(first.settings, second.settings)) if first.settings and second.settings else ""
+    changed = ("; ".join(differences(experiment_settings(first.settings), experiment_settings(second.settings)))
+               if first.settings and second.settings else "")
     listed = "\n  ".join(sorted({run.rel.rsplit("/", 1)[0] for group in groups.values() for run in group}))
     option = "--train-filter" if kind == "train" else "--eval-filter"
     return ResultsError(

@@ -106,6 +106,9 @@ class PromptTrainer(TrainerX):
             if param.requires_grad:
                 trainable.append(name)
         print(f"Parameters to be updated: {sorted(trainable)}")
+        if not any(p.numel() for p in self.model.parameters() if p.requires_grad):
+            raise UserError(f"{self.cfg.TRAINER.NAME} has nothing to learn here: no context tokens (N_CTX 0) and no "
+                            "attribute blocks; set N_CTX to 1 or more (TRAINER.<method>.N_CTX), or turn ATPrompt on")
         if self.cfg.MODEL.INIT_WEIGHTS:
             from dassl.utils import load_pretrained_weights
 

@@ -107,6 +107,8 @@ class PromptLayout:
         context_length: int = CONTEXT_LENGTH,
     ) -> None:
         """`n_ctx` None makes every token of `ctx_init` learnable (CoOp's and CoCoOp's word initialisation)."""
+        if n_ctx is not None and n_ctx < 0:
+            raise UserError(f"N_CTX is {n_ctx}: the number of context tokens must be 0 or more")
         if class_position not in ("end", "middle", "front"):
             raise UserError(f"CLASS_TOKEN_POSITION must be end, middle or front, got '{class_position}'")
         tok = tokenizer()

@@ -59,17 +59,24 @@ def fingerprint(kind: str, settings: dict[str, Any], model: dict[str, str] | Non
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
+def experiment_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """A run's settings less its seed: what the seeds of one experiment share."""
+    return {k: v for k, v in settings.items() if k != "SEED"}
+
+
 def setting_fingerprint(identity: dict) -> str:
     """The fingerprint of a run's experiment, whatever its seed and checkpoint: the runs of one table cell share it
     (an evaluation is paired with its training runs through the training record's)."""
-    settings = {k: v for k, v in identity["settings"].items() if k != "SEED"}
-    return fingerprint(identity["kind"], settings)
+    return fingerprint(identity["kind"], experiment_settings(identity["settings"]))
 
 
 def differences(before: dict[str, Any], after: dict[str, Any], limit: int = 6) -> list[str]:
     """"KEY: old -> new" for every key whose value differs (or exists on one side only), sorted."""
-    keys = sorted(k for k in before.keys() | after.keys() if before.get(k, "<unset>") != after.get(k, "<unset>"))
-    lines = [f"{k}: {before.get(k, '<unset>')!r} -> {after.get(k, '<unset>')!r}" for k in keys]
+    def shown(settings: dict[str, Any], key: str) -> str:
+        return repr(settings[key]) if key in settings else "<unset>"
+
+    keys = sorted(k for k in before.keys() | after.keys() if shown(before, k) != shown(after, k))
+    lines = [f"{k}: {shown(before, k)} -> {shown(after, k)}" for k in keys]
     return lines[:limit] + ([f"... and {len(lines) - limit} more"] if len(lines) > limit else [])
 
 

@@ -39,6 +39,7 @@ class RunFolder:
         self.log_path: str | None = None
         self.created: list[str] = []  # folders this run created, deepest first
         self._lock = None
+        self._started = 0.0
 
     def open(self, output_dir: str | None) -> None:
         """Take the folder (create it, lock it, clear stale temporary files) and start its log."""
@@ -51,7 +52,7 @@ class RunFolder:
             self.created.append(parent)
             parent = os.path.dirname(parent)
         writable_folder(folder)
-        self.folder = folder
+        self.folder, self._started = folder, time.time()
         self._take_lock()
         for stale in Path(folder).rglob(".*.tmp"):
             stale.unlink(missing_ok=True)
@@ -101,8 +102,9 @@ class RunFolder:
         self.log_path = None
 
     def _saved_a_checkpoint(self) -> bool:
-        with open(self.log_path, errors="replace") as f:
-            return "Checkpoint saved to" in f.read()
+        """Whether this run wrote a checkpoint (its pointer file changed since the run took the folder)."""
+        return self.folder is not None and any(
+            pointer.stat().st_mtime >= self._started for pointer in Path(self.folder).glob("*/checkpoint"))
 
     def _remove_created_folders(self) -> None:
         if self.created:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import os
+
 import torch
 import torchvision.transforms as T
 from torch.utils.data import DataLoader, Dataset
@@ -13,6 +16,18 @@ from dassl.utils.errors import UserError
 from .datasets import build_dataset
 from .samplers import build_sampler
 from .transforms import build_transform, interpolation_mode
+
+
+@functools.cache
+def usable_workers(requested: int) -> int:
+    """DATALOADER.NUM_WORKERS, at most one per CPU this process may use (the configs ask for 8, which a smaller
+    machine only slows down); said once per run. Other worker counts draw other random augmentations."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if requested <= cpus:
+        return requested
+    print(f"Note: DATALOADER.NUM_WORKERS is {requested} but this machine has {cpus} CPU(s) for this run: using "
+          f"{cpus} loader workers (set DATALOADER.NUM_WORKERS {cpus} to silence this)")
+    return cpus
 
 
 def build_data_loader(cfg, sampler_type: str = "SequentialSampler", data_source=None, batch_size: int = 64,
@@ -32,7 +47,7 @@ def build_data_loader(cfg, sampler_type: str = "SequentialSampler", data_source=
         # Each process takes its slice of every global batch; the shards hold whole batches only.
         sampler, drop_last = distributed.RankShardSampler(sampler, batch_size), False
     wrapper = dataset_wrapper or DatasetWrapper
-    num_workers = cfg.DATALOADER.NUM_WORKERS
+    num_workers = usable_workers(cfg.DATALOADER.NUM_WORKERS)
     return DataLoader(
         wrapper(cfg, data_source, transform=tfm, is_train=is_train),
         batch_size=batch_size,

@@ -8,6 +8,7 @@ SIGINT/SIGTERM saves its state after the current batch and later continues from 
 (see `TrainerX.run_epoch`), so the final weights equal those of an uninterrupted run.
 """
 
+import contextlib
 import datetime
 import os
 import os.path as osp
@@ -33,6 +34,50 @@ from .resume import StopSignal, capture_rng_state, restore_rng_state
 
 # Written when a run is stopped in the middle of an epoch; removed by the next regular save.
 INTERRUPTED_MODEL_NAME = "model-interrupted.pth.tar"
+# Written after every epoch that keeps no model.pth.tar-N (TRAIN.CHECKPOINT_FREQ): a killed run resumes from there.
+LAST_MODEL_NAME = "model-last.pth.tar"
+
+
+def newest_checkpoint(folder: str) -> Optional[tuple[str, dict[str, Any]]]:
+    """(path, checkpoint) of the newest complete checkpoint in `folder`, or None when there is none.
+
+    The `checkpoint` pointer names it; when the pointer is missing or damaged (a run killed while writing it), or
+    names a file that does not load, the newest of the checkpoints that load is taken (by epoch, then batches)."""
+    pointer = osp.join(folder, "checkpoint")
+    named, failure = None, None
+    if osp.isfile(pointer):
+        with open(pointer, errors="replace") as f:
+            named = osp.join(folder, f.readline().strip())
+        try:
+            return named, load_checkpoint(named)
+        except UserError as err:
+            failure = err
+    if not osp.isdir(folder):
+        return None
+    candidates = []
+    for fname in os.listdir(folder):
+        if fname.startswith("model") and ".pth.tar" in fname:
+            with contextlib.suppress(UserError):
+                checkpoint = load_checkpoint(osp.join(folder, fname))
+                done = (checkpoint.get("resume_state") or {}).get("batches_done", 0)
+                candidates.append(((checkpoint["epoch"], done), osp.join(folder, fname), checkpoint))
+    if not candidates:
+        if failure is not None and osp.isfile(named):
+            raise failure  # the one checkpoint there cannot be read: say why, rather than train from scratch
+        return None
+    _, path, checkpoint = max(candidates, key=lambda c: c[0])
+    why = "is damaged" if named else "is missing"
+    print(f"Note: the checkpoint pointer in {folder} {why}; resuming from the newest complete checkpoint, {path}")
+    return path, checkpoint
+
+
+def check_same_optimizer(optim: torch.optim.Optimizer, saved: dict[str, Any], path: str) -> None:
+    """Another optimiser's state (SGD's momentum for Adam, ...) cannot continue a run."""
+    mine, theirs = set(optim.state_dict()["param_groups"][0]), set(saved["param_groups"][0])
+    if mine != theirs:
+        raise UserError(f'Cannot resume from "{path}": it was trained with another optimiser (its settings '
+                        f"{sorted(theirs - mine)} are not {type(optim).__name__}'s): rerun with the OPTIM.NAME it was "
+                        "trained with, or use a new --output-dir")
 
 
 def _stderr_is_terminal() -> bool:
@@ -204,11 +249,12 @@ class TrainerBase:
             if meta is not None:
                 state["meta"] = meta
             save_dir = osp.join(directory, name)
-            save_checkpoint(state, save_dir, is_best=is_best, model_name=model_name)
-            stale = osp.join(save_dir, INTERRUPTED_MODEL_NAME)
-            if not batches_done and osp.exists(stale):
-                os.remove(stale)  # the `checkpoint` pointer now names a newer file
-        if not batches_done:
+            saved = save_checkpoint(state, save_dir, is_best=is_best, model_name=model_name)
+            for stale in (INTERRUPTED_MODEL_NAME, LAST_MODEL_NAME):  # the `checkpoint` pointer names a newer file
+                path = osp.join(save_dir, stale)
+                if not batches_done and path != saved and osp.exists(path):
+                    os.remove(path)
+        if not batches_done and model_name in ("", None):
             self._saved_epoch = epoch
         distributed.barrier()  # on return the files exist for every process
 
@@ -226,8 +272,8 @@ class TrainerBase:
     def resume_model_if_exist(self, directory: str) -> int:
         """Resume every registered model, optimiser and scheduler from `directory`; return the start epoch."""
         names = self.get_model_names()
-        pointers = {name: osp.join(directory, name, "checkpoint") for name in names}
-        missing = [name for name in names if not osp.isfile(pointers[name])]
+        found = {name: newest_checkpoint(osp.join(directory, name)) for name in names}
+        missing = [name for name in names if found[name] is None]
         if len(missing) == len(names):
             print("No checkpoint found, train from scratch")
             return 0
@@ -237,10 +283,8 @@ class TrainerBase:
         print(f"Found checkpoint at {directory} (will resume training)")
         epochs, resume_state = set(), None
         for name in names:
-            with open(pointers[name]) as f:
-                fpath = osp.join(directory, name, f.readline().strip())
+            fpath, checkpoint = found[name]
             print(f'Loading checkpoint from "{fpath}"')
-            checkpoint = load_checkpoint(fpath)
             self.check_resumable(checkpoint, fpath)
             try:
                 self._models[name].load_state_dict(checkpoint["state_dict"])
@@ -251,6 +295,7 @@ class TrainerBase:
                 ) from err
             print("Loaded model weights")
             if self._optims[name] is not None and checkpoint.get("optimizer") is not None:
+                check_same_optimizer(self._optims[name], checkpoint["optimizer"], fpath)
                 self._optims[name].load_state_dict(checkpoint["optimizer"])
                 print("Loaded optimizer")
             if self._scheds[name] is not None and checkpoint.get("scheduler") is not None:
@@ -462,6 +507,8 @@ class SimpleTrainer(TrainerBase):
                 self.save_model(self.epoch, self.output_dir, val_result=curr_result, model_name="model-best.pth.tar")
         if meet_checkpoint_freq or last_epoch:
             self.save_model(self.epoch, self.output_dir)
+        else:  # a small rolling checkpoint, so that a killed run loses one epoch at most
+            self.save_model(self.epoch, self.output_dir, model_name=LAST_MODEL_NAME)
 
     @torch.no_grad()
     def test(self, split: Optional[str] = None, is_final: bool = False) -> float:

@@ -1,5 +1,6 @@
 """Tee `sys.stdout` into a log file, the way Dassl writes `log.txt`."""
 
+import contextlib
 import os.path as osp
 import sys
 import time
@@ -19,9 +20,13 @@ class _Tee:
     def write(self, text: str) -> int:
         self.console.write(text)
         if not self.file.closed:
-            self.file.write(text)
-            # Flush per write so that the log is complete even if the process is killed.
-            self.file.flush()
+            try:
+                self.file.write(text)
+                # Flush per write so that the log is complete even if the process is killed.
+                self.file.flush()
+            except OSError:  # a full disk: stop logging to the file, and let the run report the fault
+                self.close()
+                raise
         return len(text)
 
     def flush(self) -> None:
@@ -31,7 +36,8 @@ class _Tee:
 
     def close(self) -> None:
         if not self.file.closed:
-            self.file.close()
+            with contextlib.suppress(OSError):  # what a full disk did not take is lost either way
+                self.file.close()
 
     def isatty(self) -> bool:
         return self.console.isatty()

@@ -49,10 +49,19 @@ def atomic_write(path: str, writer: Callable[[str], None]) -> None:
         with open(tmp_path, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp_path, path)
-    except BaseException:
-        if osp.exists(tmp_path):
-            os.remove(tmp_path)
+    except OSError as err:
+        _remove(tmp_path)
+        if err.filename is None and err.errno is not None:  # a failed write names no file: name the one written
+            raise OSError(err.errno, err.strerror, path) from err
         raise
+    except BaseException:
+        _remove(tmp_path)
+        raise
+
+
+def _remove(path: str) -> None:
+    if osp.lexists(path):  # a link too
+        os.remove(path)
 
 
 def read_json(fpath: str) -> Any:

@@ -1,5 +1,6 @@
 """Checkpoint saving and loading (Dassl file layout, atomic writes, safe loading)."""
 
+import io
 import os.path as osp
 import pickle
 import shutil
@@ -36,7 +37,16 @@ def save_checkpoint(
             for key, value in state["state_dict"].items()
         )
     fpath = osp.join(save_dir, model_name or f"model.pth.tar-{state['epoch']}")
-    atomic_write(fpath, lambda tmp: torch.save(state, tmp))
+    # Serialised in memory first, so that a full disk is an OSError naming the file (torch's own writer reports it
+    # as an unrelated zip error); checkpoints of prompts are small.
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+
+    def write_bytes(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            f.write(buffer.getbuffer())
+
+    atomic_write(fpath, write_bytes)
     print(f"Checkpoint saved to {fpath}")
 
     def write_pointer(tmp: str) -> None:
