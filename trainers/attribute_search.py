@@ -213,8 +213,8 @@ class AttributeSearchCLIP(PromptedCLIP):
             text = torch.einsum("g,gce->ce", weights, text_features.float())
             return self.logit_scale.float().exp() * image_features.float() @ text.t()
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self.mix(self.image_features(image), self.text_features())
+    def class_logits(self, image_features: torch.Tensor, text: torch.Tensor | None = None) -> torch.Tensor:
+        return self.mix(image_features, self.text_features() if text is None else text)
 
     def alpha_loss(self, image: torch.Tensor, label: torch.Tensor, prec: str) -> tuple[torch.Tensor, torch.Tensor]:
         """The validation loss of a batch as a function of alpha alone (the prompts held fixed), and its logits."""

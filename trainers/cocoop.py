@@ -68,9 +68,8 @@ class CoCoOpCLIP(PromptedCLIP):
         tokens_per_image = self.prompt_learner.n_cls * self.prompt_learner.token_embeds.shape[-2]
         return max(1, TOKENS_PER_CALL // tokens_per_image)
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
+    def class_logits(self, image_features: torch.Tensor) -> torch.Tensor:
         """Logits [B, n_cls]; each image's prompts are encoded separately in the plain computation."""
-        image_features = F.normalize(self.image_encoder(image.type(self.dtype)), dim=-1)
         ctx = self.prompt_learner.shifted_ctx(image_features)
         scale = self.logit_scale.exp()
         if self.per_image_loop:

@@ -32,8 +32,8 @@ class KgCoOpCLIP(PromptedCLIP):
         self.weight = weight
 
     def forward_train(self, image: torch.Tensor) -> Outputs:
-        text = self.text_features()
-        return {"logits": self.logit_scale.exp() * self.image_features(image) @ text.t(), "text": text}
+        features, text = self.image_features(image), self.text_features()
+        return {"logits": self.class_logits(features, text), "image_features": features, "text": text}
 
     def loss(self, outputs: Outputs, label: torch.Tensor) -> torch.Tensor:
         """CE + W * (1 - mean cosine similarity to the template features)."""

@@ -108,11 +108,9 @@ class MaPLeCLIP(PromptedCLIP):
         features = self.text_encoder(learner(), learner.eot, layer_hook=learner.text_hook)
         return F.normalize(features, dim=-1)
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
+    def image_features(self, image: torch.Tensor) -> torch.Tensor:
         insert, hook = self.prompt_learner.vision_prompts()
-        image_features = self.image_encoder(image.type(self.dtype), input_hook=insert, layer_hook=hook)
-        image_features = F.normalize(image_features, dim=-1)
-        return self.logit_scale.exp() * image_features @ self.text_features().t()
+        return F.normalize(self.image_encoder(image.type(self.dtype), input_hook=insert, layer_hook=hook), dim=-1)
 
 
 @TRAINER_REGISTRY.register()

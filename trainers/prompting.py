@@ -223,16 +223,23 @@ class PromptedCLIP(nn.Module):
         return F.normalize(features, dim=-1)
 
     def image_features(self, image: torch.Tensor) -> torch.Tensor:
-        """Normalised image features [B, E]."""
+        """Normalised image features [B, E] (of the prompted image encoder, for methods that prompt it)."""
         return F.normalize(self.image_encoder(image.type(self.dtype)), dim=-1)
+
+    def class_logits(self, image_features: torch.Tensor, text: torch.Tensor | None = None) -> torch.Tensor:
+        """Class logits [B, n_cls] of normalised image features against the prompted class text features (`text`
+        when the caller has them already)."""
+        return self.logit_scale.exp() * image_features @ (self.text_features() if text is None else text).t()
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """Class logits [B, n_cls]: what evaluation uses."""
-        return self.logit_scale.exp() * self.image_features(image) @ self.text_features().t()
+        return self.class_logits(self.image_features(image))
 
     def forward_train(self, image: torch.Tensor) -> Outputs:
-        """What `loss` needs from a training batch; methods with more loss terms return more than the logits."""
-        return {"logits": self(image)}
+        """What `loss` needs from a training batch: the logits and the image features they came from (a plug-in
+        such as AnchorOPT scores them against other prompts); methods with more loss terms return more."""
+        features = self.image_features(image)
+        return {"logits": self.class_logits(features), "image_features": features}
 
     def loss(self, outputs: Outputs, label: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(outputs["logits"], label)
