@@ -31,6 +31,10 @@ class DatasetInfo:
     imagenet_classes: bool = False  # its classes are ImageNet's (or a subset): an ImageNet model's head fits them
     settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # protocol -> differing values
     method_templates: Mapping[str, str] = field(default_factory=dict)  # a method's own template, where it differs
+    # AnchorOPT: the folder of its anchor under anchor_weights/ and its class-description file under templates/,
+    # as the original names them ("" = none: give TRAINER.ANCHOROPT.ANCHOR_WEIGHTS / DESCRIPTIONS).
+    anchor_folder: str = ""
+    descriptions: str = ""
 
 
 # Protocol -> hyper-parameters of the run scripts (scripts/<method>/<variant>_<protocol>_*.sh), before per-dataset
@@ -55,60 +59,93 @@ PROTOCOLS: dict[str, dict[str, Any]] = {
     "kgcoop/atprompt_xd": {"EPO": 10, "NCTX": 4, "WEIGHT": 2.0},
     "kgcoop/vanilla_base2new": {"EPO": 100, "NCTX": 4, "WEIGHT": 8.0},
     "attribute_search/main": {"EPO": 40, "NCTX": 4},
+    # AnchorOPT with the original's script variables: the tables of its docs/AnchorOPT.md (stage I and CoOp), and
+    # its cross-dataset script.
+    "coop/anchoropt_anchor": {"EPO": 100, "ANCHOR_LEN": 1, "ANCHOR_MSE_WEIGHT": 1000.0},
+    "coop/anchoropt_base2new": {"EPO": 100, "NCTX": 4, "ANCHOR_LEN": 1, "PROMPT_CE_WEIGHT": 100.0, "KD_WEIGHT": 1000.0,
+                                "KD_TEMPERATURE": 1.0},
+    "coop/anchoropt_xd": {"EPO": 20, "NCTX": 4, "ANCHOR_LEN": 1, "PROMPT_CE_WEIGHT": 1.0, "KD_WEIGHT": 1.0,
+                          "KD_TEMPERATURE": 1.0},
 }
 
 _IMAGENET_TEMPLATE = "a photo of a {}."
 _IMAGENET_ATTRIBUTES = ("color", "shape")
 _IMAGENET_BASES = ("color", "size", "shape", "habitat", "behavior")
 
+_IMAGENET_ANCHOR = {"anchor_folder": "ImageNet", "descriptions": "imagenet_prompts_full.json"}
+
 DATASETS: tuple[DatasetInfo, ...] = (
     DatasetInfo("imagenet", "ImageNet", "ImageNet", _IMAGENET_TEMPLATE, _IMAGENET_ATTRIBUTES, _IMAGENET_BASES,
-                "benchmark", imagenet_classes=True,
-                settings={"coop/atprompt_base2new": {"EPO": 10}, "dept/atprompt_base2new": {"NCTX": 2}}),
+                "benchmark", imagenet_classes=True, **_IMAGENET_ANCHOR,
+                settings={"coop/atprompt_base2new": {"EPO": 10}, "dept/atprompt_base2new": {"NCTX": 2},
+                          "coop/anchoropt_anchor": {"EPO": 10}, "coop/anchoropt_base2new": {"NCTX": 6, "EPO": 20}}),
     DatasetInfo("caltech101", "Caltech101", "Caltech101", "a photo of a {}.", ("shape", "size"),
                 ("shape", "color", "material", "function", "size"), "benchmark",
-                settings={"maple/atprompt_base2new": {"EPO": 10}, "dept/atprompt_base2new": {"WEIGHT": 0.6}}),
+                anchor_folder="Caltech101", descriptions="cal_prompts_full.json",
+                settings={"maple/atprompt_base2new": {"EPO": 10}, "dept/atprompt_base2new": {"WEIGHT": 0.6},
+                          "coop/anchoropt_base2new": {"KD_TEMPERATURE": 2.0}}),
     DatasetInfo("oxford_pets", "OxfordPets", "OxfordPets", "a photo of a {}, a type of pet.", ("playfulness", "energy"),
                 ("loyalty", "affection", "playfulness", "energy", "intelligence"), "benchmark",
+                anchor_folder="OxfordPets", descriptions="pets_prompts_full.json",
                 settings={"maple/atprompt_base2new": {"EPO": 10}, "dept/atprompt_base2new": {"NCTX": 2}}),
     DatasetInfo("stanford_cars", "StanfordCars", "StanfordCars", "a photo of a {}.", ("luxury",),
                 ("design", "engine", "performance", "luxury", "color"), "benchmark",
+                anchor_folder="StanfordCars", descriptions="cars_prompts_full.json",
                 settings={"cocoop/atprompt_base2new": {"NCTX": 6},
-                          "dept/atprompt_base2new": {"NCTX": 2, "WEIGHT": 0.6}}),
+                          "dept/atprompt_base2new": {"NCTX": 2, "WEIGHT": 0.6},
+                          "coop/anchoropt_anchor": {"EPO": 40, "ANCHOR_MSE_WEIGHT": 100.0},
+                          "coop/anchoropt_base2new": {"NCTX": 8, "KD_WEIGHT": 100.0, "KD_TEMPERATURE": 4.0}}),
     # The original ATPrompt's zero-shot code has "a photo of a {}" here; CoOp's (and so the zero-shot numbers every
     # paper compares with) has the flower suffix, which is what docs/REPRODUCE.md reproduces.
     DatasetInfo("oxford_flowers", "OxfordFlowers", "OxfordFlowers", "a photo of a {}, a type of flower.",
                 ("color", "habitat", "growth"), ("color", "flower", "habitat", "growth", "season"), "benchmark",
-                settings={"cocoop/atprompt_base2new": {"NCTX": 6}, "maple/atprompt_base2new": {"EPO": 10}}),
+                anchor_folder="OxfordFlowers", descriptions="flower_prompts_full.json",
+                settings={"cocoop/atprompt_base2new": {"NCTX": 6}, "maple/atprompt_base2new": {"EPO": 10},
+                          "coop/anchoropt_base2new": {"KD_WEIGHT": 100.0, "KD_TEMPERATURE": 2.0}}),
     DatasetInfo("food101", "Food101", "Food101", "a photo of {}, a type of food.", ("flavor", "preparation"),
-                ("flavor", "texture", "origin", "ingredients", "preparation"), "benchmark"),
+                ("flavor", "texture", "origin", "ingredients", "preparation"), "benchmark",
+                anchor_folder="Food101", descriptions="food_prompts_full.json",
+                settings={"coop/anchoropt_anchor": {"EPO": 20},
+                          "coop/anchoropt_base2new": {"EPO": 20, "KD_TEMPERATURE": 4.0}}),
     DatasetInfo("fgvc_aircraft", "FGVCAircraft", "FGVCAircraft", "a photo of a {}, a type of aircraft.",
                 ("design", "range"), ("design", "capacity", "range", "engines", "liveries"), "benchmark",
-                settings={"maple/atprompt_base2new": {"NCTX": 2}}),
+                anchor_folder="FGVCAircraft", descriptions="airplane_prompts_full.json",
+                settings={"maple/atprompt_base2new": {"NCTX": 2}, "coop/anchoropt_anchor": {"EPO": 20},
+                          "coop/anchoropt_base2new": {"KD_WEIGHT": 1.0, "KD_TEMPERATURE": 4.0}}),
     DatasetInfo("sun397", "SUN397", "SUN397", "a photo of a {}.", ("function",),
-                ("architecture", "environment", "structure", "design", "function"), "benchmark"),
+                ("architecture", "environment", "structure", "design", "function"), "benchmark",
+                anchor_folder="SUN397", descriptions="sun_prompts_full.json",
+                settings={"coop/anchoropt_anchor": {"EPO": 20},
+                          "coop/anchoropt_base2new": {"NCTX": 8, "EPO": 20, "KD_WEIGHT": 1.0, "KD_TEMPERATURE": 2.0}}),
     DatasetInfo("dtd", "DescribableTextures", "DTD", "{} texture.", ("pattern", "color", "design"),
                 ("pattern", "texture", "color", "design", "structure"), "benchmark",
-                settings={"coop/atprompt_base2new": {"NCTX": 4}, "dept/atprompt_base2new": {"WEIGHT": 0.6}},
-                method_templates={"KgCoOp": "a photo of a {}, a type of texture."}),
+                method_templates={"KgCoOp": "a photo of a {}, a type of texture."},
+                anchor_folder="DTD", descriptions="texture_prompts_full.json",
+                settings={"coop/atprompt_base2new": {"NCTX": 4}, "dept/atprompt_base2new": {"WEIGHT": 0.6},
+                          "coop/anchoropt_base2new": {"KD_WEIGHT": 10.0, "KD_TEMPERATURE": 4.0}}),
     DatasetInfo("eurosat", "EuroSAT", "EuroSAT", "a centered satellite photo of {}.", ("habitat",),
                 ("habitat", "foliage", "infrastructure", "terrain", "watercourse"), "benchmark",
-                settings={"cocoop/atprompt_base2new": {"NCTX": 6}, "maple/atprompt_base2new": {"EPO": 10}}),
+                anchor_folder="EuroSAT", descriptions="eurosat_prompts_full.json",
+                settings={"cocoop/atprompt_base2new": {"NCTX": 6}, "maple/atprompt_base2new": {"EPO": 10},
+                          "coop/anchoropt_base2new": {"PROMPT_CE_WEIGHT": 1.0, "KD_WEIGHT": 0.0}}),
     DatasetInfo("ucf101", "UCF101", "UCF101", "a photo of a person doing {}.", ("precision",),
                 ("precision", "coordination", "technique", "strength", "control"), "benchmark",
+                anchor_folder="UCF101", descriptions="ucf_prompts_full.json",
                 settings={"cocoop/atprompt_base2new": {"NCTX": 4}, "maple/atprompt_base2new": {"NCTX": 2},
-                          "dept/atprompt_base2new": {"WEIGHT": 0.5}}),
-    # Models evaluated on ImageNet's variants are trained on ImageNet, so they share its attributes.
+                          "dept/atprompt_base2new": {"WEIGHT": 0.5}, "coop/anchoropt_base2new": {"NCTX": 8}}),
+    # Models evaluated on ImageNet's variants are trained on ImageNet, so they share its attributes and anchor.
     DatasetInfo("imagenetv2", "ImageNetV2", "ImageNetV2", _IMAGENET_TEMPLATE, _IMAGENET_ATTRIBUTES, _IMAGENET_BASES,
-                "variant", imagenet_classes=True),
+                "variant", imagenet_classes=True, **_IMAGENET_ANCHOR),
     DatasetInfo("imagenet_sketch", "ImageNetSketch", "ImageNet-Sketch", _IMAGENET_TEMPLATE, _IMAGENET_ATTRIBUTES,
-                _IMAGENET_BASES, "variant", imagenet_classes=True),
+                _IMAGENET_BASES, "variant", imagenet_classes=True, **_IMAGENET_ANCHOR),
     DatasetInfo("imagenet_a", "ImageNetA", "ImageNet-A", _IMAGENET_TEMPLATE, _IMAGENET_ATTRIBUTES, _IMAGENET_BASES,
-                "variant", imagenet_classes=True),
+                "variant", imagenet_classes=True, **_IMAGENET_ANCHOR),
     DatasetInfo("imagenet_r", "ImageNetR", "ImageNet-R", _IMAGENET_TEMPLATE, _IMAGENET_ATTRIBUTES, _IMAGENET_BASES,
-                "variant", imagenet_classes=True),
+                "variant", imagenet_classes=True, **_IMAGENET_ANCHOR),
+    # Its descriptions are generated from the objects' definitions (datasets/attribute_world.py).
     DatasetInfo("attribute_world", "AttributeWorld", "AttributeWorld", "a photo of a {}.", ("color", "shape"),
-                ("color", "shape", "size", "pattern", "texture")),
+                ("color", "shape", "size", "pattern", "texture"),
+                anchor_folder="AttributeWorld", descriptions="world_prompts_full.json"),
     DatasetInfo("image_folder", "ImageFolder", "ImageFolder", "a photo of a {}."),
 )
 

@@ -87,6 +87,7 @@ class CoCoOp(PromptTrainer):
     """`TRAINER.COCOOP.*` configures the context; `TRAINER.ATPROMPT.USE_ATPROMPT` adds the attribute blocks."""
 
     PREC_NODE = "COCOOP"
+    SUPPORTS_ANCHOROPT = False
 
     @classmethod
     def build_custom_clip(cls, cfg, clip_model, classnames, attributes):

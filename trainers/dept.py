@@ -120,6 +120,7 @@ class DePT(CoOp):
     """CoOp's `TRAINER.COOP.*` prompt plus `TRAINER.LINEAR_PROBE.*` and `TRAINER.FILM.*`; whole-model checkpoints."""
 
     SAVE_NAME = "PromptLearner"
+    SUPPORTS_ANCHOROPT = False
     SAVE_WHOLE_MODEL = True
 
     @classmethod

@@ -118,6 +118,7 @@ class MaPLe(PromptTrainer):
     """`TRAINER.MAPLE.*` configures the prompts; `TRAINER.ATPROMPT.USE_ATPROMPT` adds the attribute blocks."""
 
     PREC_NODE = "MAPLE"
+    SUPPORTS_ANCHOROPT = False
     SAVE_NAME = "MultiModalPromptLearner"
     SAVE_WHOLE_MODEL = True
 
