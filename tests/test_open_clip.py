@@ -14,9 +14,8 @@ import huggingface_hub
 import open_clip
 import pytest
 import torch
-from huggingface_hub.errors import LocalEntryNotFoundError
 from open_clip.model import CLIP as OpenClipCLIP
-from tiny_open_clip import CONFIGS, make_open_clip, save_checkpoint
+from tiny_open_clip import CONFIGS, FakeHub, make_open_clip, save_checkpoint
 from torch import nn
 from yacs.config import CfgNode
 
@@ -229,33 +228,6 @@ def test_every_open_clip_tag_of_an_openai_layout_model_is_listed_as_open_clip_ha
 
 
 # ---- downloads through huggingface_hub (faked: no network) -------------------------------------------------------
-
-
-class FakeHub:
-    """``hf_hub_download`` writing huggingface_hub's cache layout (blobs named by SHA-256, snapshot links);
-    offline it serves only what is cached, as the real client does."""
-
-    def __init__(self, files: dict[tuple[str, str], bytes]):
-        self.files, self.online, self.downloads = files, True, []
-
-    def __call__(self, repo_id, filename, *, cache_dir, force_download=False, **unused):
-        storage = os.path.join(cache_dir, "models--" + repo_id.replace("/", "--"))
-        pointer = os.path.join(storage, "snapshots", "0" * 40, filename)
-        if os.path.exists(pointer) and not force_download:
-            return pointer
-        if not self.online:
-            raise LocalEntryNotFoundError("Cannot find the requested files in the disk cache and outgoing traffic "
-                                          "has been disabled.")
-        body = self.files[(repo_id, filename)]
-        blob = os.path.join(storage, "blobs", hashlib.sha256(body).hexdigest())
-        os.makedirs(os.path.dirname(blob), exist_ok=True)
-        os.makedirs(os.path.dirname(pointer), exist_ok=True)
-        with open(blob, "wb") as file:
-            file.write(body)
-        if not os.path.islink(pointer):
-            os.symlink(blob, pointer)
-        self.downloads.append((repo_id, filename))
-        return pointer
 
 
 @pytest.fixture

@@ -1,14 +1,16 @@
-"""Tiny random open_clip models and their checkpoint files in the hub's layout, for tests (open_clip is a test-only
-dependency).
+"""Tiny random open_clip models, their checkpoint files in the hub's layout, and a fake hub client, for tests
+(open_clip is a test-only dependency; nothing is downloaded).
 
 The configs are in open_clip's format. Heads are 32 wide and the GELU ViT's MLPs 3x, so neither OpenAI's head rule
 (64-wide heads) nor its 4x MLP would reproduce them.
 """
 
+import hashlib
 import json
 import os
 
 import torch
+from huggingface_hub.errors import LocalEntryNotFoundError
 from open_clip.model import CLIP as OpenClipCLIP
 from torch import nn
 
@@ -50,3 +52,30 @@ def save_checkpoint(model: nn.Module, config: dict, folder, preprocess: dict | N
     with open(os.path.join(folder, open_clip_weights.CONFIG_FILE), "w") as file:
         json.dump({"model_cfg": config, "preprocess_cfg": preprocess or {}}, file)
     return path
+
+
+class FakeHub:
+    """``hf_hub_download`` writing huggingface_hub's cache layout (blobs named by SHA-256, snapshot links);
+    offline it serves only what is cached, as the real client does."""
+
+    def __init__(self, files: dict[tuple[str, str], bytes]):
+        self.files, self.online, self.downloads = files, True, []
+
+    def __call__(self, repo_id, filename, *, cache_dir, force_download=False, **unused):
+        storage = os.path.join(cache_dir, "models--" + repo_id.replace("/", "--"))
+        pointer = os.path.join(storage, "snapshots", "0" * 40, filename)
+        if os.path.exists(pointer) and not force_download:
+            return pointer
+        if not self.online:
+            raise LocalEntryNotFoundError("Cannot find the requested files in the disk cache and outgoing traffic "
+                                          "has been disabled.")
+        body = self.files[(repo_id, filename)]
+        blob = os.path.join(storage, "blobs", hashlib.sha256(body).hexdigest())
+        os.makedirs(os.path.dirname(blob), exist_ok=True)
+        os.makedirs(os.path.dirname(pointer), exist_ok=True)
+        with open(blob, "wb") as file:
+            file.write(body)
+        if not os.path.islink(pointer):
+            os.symlink(blob, pointer)
+        self.downloads.append((repo_id, filename))
+        return pointer
