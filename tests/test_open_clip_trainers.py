@@ -214,6 +214,19 @@ def test_the_checkpoints_resolution_is_required(tmp_path, data_root, open_clip_r
     assert read_record(str(out)) is None
 
 
+def test_other_preprocessing_than_the_checkpoints_is_pointed_out(tmp_path, data_root):
+    config = CONFIGS["vit_gelu"]
+    preprocess = {**PREPROCESS, "interpolation": "bilinear", "resize_mode": "squash"}
+    path = save_checkpoint(make_open_clip(config), config, tmp_path / "clip", preprocess)
+    out = tmp_path / "zs"
+    openai = ["INPUT.PIXEL_MEAN", "[0.48145466, 0.4578275, 0.40821073]"]  # and INPUT.INTERPOLATION bicubic
+    assert train.main(args(data_root, out, "ZeroshotCLIP", path, *openai, extra=["--eval-only"])) == 0
+    log = (out / "log.txt").read_text()
+    assert f"was trained with {MEAN} / {STD}: set INPUT.PIXEL_MEAN \"{MEAN}\" INPUT.PIXEL_STD \"{STD}\"" in log
+    assert "Warning: INPUT.INTERPOLATION is bicubic, but" in log and "set INPUT.INTERPOLATION bilinear" in log
+    assert "(resize_mode squash)" in log
+
+
 def test_an_unsupported_architecture_is_refused_in_one_line(tmp_path, data_root, capsys):
     config = {**CONFIGS["vit_gelu"], "vision_cfg": {**CONFIGS["vit_gelu"]["vision_cfg"], "ls_init_value": 0.1}}
     path = save_checkpoint(make_open_clip(config), config, tmp_path / "clip")
