@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import re
+import subprocess
 import sys
 
 import huggingface_hub
@@ -309,6 +310,39 @@ def test_missing_huggingface_hub_names_the_pip_install(tiny_tag, monkeypatch):
     monkeypatch.setitem(sys.modules, "huggingface_hub", None)  # import fails as if it were not installed
     with pytest.raises(RuntimeError, match=r"needs the huggingface_hub package: run `pip install huggingface_hub`"):
         clip.load_model("Tiny-ViT/laion_tiny")
+
+
+# A fresh interpreter where neither package can be imported loads the package, train.py and the trainers, local
+# open_clip files (and refuses one of another architecture) and OpenAI's; a name outside the package's list is no
+# open_clip name there, as open_clip's registry is what tells which model it is.
+_WITHOUT_OPEN_CLIP = """
+import sys
+sys.modules["open_clip"] = sys.modules["huggingface_hub"] = None
+import clip, train, trainers
+from clip.preprocessing import Preprocessing
+open_clip_file, refused_file, openai_file = sys.argv[1:]
+assert clip.load_model(open_clip_file)[1] == Preprocessing(32, (0.5,) * 3, (0.5,) * 3)
+assert clip.load_model(openai_file)[1] == Preprocessing(32)
+for name, expected in [(refused_file, "vision_cfg.ls_init_value is 0.1"),
+                       ("convnext_base_w/laion2b_s13b_b82k", "is neither a known name nor an existing file")]:
+    try:
+        clip.load_model(name)
+    except clip.CheckpointError as err:
+        assert expected in str(err), err
+    else:
+        raise AssertionError(name)
+"""
+
+
+def test_local_files_and_openai_checkpoints_need_neither_open_clip_nor_huggingface_hub(tmp_path, tiny_vit_path):
+    config, refused = CONFIGS["vit_gelu"], _with("vision_cfg", ls_init_value=0.1)
+    path = save_checkpoint(make_open_clip(config), config, tmp_path / "hub_layout", {"mean": [0.5] * 3,
+                                                                                     "std": [0.5] * 3})
+    refused_path = save_checkpoint(make_open_clip(refused), refused, tmp_path / "refused")
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run([sys.executable, "-c", _WITHOUT_OPEN_CLIP, path, refused_path, str(tiny_vit_path)],
+                            cwd=repo, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
 
 
 def test_small_files_are_checked_against_their_git_blob_id(tmp_path):
