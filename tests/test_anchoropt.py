@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from fake_data import CLASSES, build_from, images, make_caltech101, perturb, run_args
-from tiny_clip import make_tiny_clip
+from tiny_clip import make_tiny_clip, save_state_dict
 
 import clip
 import train
@@ -350,13 +350,15 @@ def test_the_original_released_anchor_files_load_and_a_malicious_one_is_refused(
     monkeypatch.chdir(tmp_path)
     released_anchor(tmp_path / "evil.pth.tar", anchor, scheduler=Exploit())
     with pytest.raises(UserError, match="Refusing to load .*posix.system"):
-        anchor_files.read_anchor(str(tmp_path / "evil.pth.tar"), 1, 64, {"name": "x", "sha256": "0"})
+        anchor_files.read_anchor(str(tmp_path / "evil.pth.tar"), 1, 64)
     assert not (tmp_path / "pwned").exists()
 
 
-def test_an_anchor_of_another_backbone_is_refused(tmp_path, anchor_run):
-    with pytest.raises(UserError, match="was trained on .* use an anchor of this backbone"):
-        anchor_files.read_anchor(str(anchor_run / "anchor.pth"), 1, 64, {"name": "other", "sha256": "f" * 64})
+def test_an_anchor_of_another_backbone_is_refused(tmp_path, data_root, tiny_vit_path, anchor_run):
+    other_clip = tmp_path / "other_clip.pt"
+    save_state_dict(make_tiny_clip("vit", seed=1), other_clip)
+    with pytest.raises(UserError, match="was trained on .*tiny_vit.pt .* use an anchor of this backbone"):
+        stage_two(data_root, tmp_path, other_clip, anchor_run)
 
 
 # ----- end to end ---------------------------------------------------------------------------------------------

@@ -94,10 +94,12 @@ _IN_TRAINING = "{TRAIN_DIR}/evaluation"  # an evaluation folder inside the train
 _ANCHOR = "/ACTX_{ANCHOR_LEN}_EPO_{EPO}_MSE_{ANCHOR_MSE_WEIGHT}"
 _ANCHOR_OPTS = ("TRAINER.ANCHOROPT.ANCHOR_LEN {ANCHOR_LEN} TRAINER.ANCHOROPT.ANCHOR_MSE_WEIGHT {ANCHOR_MSE_WEIGHT} "
                 "TRAINER.ANCHOROPT.MAX_TEMPLATE_LENGTH 10")
-_ANCHOROPT = "/CTX_{NCTX}_ACTX_{ANCHOR_LEN}_EPO_{EPO}_CE_{PROMPT_CE_WEIGHT}_KD_W_{KD_WEIGHT}_T_{KD_TEMPERATURE}"
-_ANCHOROPT_OPTS = ("TRAINER.ANCHOROPT.N_CTX {NCTX} TRAINER.ANCHOROPT.ANCHOR_LEN {ANCHOR_LEN} "
-                   "TRAINER.ANCHOROPT.PROMPT_CE_WEIGHT {PROMPT_CE_WEIGHT} TRAINER.ANCHOROPT.GUMBEL_TEMP 1.0 "
-                   "TRAINER.ANCHOROPT.KD_TEMPERATURE {KD_TEMPERATURE} TRAINER.ANCHOROPT.KD_WEIGHT {KD_WEIGHT}")
+_PROMPT = "/CTX_{NCTX}_ACTX_{ANCHOR_LEN}_EPO_{EPO}_CE_{PROMPT_CE_WEIGHT}"
+_PROMPT_OPTS = ("TRAINER.ANCHOROPT.N_CTX {NCTX} TRAINER.ANCHOROPT.ANCHOR_LEN {ANCHOR_LEN} "
+                "TRAINER.ANCHOROPT.PROMPT_CE_WEIGHT {PROMPT_CE_WEIGHT} TRAINER.ANCHOROPT.GUMBEL_TEMP 1.0")
+_ANCHOROPT = _PROMPT + "_KD_W_{KD_WEIGHT}_T_{KD_TEMPERATURE}"
+_ANCHOROPT_OPTS = (_PROMPT_OPTS + " TRAINER.ANCHOROPT.KD_TEMPERATURE {KD_TEMPERATURE} "
+                   "TRAINER.ANCHOROPT.KD_WEIGHT {KD_WEIGHT}")
 # The original's folder names, drifts included (the CoOp evaluation folder says "ctp_end", the training one
 # "ctpend"), so its outputs and ours share one tree. Where a folder differs from the original's, it is a fix:
 # - coop xd: the original's evaluation looked for a model folder that training never writes, on half the classes;
@@ -138,6 +140,15 @@ FAMILIES: dict[str, Family] = {
     "coop/anchoropt_xd": Family("CoOp_AnchorOPT", "CoOp", "vit_b16",
                                 f"{catalog.XD_SOURCE}/{{TRAINER}}_cross/{{CFG}}_{{SHOTS}}shots" + _ANCHOROPT + _SEED,
                                 _IN_TRAINING + "/{DATASET}", _ANCHOROPT_OPTS, source=catalog.XD_SOURCE),
+    "cocoop/anchoropt_base2new": Family("CoCoOp_AnchorOPT", "CoCoOp", _COCOOP, _B2N + _ANCHOROPT + _SEED,
+                                        _IN_TRAINING, _ANCHOROPT_OPTS),
+    "maple/anchoropt_base2new": Family("MaPLe_AnchorOPT", "MaPLe", _MAPLE, _B2N + _ANCHOROPT + _SEED, _IN_TRAINING,
+                                       _ANCHOROPT_OPTS),
+    # DePT's variant has no distillation: its folders name the linear-probe weight instead.
+    "dept/anchoropt_base2new": Family("DePT_AnchorOPT", "DePT", "vit_b16_ep10_bs4_lr35",
+                                      _B2N + _PROMPT + "_W_{WEIGHT}" + _SEED, _IN_TRAINING,
+                                      _PROMPT_OPTS + " TRAINER.ANCHOROPT.KD_WEIGHT 0.0 "
+                                      "TRAINER.LINEAR_PROBE.WEIGHT {WEIGHT}"),
 }
 # The original's script names where ours differ ("vanila" as it spelled it; MaPLe's cross-dataset "test"; the
 # AnchorOPT stage-I scripts, named by what they do to the anchor).

@@ -110,16 +110,13 @@ def find_anchor(path: str) -> str:
     return path
 
 
-def read_anchor(path: str, length: int, width: int, backbone: dict[str, str]) -> torch.Tensor:
-    """The anchor tokens [length, width] (fp32) of an anchor file of ours or the original's."""
+def read_anchor(path: str, length: int, width: int) -> tuple[torch.Tensor, dict[str, str] | None]:
+    """The anchor tokens [length, width] (fp32) of an anchor file of ours or the original's, and the backbone it was
+    trained on (None when the file does not say: the original's)."""
     content = load_checkpoint(path)
+    trained_on = None
     if isinstance(content, dict) and content.get("format") == ANCHOR_FORMAT:
-        trained_on = content["backbone"]
-        if trained_on["sha256"] != backbone["sha256"]:
-            raise UserError(f"the anchor {path} was trained on {trained_on['name']} (weights sha256 "
-                            f"{trained_on['sha256'][:12]}...), not on {backbone['name']} (sha256 "
-                            f"{backbone['sha256'][:12]}...): use an anchor of this backbone")
-        anchor = content["anchor"]
+        anchor, trained_on = content["anchor"], content["backbone"]
     elif isinstance(content, dict) and ANCHOR_PARAM in content.get("state_dict", {}):
         anchor = content["state_dict"][ANCHOR_PARAM]
     else:
@@ -129,7 +126,15 @@ def read_anchor(path: str, length: int, width: int, backbone: dict[str, str]) ->
         raise UserError(f"the anchor in {path} is [{', '.join(map(str, anchor.shape))}] but this model takes "
                         f"[{length}, {width}] (TRAINER.ANCHOROPT.ANCHOR_LEN x the text width of "
                         "MODEL.BACKBONE.NAME): use an anchor trained with these")
-    return anchor.float()
+    return anchor.float(), trained_on
+
+
+def check_backbone(path: str, trained_on: dict[str, str], backbone: dict[str, str]) -> None:
+    """An anchor only means something to the CLIP it was trained on."""
+    if trained_on["sha256"] != backbone["sha256"]:
+        raise UserError(f"the anchor {path} was trained on {trained_on['name']} (weights sha256 "
+                        f"{trained_on['sha256'][:12]}...), not on {backbone['name']} (sha256 "
+                        f"{backbone['sha256'][:12]}...): use an anchor of this backbone")
 
 
 def write_anchor(path: str, anchor: torch.Tensor, about: dict) -> None:

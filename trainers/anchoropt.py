@@ -47,6 +47,20 @@ def anchoring(cfg: CfgNode) -> Anchoring | None:
     return Anchoring(opts.ANCHOR_LEN, opts.GUMBEL_TEMP, opts.EVAL_GUMBEL, opts.ORIGINAL_EOT)
 
 
+def context(cfg: CfgNode, n_ctx: int, ctx_init: str, attributes: list) -> tuple[int, str, Anchoring | None]:
+    """A method's context length and word initialisation (its own N_CTX and CTX_INIT) and AnchorOPT's anchoring:
+    with AnchorOPT the context is TRAINER.ANCHOROPT.N_CTX tokens, and with it or ATPrompt it starts random, as in
+    the papers and the original code."""
+    anchors = anchoring(cfg)
+    if anchors:
+        n_ctx = cfg.TRAINER.ANCHOROPT.N_CTX
+    if (attributes or anchors) and ctx_init:
+        print(f"Note: CTX_INIT is ignored with {'ATPrompt' if attributes else 'AnchorOPT'}; the context is {n_ctx} "
+              "random tokens, as in the paper")
+        ctx_init = ""
+    return n_ctx, ctx_init, anchors
+
+
 def check_settings(cfg: CfgNode) -> None:
     opts = cfg.TRAINER.ANCHOROPT
     if opts.ANCHOR_LEN < 1:
@@ -145,9 +159,10 @@ class AnchorBranch:
         return self._anchor_cache[1]
 
     def anchor_logits(self, image: torch.Tensor, image_features: torch.Tensor) -> torch.Tensor:
-        """The anchor branch's logits; `image_features` are the normal branch's (a method whose image encoder is
-        prompted overrides this with its unprompted features)."""
-        return self.logit_scale.exp() * image_features @ self.anchor_text_features().t()
+        """The anchor branch's logits, from the normal branch's `image_features` (`PromptedCLIP.anchor_image_features`
+        says which image features the anchor branch scores)."""
+        features = self.anchor_image_features(image, image_features)
+        return self.logit_scale.exp() * features @ self.anchor_text_features().t()
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         features = self.image_features(image)
@@ -158,6 +173,8 @@ class AnchorBranch:
 
     def forward_train(self, image: torch.Tensor) -> Outputs:
         outputs = super().forward_train(image)
+        if not self.kd_weight:  # only the distillation reads the anchor branch in training
+            return outputs
         return {**outputs, "anchor_logits": self.anchor_logits(image, outputs["image_features"])}
 
     def loss(self, outputs: Outputs, label: torch.Tensor) -> torch.Tensor:
@@ -175,28 +192,38 @@ def anchored(model_class: type[PromptedCLIP]) -> type[PromptedCLIP]:
     return type(f"{model_class.__name__}WithAnchor", (AnchorBranch, model_class), {"__doc__": AnchorBranch.__doc__})
 
 
-def anchor_prompts(cfg: CfgNode, clip_model: CLIP, classnames: list[str]) -> AnchorPrompts | None:
+def anchor_prompts(cfg: CfgNode, clip_model: CLIP, classnames: list[str],
+                   second_clip: str | None = "after") -> AnchorPrompts | None:
     """The anchor branch's prompts (None without AnchorOPT). Built before the method's prompt learner, making the
-    random draws the original made here (the anchor's initial values, later replaced, and a second CLIP)."""
+    random draws the original made here: the anchor's initial values (replaced by the loaded anchor) and, `before`
+    or `after` them, building the second CLIP it loaded (CoOp's anchor learner loaded one after, MaPLe's trainer one
+    before; CoCoOp's none)."""
     if not enabled(cfg):
         return None
     length = cfg.TRAINER.ANCHOROPT.ANCHOR_LEN
     prompts = AnchorPrompts(clip_model, classnames, length)
     if cfg.TRAINER.ORIGINAL_DRAWS:
+        if second_clip == "before":
+            replay_clip_construction(clip_model)
         nn.init.normal_(torch.empty(length, clip_model.ln_final.weight.shape[0], dtype=clip_model.dtype), std=0.02)
-        replay_clip_construction(clip_model)
+        if second_clip == "after":
+            replay_clip_construction(clip_model)
     return prompts
 
 
 def build_model(model_class: type[PromptedCLIP], cfg: CfgNode, prompts: AnchorPrompts | None, *args,
-                **kwargs) -> PromptedCLIP:
-    """`model_class(*args, **kwargs)`, with the anchor branch when `prompts` are given (AnchorOPT on); the anchor
-    is read now when its file exists, else it must come from the checkpoint an evaluation loads."""
+                distill: bool = True, **kwargs) -> PromptedCLIP:
+    """`model_class(*args, **kwargs)`, with the anchor branch when `prompts` are given (AnchorOPT on); `distill`
+    False: a method whose AnchorOPT variant has no distillation term (DePT). The anchor is read now when its file
+    exists, else it must come from the checkpoint an evaluation loads."""
     if prompts is None:
         return model_class(*args, **kwargs)
     opts = cfg.TRAINER.ANCHOROPT
+    if not distill and opts.KD_WEIGHT:
+        print(f"Note: {model_class.__name__} with AnchorOPT trains without distillation, as the original; "
+              f"TRAINER.ANCHOROPT.KD_WEIGHT ({opts.KD_WEIGHT}) is not used")
     model = anchored(model_class)(*args, anchor_prompts=prompts, ce_weight=opts.PROMPT_CE_WEIGHT,
-                                  kd_weight=opts.KD_WEIGHT, kd_temperature=opts.KD_TEMPERATURE,
+                                  kd_weight=opts.KD_WEIGHT if distill else 0.0, kd_temperature=opts.KD_TEMPERATURE,
                                   seen=seen_classes(cfg), **kwargs)
     learner = model.prompt_learner
     try:
@@ -204,7 +231,9 @@ def build_model(model_class: type[PromptedCLIP], cfg: CfgNode, prompts: AnchorPr
     except UserError as err:
         learner.anchor_missing = err.message
         return model
-    width = learner.anchor.shape[-1]
-    learner.set_anchor(anchor_files.read_anchor(path, prompts.anchor_len, width, backbone_identity(cfg)), path)
+    anchor, trained_on = anchor_files.read_anchor(path, prompts.anchor_len, learner.anchor.shape[-1])
+    if trained_on is not None:
+        anchor_files.check_backbone(path, trained_on, backbone_identity(cfg))
+    learner.set_anchor(anchor, path)
     print(f"AnchorOPT: the anchor ({prompts.anchor_len} token{'s' * (prompts.anchor_len != 1)}) from {path}")
     return model

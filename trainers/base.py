@@ -92,7 +92,7 @@ class PromptTrainer(TrainerX):
             raise UserError(f"TRAINER.{self.PREC_NODE}.PREC must be one of {', '.join(PRECISIONS)}, got '{prec}'")
         if anchoropt.enabled(cfg) and not self.SUPPORTS_ANCHOROPT:
             raise UserError(f"{cfg.TRAINER.NAME} has no AnchorOPT variant here: set TRAINER.ANCHOROPT.USE_ANCHOROPT "
-                            "False, or use CoOp or KgCoOp with it")
+                            "False, or use it with CoOp, CoCoOp, MaPLe, DePT or KgCoOp")
 
     @classmethod
     def build_custom_clip(cls, cfg, clip_model: nn.Module, classnames: list[str],

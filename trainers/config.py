@@ -90,6 +90,13 @@ def extend_cfg(cfg: CN) -> CN:
     # New: evaluate a model with the evaluated dataset's own anchor file, as the original did in cross-dataset
     # evaluation; False uses the anchor the model was trained with (saved in its checkpoint).
     cfg.TRAINER.ANCHOROPT.TARGET_ANCHOR = False
+    # New: MaPLe+AnchorOPT's deep text layers read the anchor's hidden state one position before its slot, as the
+    # original did (at the start-of-text token when the anchor is first); False reads it at its slot.
+    cfg.TRAINER.ANCHOROPT.ORIGINAL_DEEP_ANCHOR = False
+    # New: CoCoOp+AnchorOPT. The original kept the position logits at their random start (only their Gumbel samples
+    # vary, a new arrangement every step) and, by an omission in its optimiser, never updated the meta-net.
+    cfg.TRAINER.ANCHOROPT.COCOOP_LEARN_POSITIONS = False  # True: learn them, as the other methods do
+    cfg.TRAINER.ANCHOROPT.COCOOP_TRAIN_META_NET = True  # False: the original's untrained meta-net
 
     cfg.TRAINER.LINEAR_PROBE = CN()
     cfg.TRAINER.LINEAR_PROBE.TYPE = "linear"

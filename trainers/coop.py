@@ -22,13 +22,7 @@ class CoOp(PromptTrainer):
         """CoOp's prompt learner from TRAINER.COOP.* (DePT and KgCoOp learn the same prompt); with AnchorOPT the
         context is TRAINER.ANCHOROPT.N_CTX random tokens arranged with the anchor."""
         opts = cfg.TRAINER.COOP
-        anchoring = anchoropt.anchoring(cfg)
-        ctx_init = opts.CTX_INIT or ""
-        if (attributes or anchoring) and ctx_init:
-            print(f"Note: CTX_INIT is ignored with {'ATPrompt' if attributes else 'AnchorOPT'} (the context is "
-                  "randomly initialised, as in the paper)")
-            ctx_init = ""
-        n_ctx = cfg.TRAINER.ANCHOROPT.N_CTX if anchoring else opts.N_CTX
+        n_ctx, ctx_init, anchoring = anchoropt.context(cfg, opts.N_CTX, opts.CTX_INIT or "", attributes)
         return PromptLearner(
             clip_model,
             classnames,

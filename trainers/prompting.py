@@ -65,8 +65,9 @@ class PromptLearner(LaidOutPrompts):
     [L, D] in the order the position logits `ctx_pos_params` learn (trainers/layout.py); the anchor is a buffer
     (`anchor`) set from an anchor file, saved with the checkpoint so that a model keeps the anchor it learned with.
 
-    Random values are drawn in the original's order: the context, the position logits, then what a method adds
-    (`init_method_parts`: CoCoOp's meta-net, MaPLe's projections and deep prompts), then the attribute blocks, then
+    Random values are drawn in the original's order: the context, then what a method adds (`init_method_parts`:
+    CoCoOp's meta-net, MaPLe's projections and deep prompts, with AnchorOPT's position logits where its original
+    drew them), then the attribute blocks, then
     `unused_blocks`: blocks of these sizes that the original drew and never used (it always drew three), whose
     values are dropped.
     """
@@ -107,39 +108,49 @@ class PromptLearner(LaidOutPrompts):
         self.ctx = nn.Parameter(ctx)
         self.anchoring = anchoring
         if anchoring:
-            # In fp32 whatever the precision, as the original (it cast them to the context's dtype when used).
-            self.ctx_pos_params = nn.Parameter(torch.randn(layout.n_ctx, layout.n_ctx, device=ctx.device))
             self.register_buffer("anchor", torch.zeros(extra, width, dtype=dtype, device=ctx.device))
             self.anchor_origin: str | None = None  # where `anchor` came from; None: not set yet
             self.anchor_missing = "no anchor was given (TRAINER.ANCHOROPT.ANCHOR_WEIGHTS)"
             if anchoring.original_eot:
                 self.eot = self.eot - extra
         self.init_method_parts(clip_model)
+        if anchoring and not hasattr(self, "ctx_pos_params"):
+            raise RuntimeError(f"{type(self).__name__}.init_method_parts must call init_positions()")
         for name, n in layout.blocks[:-1]:
             setattr(self, name, nn.Parameter(nn.init.normal_(torch.empty(n, width, dtype=dtype), std=0.01)))
         for n in unused_blocks:
             nn.init.normal_(torch.empty(n, width, dtype=dtype), std=0.01)
 
     def init_method_parts(self, clip_model: CLIP) -> None:
-        """Hook for a method's own modules, created between the context and the attribute blocks."""
+        """Hook for a method's own modules, created between the context and the attribute blocks; it calls
+        `init_positions` where the method's original drew AnchorOPT's position logits (here: first)."""
+        self.init_positions()
+
+    def init_positions(self) -> None:
+        """AnchorOPT's position logits `ctx_pos_params` [k, k] (k = n_ctx + anchor length; nothing without
+        AnchorOPT), `torch.randn` in fp32 as the original (cast to the context's dtype where used)."""
+        if self.anchoring:
+            k = self.layout.n_ctx
+            self.ctx_pos_params = nn.Parameter(torch.randn(k, k, device=self.ctx.device))
 
     @property
     def attributes(self) -> list[tuple[str, int]]:
         return self.layout.attributes
 
-    def soft_tokens(self, ctx: torch.Tensor | None = None) -> torch.Tensor:
-        """All soft tokens in layout order, [..., n_soft, D]; `ctx` replaces the class context (CoCoOp's shift)."""
+    def soft_tokens(self, ctx: torch.Tensor | None = None, positions: torch.Tensor | None = None) -> torch.Tensor:
+        """All soft tokens in layout order, [..., n_soft, D]; `ctx` replaces the class context (CoCoOp's shift),
+        `positions` is AnchorOPT's arrangement when one is drawn for several calls (else drawn here)."""
         blocks = [getattr(self, name) for name, _ in self.layout.blocks[:-1]]
-        blocks.append(self.class_context(ctx))
+        blocks.append(self.class_context(ctx, positions))
         lead = torch.broadcast_shapes(*(b.shape[:-2] for b in blocks))
         return torch.cat([b.expand(*lead, *b.shape[-2:]) for b in blocks], dim=-2)
 
-    def class_context(self, ctx: torch.Tensor | None = None) -> torch.Tensor:
+    def class_context(self, ctx: torch.Tensor | None = None, positions: torch.Tensor | None = None) -> torch.Tensor:
         """The tokens of the class-context slots: the context, or with AnchorOPT the arranged context and anchor."""
         ctx = self.ctx if ctx is None else ctx
         if not self.anchoring:
             return ctx
-        return arranged_context(ctx, self.anchor_tokens(), self.positions())
+        return arranged_context(ctx, self.anchor_tokens(), self.positions() if positions is None else positions)
 
     # -- AnchorOPT -----------------------------------------------------------------------------------------------
     @property
@@ -147,8 +158,11 @@ class PromptLearner(LaidOutPrompts):
         """Whether each forward draws a new arrangement (so its prompts must not be cached)."""
         return bool(self.anchoring) and (self.training or self.anchoring.eval_gumbel)
 
-    def positions(self) -> torch.Tensor:
-        """The arrangement P of the class-context slots (trainers/layout.py)."""
+    def positions(self) -> torch.Tensor | None:
+        """The arrangement P of the class-context slots (trainers/layout.py); None without AnchorOPT. A forward
+        that builds prompts in several calls draws it once and passes it to each."""
+        if not self.anchoring:
+            return None
         logits = self.ctx_pos_params.to(self.ctx.dtype)
         return arrangement(logits, self.anchoring.gumbel_temp, self.is_random)
 
@@ -167,9 +181,9 @@ class PromptLearner(LaidOutPrompts):
             self.anchor_origin = "the checkpoint"
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
-    def forward(self, ctx: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, ctx: torch.Tensor | None = None, positions: torch.Tensor | None = None) -> torch.Tensor:
         """Prompt embeddings [..., n_cls, L, D]; leading dims come from a batched `ctx` ([B, 1, n_ctx, D])."""
-        return self.assemble(self.soft_tokens(ctx))
+        return self.assemble(self.soft_tokens(ctx, positions))
 
     def get_extra_state(self) -> dict:
         """The layout the learned tokens belong to. A class-specific context (CSC) belongs to its classes too."""
@@ -303,6 +317,11 @@ class PromptedCLIP(nn.Module):
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """Class logits [B, n_cls]: what evaluation uses."""
         return self.class_logits(self.image_features(image))
+
+    def anchor_image_features(self, image: torch.Tensor, image_features: torch.Tensor) -> torch.Tensor:
+        """The normalised image features AnchorOPT's anchor branch scores: those of `image_features` (this model's
+        own); a method that prompts the image encoder gives the unprompted ones."""
+        return image_features
 
     def forward_train(self, image: torch.Tensor) -> Outputs:
         """What `loss` needs from a training batch: the logits and the image features they came from (a plug-in
