@@ -48,7 +48,8 @@ CONFIG_FILES = {
     "AttributeCompute": "CoOp/vit_b16.yaml",
 }
 TRAINED = ["CoOp", "CoOp_ATP", "CoCoOp", "CoCoOp_ATP", "MaPLe", "MaPLe_ATP", "DePT", "DePT_ATP", "KgCoOp",
-           "KgCoOp_ATP", "AttributeCompute"]
+           "KgCoOp_ATP", "AttributeCompute", "CoOp_AnchorOPT", "CoCoOp_AnchorOPT", "MaPLe_AnchorOPT",
+           "DePT_AnchorOPT"]
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +69,15 @@ def open_clip_resnet_path(tmp_path_factory):
     """A ModifiedResNet in open_clip's format (64-pixel images, 128-wide attention-pool heads)."""
     config = CONFIGS["resnet"]
     return save_checkpoint(make_open_clip(config), config, tmp_path_factory.mktemp("open_clip_rn"), PREPROCESS)
+
+
+@pytest.fixture(scope="module")
+def anchor_options(tmp_path_factory):
+    """AnchorOPT's options with an anchor file in the original's format, for the backbone's text width."""
+    path = tmp_path_factory.mktemp("anchor") / "model.pth.tar"
+    width = CONFIGS["vit_gelu"]["text_cfg"]["width"]
+    torch.save({"state_dict": {"anchor_ctx_1": torch.randn(1, width).half()}}, path)
+    return ["TRAINER.ANCHOROPT.ANCHOR_WEIGHTS", str(path), "TRAINER.ANCHOROPT.N_CTX", "2"]
 
 
 @pytest.fixture
@@ -90,7 +100,7 @@ def scores(monkeypatch):
 
 
 def args(data_root, out, trainer, clip_path, *opts, extra=()):
-    config = CONFIG_FILES[trainer.removesuffix("_ATP")]
+    config = CONFIG_FILES[trainer.removesuffix("_ATP").removesuffix("_AnchorOPT")]
     return run_args(data_root, out, trainer, clip_path, config, *OPTS, *PIXELS, *opts, extra=extra)
 
 
@@ -106,9 +116,10 @@ def finished_record(folder, clip_path, kind, name=None):
 
 
 @pytest.mark.parametrize("trainer", TRAINED)
-def test_one_epoch_and_its_evaluation(tmp_path, data_root, open_clip_path, scores, trainer):
+def test_one_epoch_and_its_evaluation(tmp_path, data_root, open_clip_path, scores, anchor_options, trainer):
     train_dir, eval_dir = tmp_path / "train", tmp_path / "eval"
-    assert train.main(args(data_root, train_dir, trainer, open_clip_path)) == 0
+    opts = anchor_options if trainer.endswith("_AnchorOPT") else []
+    assert train.main(args(data_root, train_dir, trainer, open_clip_path, *opts)) == 0
     search = trainer == "AttributeCompute"
     record, log = finished_record(train_dir, open_clip_path, "search" if search else "train")
     assert record["epochs"] == 1 and "Finish training" in log
@@ -122,13 +133,13 @@ def test_one_epoch_and_its_evaluation(tmp_path, data_root, open_clip_path, score
         return
     # The trained checkpoint, evaluated on its own, scores the test images as the test that ended training did.
     eval_args = ["--eval-only", "--model-dir", str(train_dir), "--load-epoch", "1"]
-    assert train.main(args(data_root, eval_dir, trainer, open_clip_path, extra=eval_args)) == 0
+    assert train.main(args(data_root, eval_dir, trainer, open_clip_path, *opts, extra=eval_args)) == 0
     evaluation, _ = finished_record(eval_dir, open_clip_path, "eval")
     assert evaluation["metrics"] == record["metrics"]
     assert evaluation["source"]["fingerprint"] == record["fingerprint"]
     assert torch.allclose(scores()[-1], final, rtol=0, atol=1e-5)
     # ... and the checkpoint decides them: the untrained model (the same seed) scores otherwise.
-    build_from(args(data_root, tmp_path / "untrained", trainer, open_clip_path)).test()
+    build_from(args(data_root, tmp_path / "untrained", trainer, open_clip_path, *opts)).test()
     assert (scores()[-1] - final).abs().max() > 1e-3
 
 

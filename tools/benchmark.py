@@ -215,6 +215,13 @@ CASES: list[Case] = [
     Case("cocoop-eval", CoCoOp, "eval", {0: 2.0}, eval_batches=1),  # nothing to cache: one batch tells all
     Case("anchoropt-train", CoOp, "train", {0: 1.5, 500: 3.0}, options=ANCHOROPT, prepare=random_anchor),
     Case("anchoropt-eval", CoOp, "eval", {0: 8.0}, options=ANCHOROPT, prepare=random_anchor),
+    Case("cocoop-anchoropt-train", CoCoOp, "train", {0: 2.0}, batch=4, options=ANCHOROPT, prepare=random_anchor),
+    Case("cocoop-anchoropt-eval", CoCoOp, "eval", {0: 2.0}, eval_batches=1, options=ANCHOROPT,
+         prepare=random_anchor),
+    Case("maple-anchoropt-train", MaPLe, "train", {0: None}, needs_vit=True, options=ANCHOROPT, prepare=random_anchor),
+    Case("maple-anchoropt-eval", MaPLe, "eval", {0: 8.0}, needs_vit=True, options=ANCHOROPT, prepare=random_anchor),
+    Case("dept-anchoropt-train", DePT, "train", {0: None}, options=ANCHOROPT, prepare=random_anchor),
+    Case("dept-anchoropt-eval", DePT, "eval", {0: 8.0}, options=ANCHOROPT, prepare=random_anchor),
     Case("anchor-pretrain", AnchorPretrain, "train", {0: 1.5}, prepare=class_descriptions,
          note="anchor-pretrain: AnchorOPT's stage I without images against the original's step, which encoded the "
               "batch's images and discarded them (the data loading it also saves is not counted)"),
