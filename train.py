@@ -23,6 +23,7 @@ from yacs.config import CfgNode
 
 import datasets  # noqa: F401  (registers the datasets)
 import trainers  # noqa: F401  (registers the trainers)
+from clip.clip import file_sha256
 from dassl.data.datasets import DATASET_REGISTRY
 from dassl.engine import TRAINER_REGISTRY, build_trainer
 from dassl.engine.distributed import init_distributed, is_main_process
@@ -32,7 +33,6 @@ from trainers.base import checkpoint_file
 from trainers.config import get_cfg, merge_file, merge_options
 from trainers.failures import user_error_message
 from trainers.records import (
-    file_sha256,
     fingerprint,
     read_record,
     setting_fingerprint,
@@ -155,7 +155,11 @@ def run_identity(args: argparse.Namespace, cfg: CfgNode) -> dict:
     if args.eval_only and args.model_dir and save_name:
         path = checkpoint_file(args.model_dir, save_name, args.load_epoch)
         model = {os.path.relpath(path, args.model_dir): file_sha256(path)}
-    inputs = {path: file_sha256(path) for path in getattr(trainer, "input_files", lambda *_: [])(cfg, kind)}
+    files = getattr(trainer, "input_files", lambda *_: [])(cfg, kind)
+    backbone = os.path.expanduser(cfg.MODEL.BACKBONE.NAME)
+    if os.path.isfile(backbone):  # a named release is fixed by its name; a local file may be replaced
+        files = [backbone, *files]
+    inputs = {path: file_sha256(path) for path in files}
     return {"kind": kind, "settings": settings, "model": model, "inputs": inputs,
             "fingerprint": fingerprint(kind, settings, {**model, **inputs})}
 
@@ -222,7 +226,8 @@ def run_record(args: argparse.Namespace, cfg: CfgNode, trainer, identity: dict) 
         "status": "finished", "kind": identity["kind"], "trainer": cfg.TRAINER.NAME, "dataset": cfg.DATASET.NAME,
         "seed": cfg.SEED, "shots": cfg.DATASET.NUM_SHOTS, "subsample": cfg.DATASET.SUBSAMPLE_CLASSES,
         "metrics": trainer.test_results, "fingerprint": identity["fingerprint"], "settings": identity["settings"],
-        "setting": setting_fingerprint(identity), "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "inputs": identity["inputs"], "setting": setting_fingerprint(identity),
+        "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
         **(trainer.describe() if hasattr(trainer, "describe") else {}),
     }
     if identity["kind"] != "eval":

@@ -55,12 +55,21 @@ def open_clip_tags() -> list[str]:
     return open_clip_weights.available_tags()
 
 
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for chunk in iter(lambda: file.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def file_sha256(path: str) -> str:
+    """The SHA-256 of a file's content, computed once per process for a file that has not changed since (a run
+    checks its weights file several times: its fingerprint, its record, each checkpoint)."""
+    stat = os.stat(path)
+    key = (os.path.realpath(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _DIGESTS:
+        digest = hashlib.sha256()
+        with open(path, "rb") as file:
+            for chunk in iter(lambda: file.read(1 << 20), b""):
+                digest.update(chunk)
+        _DIGESTS[key] = digest.hexdigest()
+    return _DIGESTS[key]
 
 
 def _download(url: str, root: str | os.PathLike | None = None) -> str:
@@ -78,7 +87,7 @@ def _download(url: str, root: str | os.PathLike | None = None) -> str:
     if os.path.exists(target) and not os.path.isfile(target):
         raise CheckpointError(f"{target} exists and is not a regular file; remove it or pass another download_root")
     if os.path.isfile(target):
-        if _sha256(target) == expected:
+        if file_sha256(target) == expected:
             return target
         warnings.warn(f"{target} exists, but its SHA-256 does not match {expected}; downloading it again",
                       RuntimeWarning, stacklevel=2)
@@ -133,7 +142,7 @@ def weights_sha256(name_or_path: str, download_root: str | os.PathLike | None = 
         return _MODELS[name_or_path].split("/")[-2]
     path = os.path.expanduser(str(name_or_path))
     source = None if os.path.isfile(path) else open_clip_weights.named_source(str(name_or_path), download_root)
-    return _sha256(source.path if source is not None else _resolve(name_or_path, download_root))
+    return file_sha256(source.path if source is not None else _resolve(name_or_path, download_root))
 
 
 def _load_torchscript(path: str, device: str | torch.device = "cpu") -> torch.jit.ScriptModule | None:

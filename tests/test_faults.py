@@ -177,6 +177,20 @@ def test_resume_finds_the_newest_complete_checkpoint(tmp_path, data_root, tiny_v
     assert "Previous epoch: 1" in log
 
 
+def test_checkpoints_that_cannot_be_read_are_never_overwritten_by_a_fresh_start(tmp_path, data_root, tiny_vit_path,
+                                                                                 capsys):
+    out = tmp_path / "run"
+    assert main(args(data_root, out, tiny_vit_path, "OPTIM.MAX_EPOCH", "1"), capsys)[0] == 0
+    folder = out / "prompt_learner"
+    (out / "results.json").unlink()  # as if the run had been killed before the end
+    (folder / "checkpoint").unlink()
+    (folder / "model.pth.tar-1").write_bytes(b"\x00 a damaged file")
+    before = listing(folder)
+    code, _, err = main(args(data_root, out, tiny_vit_path, "OPTIM.MAX_EPOCH", "1"), capsys)
+    assert code == 2 and f"Cannot resume from {folder}: its checkpoints cannot be read (model.pth.tar-1)" in err
+    assert listing(folder) == before
+
+
 # -- disk and file-system faults -----------------------------------------------------------------------------------
 def test_a_full_disk_during_a_checkpoint_save_is_one_error_and_keeps_the_previous_one(tmp_path, data_root,
                                                                                      tiny_vit_path, capsys,

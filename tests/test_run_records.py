@@ -147,6 +147,22 @@ def test_scripts_reuse_a_finished_run_only_with_its_fingerprint(tmp_path, monkey
     assert "FORCE=1" in err and "another OUTPUT" in err
 
 
+def test_scripts_never_reuse_a_run_of_weights_since_replaced(tmp_path, monkeypatch, capsys):
+    """A local backbone file is part of the fingerprint by its content: the same path, other weights."""
+    weights = tmp_path / "clip.pt"
+    shutil.copy(REPO / "clip/weights/tiny_clip_attribute_world.pt", weights)
+    env = dict(OUTPUT=str(tmp_path / "out"), CFG="world_tiny", EPO="1", SHOTS="1", PYTHON=sys.executable,
+               EXTRA_OPTS=f"MODEL.BACKBONE.NAME {weights}")
+    monkeypatch.chdir(REPO)
+    command = ("coop/vanilla_base2new_train.sh", "attribute_world", str(tmp_path / "data"), "1")
+    assert script(monkeypatch, capsys, *command, **env)[0] == 0
+    state = torch.load(weights, weights_only=True)
+    state["ln_final.bias"] = state["ln_final.bias"] + 0.01
+    torch.save(state, weights)
+    code, _, err = script(monkeypatch, capsys, *command, **env)
+    assert code == 2 and f"holds a finished run of other settings (the content of {weights})" in err
+
+
 @pytest.mark.parametrize(("first", "second"), [
     ({"EPO": "2"}, {"EPO": "4"}),  # the evaluated epoch
     ({"EXTRA_OPTS": "TRAINER.ATPROMPT.ATTRIBUTES \"['shape', 'material']\""}, {}),  # the attributes
@@ -210,6 +226,17 @@ def test_novel_classes_of_another_training_setting_are_not_paired(tmp_path):
     write_record(str(tmp_path / "c/seed1"), {**evaluation, "source": {"setting": other["setting"]}})
     shutil.rmtree(tmp_path / "b")  # only the evaluation of the 4-epoch run is left
     with pytest.raises(ResultsError, match="evaluate training runs of another setting than its base-class runs"):
+        build_summary(tmp_path)
+
+
+def test_cross_dataset_evaluations_of_models_of_two_training_settings_are_refused(tmp_path):
+    for seed, epochs in ((1, 2), (2, 4)):  # the source models themselves are elsewhere (or gone)
+        identity = {"kind": "train", "settings": {"SEED": seed, "OPTIM.MAX_EPOCH": epochs}}
+        evaluation = record(tmp_path / f"xd/seed{seed}", "eval", "CoOp", seed, 60.0, "all")
+        write_record(str(tmp_path / f"xd/seed{seed}"), {**evaluation, "source": {"setting": setting_fingerprint(
+            identity)}})
+    with pytest.raises(ResultsError, match="the cross-dataset evaluations of CoOp evaluate models of 2 training "
+                                           "settings"):
         build_summary(tmp_path)
 
 

@@ -386,14 +386,21 @@ def _accuracy(runs: list[Run]) -> dict[int, float]:
     return {run.seed: run.metrics["accuracy"] for run in runs}
 
 
-def _check_pair(what: str, base: list[Run], novel: list[Run]) -> None:
-    """Novel-class evaluations must evaluate the training runs whose base accuracy shares their row."""
+def _check_pair(what: str, base: list[Run], novel: list[Run], evaluated: str = "novel-class") -> None:
+    """Evaluations must evaluate models of one training setting, that of the training runs whose accuracy shares
+    their row (base classes, or the cross-dataset source)."""
     trained = {run.setting for run in base if run.kind == "train"}
     sources = {run.source for run in novel if run.source}
+    if len(sources) > 1:
+        first, second = ({r.rel for r in novel if r.source == s}.pop() for s in list(sources)[:2])
+        raise ResultsError(f"the {evaluated} evaluations of {what} evaluate models of {len(sources)} training "
+                           f"settings ({first} and {second}); evaluate one setting's models, or choose the runs "
+                           "with --eval-filter")
     if trained and sources and sources != trained:
-        raise ResultsError(f"the novel-class evaluations of {what} evaluate training runs of another setting than "
-                           f"its base-class runs ({novel[0].rel} against {base[0].rel}); evaluate the models of "
-                           "those runs, or choose the runs with --train-filter / --eval-filter")
+        raise ResultsError(f"the {evaluated} evaluations of {what} evaluate training runs of another setting than "
+                           f"its {'source' if evaluated == 'cross-dataset' else 'base-class'} runs ({novel[0].rel} "
+                           f"against {base[0].rel}); evaluate the models of those runs, or choose the runs with "
+                           "--train-filter / --eval-filter")
 
 
 def _gap_warning(what: str, values: dict[int, float], expected: set[int]) -> str | None:
@@ -492,8 +499,11 @@ def _cross_dataset(summary: Summary, index, chosen: list[str], expected_given: s
     summary.xd_columns = columns
     datasets = [key for _, key in columns if key not in ("xd_avg", "dg_avg")]
     for method in chosen:
-        values = {d: _accuracy(_pick(index, method, d, "all", ("eval",) if d != XD_SOURCE else ("train", "eval")))
+        picked = {d: _pick(index, method, d, "all", ("eval",) if d != XD_SOURCE else ("train", "eval"))
                   for d in datasets}
+        _check_pair(method, picked[XD_SOURCE], [run for d in datasets if d != XD_SOURCE for run in picked[d]],
+                    "cross-dataset")
+        values = {d: _accuracy(runs) for d, runs in picked.items()}
         if not any(values.values()):
             continue
         target_seeds = set().union(*(set(v) for d, v in values.items() if d != XD_SOURCE))

@@ -80,14 +80,6 @@ def differences(before: dict[str, Any], after: dict[str, Any], limit: int = 6) -
     return lines[:limit] + ([f"... and {len(lines) - limit} more"] if len(lines) > limit else [])
 
 
-def file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def read_record(folder: str) -> dict | None:
     """The run record in `folder`, or None when there is none (or it is not one: a damaged file is treated as none,
     since the run it describes cannot be trusted to have finished)."""

@@ -8,7 +8,6 @@ SIGINT/SIGTERM saves its state after the current batch and later continues from 
 (see `TrainerX.run_epoch`), so the final weights equal those of an uninterrupted run.
 """
 
-import contextlib
 import datetime
 import os
 import os.path as osp
@@ -54,16 +53,22 @@ def newest_checkpoint(folder: str) -> Optional[tuple[str, dict[str, Any]]]:
             failure = err
     if not osp.isdir(folder):
         return None
-    candidates = []
-    for fname in os.listdir(folder):
+    candidates, unreadable = [], []
+    for fname in sorted(os.listdir(folder)):
         if fname.startswith("model") and ".pth.tar" in fname:
-            with contextlib.suppress(UserError):
+            try:
                 checkpoint = load_checkpoint(osp.join(folder, fname))
-                done = (checkpoint.get("resume_state") or {}).get("batches_done", 0)
-                candidates.append(((checkpoint["epoch"], done), osp.join(folder, fname), checkpoint))
+            except UserError:
+                unreadable.append(fname)
+                continue
+            done = (checkpoint.get("resume_state") or {}).get("batches_done", 0)
+            candidates.append(((checkpoint["epoch"], done), osp.join(folder, fname), checkpoint))
     if not candidates:
         if failure is not None and osp.isfile(named):
             raise failure  # the one checkpoint there cannot be read: say why, rather than train from scratch
+        if unreadable:  # training from scratch would overwrite them
+            raise UserError(f"Cannot resume from {folder}: its checkpoints cannot be read ({', '.join(unreadable)}). "
+                            "Restore them, or move them away to train from scratch.")
         return None
     _, path, checkpoint = max(candidates, key=lambda c: c[0])
     why = "is damaged" if named else "is missing"
