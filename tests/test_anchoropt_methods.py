@@ -112,6 +112,16 @@ def test_maple_deep_text_prompts_take_the_arrangement_and_the_anchors_hidden_sta
         assert torch.equal(learner.text_hook(2, x, learner.positions()), x)  # past PROMPT_DEPTH: untouched
 
 
+@pytest.mark.parametrize("held", [True, False])
+def test_maple_deep_prompts_give_an_anchor_no_slot_holds_no_gradient(tmp_path, data_root, tiny_vit_path, anchor,
+                                                                     held):
+    learner = build(data_root, tmp_path, "MaPLe", tiny_vit_path, anchor).model.prompt_learner
+    rows = [[0.0, 0, 1], [0, 1, 0], [1, 0, 0]] if held else [[0.0, 1, 0], [0, 1, 0], [1, 0, 0]]
+    positions = torch.tensor(rows, requires_grad=True)  # a hard sample, as the straight-through Gumbel gives
+    learner.text_hook(1, torch.randn(77, learner.n_cls, 64), positions).sum().backward()
+    assert (positions.grad[:, 2].abs().sum() > 0) == held  # the anchor's column
+
+
 def test_maple_anchor_branch_scores_the_unprompted_image_features_without_a_second_clip(tmp_path, data_root,
                                                                                          tiny_vit_path, anchor):
     built = build(data_root, tmp_path, "MaPLe", tiny_vit_path, anchor)

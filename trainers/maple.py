@@ -87,14 +87,17 @@ class MultiModalPromptLearner(PromptLearner):
         """Before text layer i in 1..J-1, the class context's hidden states become deep prompt i-1. x: [L, N, D].
 
         With AnchorOPT the class-context slots become P @ [deep prompt; the anchor's hidden state], the anchor's
-        state read where P put the anchor (its first slot; a token no slot holds does not count), as the original's
-        deep layers did; `positions` is the arrangement P of this forward."""
+        state read where P put the anchor (its first slot), as the original's deep layers did; an anchor token no
+        slot holds is left out of the product. `positions` is the arrangement P of this forward."""
         if not 1 <= i < self.depth:
             return x
         deep = self.compound_prompts_text[i - 1]
         if not self.anchoring:
             return self.text_slots.write(x, deep)
         holders = positions[:, self.n_ctx :].argmax(dim=0)  # [L]: the first slot holding each anchor token
+        # Left out as the original did, so that its column of P gets no gradient from a state no slot shows.
+        held = positions[:, self.n_ctx :].sum(dim=0) > 0
+        positions = torch.cat([positions[:, : self.n_ctx], positions[:, self.n_ctx :] * held], dim=1)
         anchor_states = self.anchor_slots.read(x)[holders]  # [L, N, D]
         tokens = torch.cat([deep.to(x.dtype).unsqueeze(1).expand(-1, x.shape[1], -1), anchor_states])
         return self.text_slots.write(x, torch.einsum("sk,knd->snd", positions.to(x.dtype), tokens))
