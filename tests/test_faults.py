@@ -80,13 +80,23 @@ def test_a_failed_start_removes_only_its_own_files(tmp_path, data_root, tiny_vit
     assert not (tmp_path / "a").exists()  # the folders it created, and nothing else, are gone
 
 
-def test_stale_temporary_files_of_a_dead_run_are_removed(tmp_path, data_root, tiny_vit_path, capsys):
+def test_stale_temporary_files_of_a_dead_run_are_removed_and_live_ones_kept(tmp_path, data_root, tiny_vit_path, capsys):
     out = tmp_path / "run"
     (out / "prompt_learner").mkdir(parents=True)
-    stale = out / "prompt_learner" / ".model.pth.tar-1.4242.deadbeef.tmp"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = out / "prompt_learner" / f".model.pth.tar-1.{dead.pid}.deadbeef.tmp"
     stale.write_bytes(b"half a checkpoint")
-    assert main(args(data_root, out, tiny_vit_path), capsys)[0] == 0
-    assert not stale.exists()
+    # A write in progress: an evaluation in a sub-folder (where AnchorOPT's scripts put it) is saving its record.
+    writer = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    live = out / "evaluation" / f".results.json.{writer.pid}.0123abcd.tmp"
+    live.parent.mkdir()
+    live.write_text("{")
+    try:
+        assert main(args(data_root, out, tiny_vit_path), capsys)[0] == 0
+    finally:
+        writer.communicate(b"")
+    assert not stale.exists() and live.exists()
 
 
 # -- numbers that are not numbers ----------------------------------------------------------------------------------

@@ -55,7 +55,8 @@ class RunFolder:
         self.folder, self._started = folder, time.time()
         self._take_lock()
         for stale in Path(folder).rglob(".*.tmp"):
-            stale.unlink(missing_ok=True)
+            if not _writer_alive(stale):  # a live writer may be an evaluation in a sub-folder
+                stale.unlink(missing_ok=True)
         self.log_path = setup_logger(folder)
 
     def _take_lock(self) -> None:
@@ -115,3 +116,15 @@ class RunFolder:
                 os.rmdir(folder)
             except OSError:  # not empty: another run's (or the user's) files are there
                 return
+
+
+def _writer_alive(temporary: Path) -> bool:
+    """Whether the process that is writing `temporary` (an atomic write's `.<name>.<pid>.<id>.tmp`) still runs."""
+    try:
+        pid = int(temporary.name.split(".")[-3])
+        os.kill(pid, 0)
+    except (IndexError, ValueError, ProcessLookupError):
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
