@@ -186,7 +186,9 @@ DATASETS: tuple[DatasetInfo, ...] = (
     # Its descriptions are generated from the objects' definitions (datasets/attribute_world.py).
     DatasetInfo("attribute_world", "AttributeWorld", "AttributeWorld", "a photo of a {}.", ("color", "shape"),
                 ("color", "shape", "size", "pattern", "texture"),
-                anchor_folder="AttributeWorld", descriptions="world_prompts_full.json"),
+                anchor_folder="AttributeWorld", descriptions="world_prompts_full.json",
+                settings={"coop/anchoropt_anchor": {"EPO": 20},
+                          "coop/anchoropt_base2new": {"EPO": 20, "PROMPT_CE_WEIGHT": 1.0, "KD_WEIGHT": 1.0}}),
     DatasetInfo("image_folder", "ImageFolder", "ImageFolder", "a photo of a {}."),
 )
 

@@ -14,7 +14,8 @@ def test_demo_prints_the_base_to_novel_table(tmp_path):
                           timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     rows = [line for line in done.stdout.splitlines() if line.startswith("| AttributeWorld |")]
-    assert [row.split("|")[2].strip() for row in rows] == ["ZeroshotCLIP", "CoOp", "CoOp_ATP"]
+    assert [row.split("|")[2].strip() for row in rows] == ["ZeroshotCLIP", "AnchorPretrain", "CoOp", "CoOp_ATP",
+                                                          "CoOp_AnchorOPT"]
     for row in rows:
         base, novel, hm = (float(cell) for cell in row.split("|")[3:6])
         assert 3 * 100 / 16 < min(base, novel) <= 100 and min(base, novel) <= hm <= max(base, novel)

@@ -17,7 +17,7 @@ SCRIPTS = sorted(p for p in (REPO / "scripts").glob("*/*.sh"))
 def commands(monkeypatch, capsys, script: str, *args: str, **env: str) -> list[list[str]]:
     """The train.py commands `bash scripts/<script> ARGS` would run, relative to the repository."""
     monkeypatch.setenv("DRY_RUN", "1")
-    for key in ("EPO", "NCTX", "WEIGHT", "CFG", "SHOTS", "OUTPUT", "EXTRA_OPTS", "DATA"):
+    for key in ("EPO", "NCTX", "WEIGHT", "CFG", "SHOTS", "OUTPUT", "EXTRA_OPTS", "DATA", "ANCHOR"):
         monkeypatch.delenv(key, raising=False)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
@@ -99,6 +99,17 @@ def test_anchoropt_folders_are_the_originals_with_the_evaluation_inside(monkeypa
     (test,) = commands(monkeypatch, capsys, f"{method}/anchoropt_base2new_test.sh", "caltech101", "/data", "2")
     assert option(test, "--output-dir") == f"{folder}/evaluation" and option(test, "--model-dir") == folder
     assert option(test, "DATASET.SUBSAMPLE_CLASSES") == "new"
+
+
+def test_the_anchor_is_an_option_of_stage_two_and_names_no_folder(monkeypatch, capsys):
+    plain = commands(monkeypatch, capsys, "maple/anchoropt_base2new_train.sh", "dtd", "data", "1")
+    for script in ("maple/anchoropt_base2new_train.sh", "maple/anchoropt_base2new_test.sh"):
+        (job,) = commands(monkeypatch, capsys, script, "dtd", "data", "1", ANCHOR="my/anchor.pth")
+        assert option(job, "TRAINER.ANCHOROPT.ANCHOR_WEIGHTS") == "my/anchor.pth"
+    assert option(plain[0], "--output-dir") == option(commands(monkeypatch, capsys, "maple/anchoropt_base2new_train.sh",
+                                                               "dtd", "data", "1", ANCHOR="x")[0], "--output-dir")
+    (stage_one,) = commands(monkeypatch, capsys, "coop/anchoropt_pretrain_anchor.sh", "dtd", "data", "1", ANCHOR="x")
+    assert "TRAINER.ANCHOROPT.ANCHOR_WEIGHTS" not in stage_one
 
 
 def test_the_environment_overrides_and_extra_options_may_be_quoted(monkeypatch, capsys):

@@ -17,8 +17,10 @@ folder holds a finished run of other settings is refused, naming what differs.
 
 Environment: DATA (data root when DATA_ROOT is not given, default ./data), OUTPUT (output root, default ./output),
 SHOTS (default 16), CFG (the trainer config's name), EPO / NCTX / WEIGHT (override the protocol's values), EXTRA_OPTS
-(more KEY VALUE config options, shell-quoted), FORCE=1 (run even if the job already finished), DRY_RUN=1 (print the
-train.py commands instead of running them), PYTHON (default python3).
+(more KEY VALUE config options, shell-quoted), ANCHOR (AnchorOPT's stage II: TRAINER.ANCHOROPT.ANCHOR_WEIGHTS, an
+anchor file or a stage-I output folder; as with the original's anchor_weights/ it names no folder, and a finished
+run trained with another anchor is refused by its checksum), FORCE=1 (run even if the job already finished),
+DRY_RUN=1 (print the train.py commands instead of running them), PYTHON (default python3).
 """
 
 from __future__ import annotations
@@ -225,6 +227,8 @@ def family_jobs(name: str, stage: str, args: list[str]) -> list[Job]:
         flags = ["--root", data_root, "--seed", seed, "--trainer", family.trainer,
                  "--dataset-config-file", dataset_config(dataset), "--config-file", config]
         options = [*family.options.format(**values).split(), "DATASET.NUM_SHOTS", values["SHOTS"]]
+        if os.environ.get("ANCHOR") and family.trainer.endswith("_AnchorOPT"):
+            options += ["TRAINER.ANCHOROPT.ANCHOR_WEIGHTS", os.environ["ANCHOR"]]
         if stage == "train":
             options += ["OPTIM.MAX_EPOCH", values["EPO"], "DATASET.SUBSAMPLE_CLASSES", train_split]
             jobs.append(Job("train", train_dir, flags + options))
@@ -314,6 +318,8 @@ def already_done(job: Job, folder: str, argv: list[str]) -> bool:
     changed = differences(record.get("settings", {}), planned["settings"])
     if record.get("source", {}).get("files", planned["model"]) != planned["model"]:
         changed.append("the evaluated checkpoint (its files changed since)")
+    changed += [f"the content of {path}" for path, checksum in planned["inputs"].items()
+                if record.get("inputs", {}).get(path) != checksum]
     raise UserError(f"{folder} holds a finished run of other settings ({'; '.join(changed)}): set FORCE=1 to run "
                     "this job there anyway (nothing is deleted; an existing training run is only resumed with its "
                     "own settings), or choose another OUTPUT")
