@@ -67,9 +67,8 @@ class PromptLearner(LaidOutPrompts):
 
     Random values are drawn in the original's order: the context, then what a method adds (`init_method_parts`:
     CoCoOp's meta-net, MaPLe's projections and deep prompts, with AnchorOPT's position logits where its original
-    drew them), then the attribute blocks, then
-    `unused_blocks`: blocks of these sizes that the original drew and never used (it always drew three), whose
-    values are dropped.
+    drew them), then the attribute blocks, then `unused_blocks`: blocks of these sizes that the original drew and
+    never used (it always drew three), whose values are dropped.
     """
 
     def __init__(
