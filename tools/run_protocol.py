@@ -320,9 +320,11 @@ def already_done(job: Job, folder: str, argv: list[str]) -> bool:
         changed.append("the evaluated checkpoint (its files changed since)")
     changed += [f"the content of {path}" for path, checksum in planned["inputs"].items()
                 if record.get("inputs", {}).get(path) != checksum]
-    raise UserError(f"{folder} holds a finished run of other settings ({'; '.join(changed)}): set FORCE=1 to run "
-                    "this job there anyway (nothing is deleted; an existing training run is only resumed with its "
-                    "own settings), or choose another OUTPUT")
+    if job.kind == "train":  # train.py resumes a run only with its own settings, so FORCE=1 cannot help
+        fix = "choose another OUTPUT, or move that folder away to train these settings there"
+    else:
+        fix = "set FORCE=1 to evaluate there anyway (the record is replaced, the logs kept), or choose another OUTPUT"
+    raise UserError(f"{folder} holds a finished run of other settings ({'; '.join(changed)}): {fix}")
 
 
 def run(job: Job) -> int:
