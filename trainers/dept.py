@@ -71,7 +71,7 @@ class DePTCLIP(PromptedCLIP):
 
     def features(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Raw (un-normalised) class text features [n_cls, E] and image features [B, E]."""
-        return self.text_features(), self.image_encoder(image.type(self.dtype))
+        return self.text_features(), self.encode_image(image)
 
     def similarity(self, text: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
         return self.logit_scale.exp() * F.normalize(image, dim=-1) @ F.normalize(text, dim=-1).t()
@@ -98,7 +98,10 @@ class DePTCLIP(PromptedCLIP):
                 + self.weight * F.cross_entropy(head_logits, head_labels))
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        text, features = self.features(image)
+        return self.logits_from_encoded(self.encode_image(image))
+
+    def logits_from_encoded(self, features: torch.Tensor) -> torch.Tensor:
+        text = self.text_features()
         logits = self.similarity(text, features)
         if not self.base_mode:
             return logits

@@ -222,9 +222,13 @@ class PromptedCLIP(nn.Module):
         features = self.text_encoder(self.prompt_learner(), self.prompt_learner.eot)
         return F.normalize(features, dim=-1)
 
+    def encode_image(self, image: torch.Tensor) -> torch.Tensor:
+        """The frozen image encoder's output [B, E], un-normalised: what the feature cache keeps."""
+        return self.image_encoder(image.type(self.dtype))
+
     def image_features(self, image: torch.Tensor) -> torch.Tensor:
         """Normalised image features [B, E] (of the prompted image encoder, for methods that prompt it)."""
-        return F.normalize(self.image_encoder(image.type(self.dtype)), dim=-1)
+        return F.normalize(self.encode_image(image), dim=-1)
 
     def class_logits(self, image_features: torch.Tensor, text: torch.Tensor | None = None) -> torch.Tensor:
         """Class logits [B, n_cls] of normalised image features against the prompted class text features (`text`
@@ -234,6 +238,11 @@ class PromptedCLIP(nn.Module):
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """Class logits [B, n_cls]: what evaluation uses."""
         return self.class_logits(self.image_features(image))
+
+    def logits_from_encoded(self, encoded: torch.Tensor) -> torch.Tensor:
+        """`forward(image)` from `encode_image(image)`: how evaluation scores cached image features. A class that
+        writes its own `forward` writes this too, or is evaluated without the cache (trainers/feature_cache.py)."""
+        return self.class_logits(F.normalize(encoded, dim=-1))
 
     def forward_train(self, image: torch.Tensor) -> Outputs:
         """What `loss` needs from a training batch: the logits and the image features they came from (a plug-in

@@ -31,7 +31,13 @@ class ZeroshotCLIP(TrainerX):
         return {"backbone": self.backbone}
 
     def model_inference(self, image: torch.Tensor) -> torch.Tensor:
+        return self.logits_from_encoded(self.encode_images(image))
+
+    # The two steps of model_inference: the frozen image encoder's output, and the logits from it.
+    def encode_images(self, image: torch.Tensor) -> torch.Tensor:
         with autocast(self.prec, self.device):
-            image_features = self.clip_model.encode_image(image.type(self.clip_model.dtype))
-        image_features = F.normalize(image_features.float(), dim=-1)
+            return self.clip_model.encode_image(image.type(self.clip_model.dtype))
+
+    def logits_from_encoded(self, encoded: torch.Tensor) -> torch.Tensor:
+        image_features = F.normalize(encoded.float(), dim=-1)
         return self.clip_model.logit_scale.exp().float() * image_features @ self.text_features.t()
