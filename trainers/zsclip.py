@@ -2,17 +2,19 @@
 learner is compared to."""
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
 from dassl.engine import TRAINER_REGISTRY, TrainerX
 from datasets import catalog
 from trainers.backbone import autocast, backbone_identity, load_clip_at, resolve_precision
+from trainers.feature_cache import CachedEvaluation
 from trainers.layout import clean_classname
 from trainers.prompting import FixedPrompts, TextEncoder
 
 
 @TRAINER_REGISTRY.register()
-class ZeroshotCLIP(TrainerX):
+class ZeroshotCLIP(CachedEvaluation, TrainerX):
     """Classifies with the text features of "<template>.format(class name)", computed once."""
 
     def build_model(self) -> None:
@@ -33,7 +35,10 @@ class ZeroshotCLIP(TrainerX):
     def model_inference(self, image: torch.Tensor) -> torch.Tensor:
         return self.logits_from_encoded(self.encode_images(image))
 
-    # The two steps of model_inference: the frozen image encoder's output, and the logits from it.
+    # The two steps of model_inference, for evaluation from cached image features (trainers/feature_cache.py).
+    def frozen_image_encoder(self) -> nn.Module:
+        return self.clip_model.visual
+
     def encode_images(self, image: torch.Tensor) -> torch.Tensor:
         with autocast(self.prec, self.device):
             return self.clip_model.encode_image(image.type(self.clip_model.dtype))
