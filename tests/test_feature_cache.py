@@ -11,6 +11,7 @@ from PIL import Image
 
 import train
 from dassl.engine.trainer import SimpleTrainer
+from tools import feature_cache as cache_tool
 from trainers.config import get_cfg
 from trainers.feature_store import DAMAGED, FeatureStore, decode_entry
 from trainers.records import settings_of
@@ -211,3 +212,18 @@ def test_the_switch_and_the_folder_decide_no_numbers():
     other.merge_from_list(["FEATURE_CACHE.ENABLED", True, "FEATURE_CACHE.DIR", "/elsewhere"])
     assert settings_of(cfg, "eval") == settings_of(other, "eval")
     assert cfg.FEATURE_CACHE.ENABLED is False
+
+
+def test_listing_and_clearing(tmp_path, data_root, tiny_vit_path, capsys):
+    evaluate(build(data_root, tmp_path, tiny_vit_path))
+    evaluate(build(data_root, tmp_path, tiny_vit_path, "CoOp", "TRAINER.COOP.PREC", "bf16"))
+    (tmp_path / "cache" / "notes").mkdir()  # not a group: never removed
+    capsys.readouterr()
+    assert cache_tool.main([str(tmp_path / "cache")]) == 0
+    out = capsys.readouterr().out
+    assert "fp32  9 entries" in out and "bf16  9 entries" in out and "2 group(s), 18 entries" in out
+    assert cache_tool.main([str(tmp_path / "cache"), "--clear", "--older-than", "1"]) == 0
+    assert "2 group(s)" in capsys.readouterr().out  # both used just now
+    assert cache_tool.main([str(tmp_path / "cache"), "--clear"]) == 0
+    assert "0 group(s), 0 entries, 0.0 MiB (2 removed)" in capsys.readouterr().out
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == ["notes"]
