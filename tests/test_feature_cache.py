@@ -3,6 +3,7 @@ feature decides its entry; runs may fill it at once; damaged entries are recompu
 
 import multiprocessing
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,10 +13,12 @@ from PIL import Image
 import train
 from dassl.engine.trainer import SimpleTrainer
 from tools import feature_cache as cache_tool
+from tools import run_protocol
 from trainers.config import get_cfg
 from trainers.feature_store import DAMAGED, FeatureStore, decode_entry
 from trainers.records import settings_of
 
+REPO = Path(__file__).resolve().parents[1]
 CONFIGS = {
     "CoOp": "CoOp/vit_b16.yaml",
     "CoCoOp": "CoCoOp/vit_b16_c4_ep10_batch1.yaml",
@@ -227,3 +230,13 @@ def test_listing_and_clearing(tmp_path, data_root, tiny_vit_path, capsys):
     assert cache_tool.main([str(tmp_path / "cache"), "--clear"]) == 0
     assert "0 group(s), 0 entries, 0.0 MiB (2 removed)" in capsys.readouterr().out
     assert [p.name for p in (tmp_path / "cache").iterdir()] == ["notes"]
+
+
+def test_the_run_scripts_turn_it_on_without_moving_their_outputs(monkeypatch):
+    script = str(REPO / "scripts/coop/atprompt_base2new_test.sh")
+    monkeypatch.delenv("EXTRA_OPTS", raising=False)
+    plain = [job.folder for job in run_protocol.jobs_of(script, ["caltech101", "data", "1"])]
+    monkeypatch.setenv("EXTRA_OPTS", "FEATURE_CACHE.ENABLED True FEATURE_CACHE.DIR /scratch/features")
+    assert [job.folder for job in run_protocol.jobs_of(script, ["caltech101", "data", "1"])] == plain
+    monkeypatch.setenv("EXTRA_OPTS", "TRAINER.COOP.N_CTX 8")  # a setting that changes numbers still does
+    assert [job.folder for job in run_protocol.jobs_of(script, ["caltech101", "data", "1"])] != plain
