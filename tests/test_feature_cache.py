@@ -12,8 +12,8 @@ from PIL import Image
 
 import train
 from dassl.engine.trainer import SimpleTrainer
+from tools import benchmark_cache, run_protocol
 from tools import feature_cache as cache_tool
-from tools import run_protocol
 from trainers.config import get_cfg
 from trainers.feature_store import DAMAGED, FeatureStore, decode_entry
 from trainers.records import settings_of
@@ -240,3 +240,12 @@ def test_the_run_scripts_turn_it_on_without_moving_their_outputs(monkeypatch):
     assert [job.folder for job in run_protocol.jobs_of(script, ["caltech101", "data", "1"])] == plain
     monkeypatch.setenv("EXTRA_OPTS", "TRAINER.COOP.N_CTX 8")  # a setting that changes numbers still does
     assert [job.folder for job in run_protocol.jobs_of(script, ["caltech101", "data", "1"])] != plain
+
+
+def test_the_benchmark_runs_a_protocol_three_times_with_the_same_results(tmp_path, capsys):
+    same, ratio = benchmark_cache.main(["--arch", "tiny", "--seeds", "1", "--targets", "1", "--classes", "4",
+                                        "--images", "10", "--work", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert same and ratio > 0
+    assert "seed1/xd_target1" in out and "result lines identical in all passes: yes" in out
+    assert (tmp_path / "cache").is_dir()
