@@ -133,10 +133,10 @@ def check_args(args: argparse.Namespace, cfg: CfgNode) -> None:
         if not os.path.isdir(model_dir):
             raise UserError(f"--model-dir {args.model_dir}: no such folder; pass the --output-dir of the "
                             "training run to evaluate")
-        if output == model_dir or output.startswith(model_dir + os.sep):
-            raise UserError(f"--output-dir {cfg.OUTPUT_DIR} is inside --model-dir {args.model_dir}: an evaluation "
-                            "never writes into a training folder; give it a folder of its own, e.g. under "
-                            "output/evaluation/")
+        if output == model_dir:
+            raise UserError(f"--output-dir {cfg.OUTPUT_DIR} is --model-dir: an evaluation never writes into a "
+                            "training folder; give it a folder of its own, e.g. <model-dir>/evaluation (as the "
+                            "original's AnchorOPT scripts) or one under output/evaluation/")
     trained = checkpoint_folders(output)
     if trained:
         raise UserError(f"--output-dir {cfg.OUTPUT_DIR} holds the checkpoints of a training run "
@@ -151,11 +151,13 @@ def run_identity(args: argparse.Namespace, cfg: CfgNode) -> dict:
     kind = "eval" if args.eval_only else getattr(trainer, "RECORD_KIND", "train")
     settings = settings_of(cfg, kind)
     model = {}
-    save_name = getattr(trainer, "SAVE_NAME", None)
+    save_name = trainer.save_name(cfg) if hasattr(trainer, "save_name") else None
     if args.eval_only and args.model_dir and save_name:
         path = checkpoint_file(args.model_dir, save_name, args.load_epoch)
         model = {os.path.relpath(path, args.model_dir): file_sha256(path)}
-    return {"kind": kind, "settings": settings, "model": model, "fingerprint": fingerprint(kind, settings, model)}
+    inputs = {path: file_sha256(path) for path in getattr(trainer, "input_files", lambda *_: [])(cfg, kind)}
+    return {"kind": kind, "settings": settings, "model": model, "inputs": inputs,
+            "fingerprint": fingerprint(kind, settings, {**model, **inputs})}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,6 +12,7 @@ is what few-shot prompt learning can win back.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 
@@ -19,13 +20,35 @@ from PIL import Image
 
 from dassl.data.datasets import DATASET_REGISTRY, Datum
 
-from .attribute_world_render import CLASSES, render
+from .attribute_world_render import CLASSES, SHAPE_ADJECTIVES, render
 from .splits import SplitDataset, save_split
 
 WORLD_SEED = 0
 IMAGE_SIZE = 32
 IMAGES_PER_CLASS = {"train": 24, "val": 8, "test": 32}
 SPLIT_FILE = "split_zhou_AttributeWorld.json"
+
+
+# How its descriptions phrase a class (AnchorOPT's stage I): sentences in the words the tiny CLIP was trained on,
+# each naming the object and some of its attributes, as an LLM's descriptions of a real class would.
+DESCRIPTION_TEMPLATES = (
+    "a {name}, which is {color} and {shape_adjective}.",
+    "a {color} colored {shape_adjective} {name}.",
+    "a {name} with {color} color and {shape} shape.",
+    "a {size} {pattern} {color} {shape} that looks like a {name}.",
+    "a {size} {color} {pattern} {shape}.",
+    "a {color} {pattern} {shape}.",
+    "a {size} {name}.",
+    "a {pattern} {name}.",
+)
+
+
+def class_descriptions() -> dict[str, list[str]]:
+    """`{class name: [sentence, ...]}` for every object, in the format of AnchorOPT's description files (the
+    committed templates/world_prompts_full.json is this, written with `json.dump(..., indent=4)`)."""
+    return {cls.name: [re.sub(r"\ba (?=[aeiou])", "an ", t.format(
+        name=cls.name, color=cls.color, shape=cls.shape, size=cls.size, pattern=cls.pattern,
+        shape_adjective=SHAPE_ADJECTIVES[cls.shape])) for t in DESCRIPTION_TEMPLATES] for cls in CLASSES}
 
 
 def benchmark_image(label: int, stream: str, index: int) -> Image.Image:

@@ -32,6 +32,8 @@ COLORS: dict[str, tuple[float, float, float]] = {
 SHAPES = ("circle", "square", "triangle", "diamond", "star", "hexagon")
 SIZES = ("small", "large")
 PATTERNS = ("plain", "striped", "dotted", "checkered")
+SHAPE_ADJECTIVES = {"circle": "round", "square": "square", "triangle": "triangular", "diamond": "diamond-shaped",
+                    "star": "star-shaped", "hexagon": "hexagonal"}
 
 # Circumscribed radius as a fraction of the image side. The ranges overlap, so size alone is sometimes ambiguous,
 # and clutter shapes can be as large as a small object.

@@ -1,21 +1,22 @@
 """open_clip checkpoints on the vendored CLIP, against open_clip's own models on the same (random, tiny) weights.
 
-Nothing is downloaded: the models are built here from small configs in open_clip's format, and the hub client's
-download function is replaced by a fake that writes the cache layout ``huggingface_hub`` uses.
+Nothing is downloaded: the models are built from small configs in open_clip's format (tests/tiny_open_clip.py), and
+the hub client's download function is replaced by a fake that writes the cache layout ``huggingface_hub`` uses.
 """
 
 import hashlib
 import json
 import os
 import re
+import subprocess
 import sys
 
 import huggingface_hub
 import open_clip
 import pytest
 import torch
-from huggingface_hub.errors import LocalEntryNotFoundError
 from open_clip.model import CLIP as OpenClipCLIP
+from tiny_open_clip import CONFIGS, FakeHub, make_open_clip, save_checkpoint
 from torch import nn
 from yacs.config import CfgNode
 
@@ -26,45 +27,7 @@ from clip.preprocessing import CLIP_MEAN, CLIP_STD, Preprocessing
 from trainers.backbone import load_clip
 from trainers.prompting import PromptLearner, TextEncoder
 
-# Tiny configs in open_clip's format. Heads are 32 wide and the ViT's MLPs 3x, so neither OpenAI's head rule
-# (64-wide heads) nor its 4x MLP would reproduce them.
-_TEXT = {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2}
-CONFIGS = {
-    "vit_gelu": {"embed_dim": 32, "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "head_width": 32,
-                                                "mlp_ratio": 3.0, "patch_size": 8}, "text_cfg": _TEXT},
-    "vit_quickgelu": {"embed_dim": 32, "quick_gelu": True, "vision_cfg": {"image_size": 32, "layers": 2, "width": 64,
-                                                                         "head_width": 32, "patch_size": 8},
-                      "text_cfg": _TEXT},
-    "resnet": {"embed_dim": 32, "vision_cfg": {"image_size": 64, "layers": [1, 1, 1, 1], "width": 16,
-                                              "head_width": 128, "patch_size": None}, "text_cfg": _TEXT},
-}
 PROMPTS = ["a photo of a cat.", "a bright color photo of a dog.", "x"]
-
-
-def make_open_clip(config: dict, seed: int = 0) -> OpenClipCLIP:
-    """open_clip's CLIP in eval mode, every tensor moved off its init (bn3 scales start at zero) and rounded to an
-    fp16 value, as released checkpoints are, so that the fp16 layout of build_model loses nothing."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = OpenClipCLIP(**json.loads(json.dumps(config))).eval()
-        with torch.no_grad():
-            for name, tensor in model.state_dict().items():
-                if not tensor.is_floating_point() or name == "logit_scale":
-                    continue
-                noise = 0.05 * torch.randn(tensor.shape)
-                tensor.copy_(tensor.abs() + 0.5 + noise.abs() if name.endswith("running_var") else tensor + noise)
-                tensor.copy_(tensor.half().float())
-    return model
-
-
-def save_checkpoint(model: nn.Module, config: dict, folder, preprocess: dict | None = None) -> str:
-    """The hub's layout: the state dict with an open_clip_config.json beside it."""
-    os.makedirs(folder, exist_ok=True)
-    path = os.path.join(folder, open_clip_weights.WEIGHTS_FILE)
-    torch.save(model.state_dict(), path)
-    with open(os.path.join(folder, open_clip_weights.CONFIG_FILE), "w") as file:
-        json.dump({"model_cfg": config, "preprocess_cfg": preprocess or {}}, file)
-    return path
 
 
 def image_size(model: OpenClipCLIP) -> int:
@@ -268,33 +231,6 @@ def test_every_open_clip_tag_of_an_openai_layout_model_is_listed_as_open_clip_ha
 # ---- downloads through huggingface_hub (faked: no network) -------------------------------------------------------
 
 
-class FakeHub:
-    """``hf_hub_download`` writing huggingface_hub's cache layout (blobs named by SHA-256, snapshot links);
-    offline it serves only what is cached, as the real client does."""
-
-    def __init__(self, files: dict[tuple[str, str], bytes]):
-        self.files, self.online, self.downloads = files, True, []
-
-    def __call__(self, repo_id, filename, *, cache_dir, force_download=False, **unused):
-        storage = os.path.join(cache_dir, "models--" + repo_id.replace("/", "--"))
-        pointer = os.path.join(storage, "snapshots", "0" * 40, filename)
-        if os.path.exists(pointer) and not force_download:
-            return pointer
-        if not self.online:
-            raise LocalEntryNotFoundError("Cannot find the requested files in the disk cache and outgoing traffic "
-                                          "has been disabled.")
-        body = self.files[(repo_id, filename)]
-        blob = os.path.join(storage, "blobs", hashlib.sha256(body).hexdigest())
-        os.makedirs(os.path.dirname(blob), exist_ok=True)
-        os.makedirs(os.path.dirname(pointer), exist_ok=True)
-        with open(blob, "wb") as file:
-            file.write(body)
-        if not os.path.islink(pointer):
-            os.symlink(blob, pointer)
-        self.downloads.append((repo_id, filename))
-        return pointer
-
-
 @pytest.fixture
 def tiny_tag(monkeypatch, tmp_path):
     """A registry entry "Tiny-ViT/laion_tiny" on a fake hub, and the open_clip model its file holds."""
@@ -374,6 +310,39 @@ def test_missing_huggingface_hub_names_the_pip_install(tiny_tag, monkeypatch):
     monkeypatch.setitem(sys.modules, "huggingface_hub", None)  # import fails as if it were not installed
     with pytest.raises(RuntimeError, match=r"needs the huggingface_hub package: run `pip install huggingface_hub`"):
         clip.load_model("Tiny-ViT/laion_tiny")
+
+
+# A fresh interpreter where neither package can be imported loads the package, train.py and the trainers, local
+# open_clip files (and refuses one of another architecture) and OpenAI's; a name outside the package's list is no
+# open_clip name there, as open_clip's registry is what tells which model it is.
+_WITHOUT_OPEN_CLIP = """
+import sys
+sys.modules["open_clip"] = sys.modules["huggingface_hub"] = None
+import clip, train, trainers
+from clip.preprocessing import Preprocessing
+open_clip_file, refused_file, openai_file = sys.argv[1:]
+assert clip.load_model(open_clip_file)[1] == Preprocessing(32, (0.5,) * 3, (0.5,) * 3)
+assert clip.load_model(openai_file)[1] == Preprocessing(32)
+for name, expected in [(refused_file, "vision_cfg.ls_init_value is 0.1"),
+                       ("convnext_base_w/laion2b_s13b_b82k", "is neither a known name nor an existing file")]:
+    try:
+        clip.load_model(name)
+    except clip.CheckpointError as err:
+        assert expected in str(err), err
+    else:
+        raise AssertionError(name)
+"""
+
+
+def test_local_files_and_openai_checkpoints_need_neither_open_clip_nor_huggingface_hub(tmp_path, tiny_vit_path):
+    config, refused = CONFIGS["vit_gelu"], _with("vision_cfg", ls_init_value=0.1)
+    path = save_checkpoint(make_open_clip(config), config, tmp_path / "hub_layout", {"mean": [0.5] * 3,
+                                                                                     "std": [0.5] * 3})
+    refused_path = save_checkpoint(make_open_clip(refused), refused, tmp_path / "refused")
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run([sys.executable, "-c", _WITHOUT_OPEN_CLIP, path, refused_path, str(tiny_vit_path)],
+                            cwd=repo, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
 
 
 def test_small_files_are_checked_against_their_git_blob_id(tmp_path):

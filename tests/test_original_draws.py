@@ -103,3 +103,52 @@ def test_an_atp_name_with_atprompt_off_is_the_vanilla_method(tmp_path, data_root
     model = build_from(args).model
     assert sorted(learned(model)) == ["ctx"]
     assert "CoOp_ATP runs without ATPrompt, as the original did" in capsys.readouterr().out
+
+
+# ----- AnchorOPT ----------------------------------------------------------------------------------------------
+def anchoropt_reference(method: str, clip_path, n_cls: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """The original's AnchorOPT variants' draws: CLIP (MaPLe's trainer builds its unprompted copy next), the anchor
+    learner's placeholder anchor (CoOp's and DePT's then build a CLIP of their own), the context, the method's parts
+    with the position logits where each drew them, and what follows the prompt learner."""
+    def clip_model():
+        CLIP(**infer_config(torch.load(clip_path, weights_only=True)))
+
+    set_random_seed(SEED)
+    clip_model()
+    if method == "MaPLe":
+        clip_model()
+    normal(1, WIDTH, std=0.02)
+    if method in ("CoOp", "DePT"):
+        clip_model()
+    drawn = {"ctx": normal(2, WIDTH, std=0.02)}
+    if method == "MaPLe":
+        drawn["proj.weight"], drawn["proj.bias"] = linear(WIDTH, 64)
+    drawn["ctx_pos_params"] = torch.randn(3, 3)
+    if method == "CoCoOp":
+        drawn["meta_net.linear1.weight"], drawn["meta_net.linear1.bias"] = linear(EMBED, EMBED // 16)
+        drawn["meta_net.linear2.weight"], drawn["meta_net.linear2.bias"] = linear(EMBED // 16, WIDTH)
+    if method == "MaPLe":
+        drawn["compound_prompts_text.0"] = normal(2, WIDTH, std=0.02)
+        weight, bias = linear(WIDTH, 64)
+        drawn["compound_prompt_projections.0.weight"], drawn["compound_prompt_projections.0.bias"] = weight, bias
+    if method == "DePT":
+        drawn["linear_probe_proj.weight"], drawn["linear_probe_proj.bias"] = linear(EMBED, n_cls)
+    return drawn, torch.get_rng_state()
+
+
+@pytest.mark.parametrize("method", ["CoOp", "CoCoOp", "MaPLe", "DePT"])
+def test_anchoropt_parameters_and_random_state_after_build_are_the_originals(tmp_path, data_root, tiny_vit_path,
+                                                                             method):
+    anchor = tmp_path / "anchor.pth.tar"
+    torch.save({"state_dict": {"anchor_ctx_1": torch.zeros(1, WIDTH)}}, anchor)
+    set_random_seed(SEED)
+    model = build_from(run_args(data_root, tmp_path, f"{method}_AnchorOPT", tiny_vit_path, CONFIGS[method], *OPTS,
+                                "TRAINER.ANCHOROPT.N_CTX", "2", "TRAINER.ANCHOROPT.ANCHOR_WEIGHTS", str(anchor),
+                                "TRAINER.ANCHOROPT.COCOOP_LEARN_POSITIONS", "True")).model
+    state = torch.get_rng_state()
+    expected, expected_state = anchoropt_reference(method, tiny_vit_path, n_cls=3)
+    params = learned(model)
+    assert sorted(params) == sorted(expected)
+    for name, value in expected.items():
+        assert torch.equal(params[name].float(), value), name
+    assert torch.equal(state, expected_state)

@@ -163,6 +163,7 @@ def test_extra_state_records_the_layout(tiny):
         "single_token_words": False,
         "class_position": "end",
         "csc": False,
+        "anchor_len": 0,
     }
     assert "token_embeds" not in state
     other = PromptLearner(tiny, ["dog"], 2, [("size", 1), ("shape", 3)])

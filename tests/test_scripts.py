@@ -68,10 +68,37 @@ def test_folders_and_options_are_the_originals(monkeypatch, capsys):
     ("dept/atprompt_base2new_train.sh", "stanford_cars", {"TRAINER.COOP.N_CTX": "2",
                                                           "TRAINER.LINEAR_PROBE.WEIGHT": "0.6"}),
     ("kgcoop/vanilla_base2new_train.sh", "caltech101", {"TRAINER.COOP.W": "8.0", "OPTIM.MAX_EPOCH": "100"}),
+    ("cocoop/anchoropt_base2new_train.sh", "sun397", {"TRAINER.ANCHOROPT.N_CTX": "8", "OPTIM.MAX_EPOCH": "10",
+                                                      "TRAINER.ANCHOROPT.KD_WEIGHT": "1000.0",
+                                                      "TRAINER.ANCHOROPT.KD_TEMPERATURE": "2.0",
+                                                      "TRAINER.ANCHOROPT.PROMPT_CE_WEIGHT": "10.0"}),
+    ("maple/anchoropt_base2new_train.sh", "stanford_cars", {"TRAINER.ANCHOROPT.KD_WEIGHT": "0.0",
+                                                            "TRAINER.ANCHOROPT.KD_TEMPERATURE": "0.0",
+                                                            "OPTIM.MAX_EPOCH": "20"}),
+    ("dept/anchoropt_base2new_train.sh", "fgvc_aircraft", {"TRAINER.ANCHOROPT.N_CTX": "4", "OPTIM.MAX_EPOCH": "20",
+                                                           "TRAINER.LINEAR_PROBE.WEIGHT": "0.6",
+                                                           "TRAINER.ANCHOROPT.KD_WEIGHT": "0.0"}),
 ])  # fmt: skip
 def test_the_catalogs_per_dataset_settings(monkeypatch, capsys, script, dataset, expected):
     (job,) = commands(monkeypatch, capsys, script, dataset, "data", "1")
     assert {key: option(job, key) for key in expected} == expected
+
+
+# Caltech101 rows of the original docs/AnchorOPT.md tables.
+@pytest.mark.parametrize(("method", "trainer", "cfg", "run"), [
+    ("coop", "CoOp_AnchorOPT", "vit_b16", "CTX_4_ACTX_1_EPO_100_CE_100.0_KD_W_1000.0_T_2.0"),
+    ("cocoop", "CoCoOp_AnchorOPT", "vit_b16_c4_ep10_batch1_ctxv1", "CTX_4_ACTX_1_EPO_20_CE_10.0_KD_W_1000.0_T_4.0"),
+    ("maple", "MaPLe_AnchorOPT", "vit_b16_c2_ep5_batch4_2ctx", "CTX_8_ACTX_1_EPO_10_CE_10.0_KD_W_1000.0_T_2.0"),
+    ("dept", "DePT_AnchorOPT", "vit_b16_ep10_bs4_lr35", "CTX_4_ACTX_1_EPO_10_CE_10.0_W_0.5"),
+])  # fmt: skip
+def test_anchoropt_folders_are_the_originals_with_the_evaluation_inside(monkeypatch, capsys, method, trainer, cfg,
+                                                                        run):
+    (train,) = commands(monkeypatch, capsys, f"{method}/anchoropt_base2new_train.sh", "caltech101", "/data", "2")
+    folder = f"output/caltech101/{trainer}/{cfg}_16shots/{run}/seed2"
+    assert option(train, "--output-dir") == folder and option(train, "--trainer") == trainer
+    (test,) = commands(monkeypatch, capsys, f"{method}/anchoropt_base2new_test.sh", "caltech101", "/data", "2")
+    assert option(test, "--output-dir") == f"{folder}/evaluation" and option(test, "--model-dir") == folder
+    assert option(test, "DATASET.SUBSAMPLE_CLASSES") == "new"
 
 
 def test_the_environment_overrides_and_extra_options_may_be_quoted(monkeypatch, capsys):

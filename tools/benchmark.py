@@ -43,6 +43,7 @@ from yacs.config import CfgNode  # noqa: E402
 from clip.model import CLIP, VisionTransformer, convert_weights  # noqa: E402
 from dassl.optim import build_optimizer  # noqa: E402
 from datasets import catalog  # noqa: E402
+from trainers.anchor_pretrain import AnchorPretrain, Descriptions  # noqa: E402
 from trainers.attribute_search import AttributeSearch  # noqa: E402
 from trainers.backbone import autocast, resolve_precision  # noqa: E402
 from trainers.base import PromptTrainer, optimizer_step, training_step  # noqa: E402
@@ -179,10 +180,26 @@ class Case:
     compare: bool = True  # whether both paths compute the same logits
     needs_vit: bool = False  # prompts the vision transformer
     note: str = ""
+    prepare: Callable[[nn.Module, Setup], None] | None = None  # gives a built model what its trainer reads from files
 
     def target(self, n_cls: int) -> float | None:
         return self.targets[max(k for k in self.targets if k <= n_cls)]
 
+
+def random_anchor(model: nn.Module, s: Setup) -> None:
+    """AnchorOPT's stage II reads its anchor from a file: a random one here."""
+    learner = model.prompt_learner
+    generator = torch.Generator().manual_seed(s.seed)
+    learner.set_anchor(0.02 * torch.randn(learner.anchor.shape, generator=generator), "random")
+
+
+def class_descriptions(model: nn.Module, s: Setup) -> None:
+    """AnchorOPT's stage I reads class descriptions from a file: ten sentences per class here."""
+    sentences = [[f"a photo of a {name}, view {i}." for i in range(10)] for name in s.classnames]
+    model.descriptions = Descriptions(s.clip, sentences).to(s.device)
+
+
+ANCHOROPT = ("TRAINER.ANCHOROPT.USE_ANCHOROPT", True, "TRAINER.ANCHOROPT.N_CTX", 4)
 
 CASES: list[Case] = [
     Case("coop-train", CoOp, "train", {0: 1.5, 500: 3.0}),
@@ -196,6 +213,11 @@ CASES: list[Case] = [
     # CoCoOp's configs train with batch 1; 4 images make the batched encoding count without exhausting memory.
     Case("cocoop-train", CoCoOp, "train", {0: 2.0}, batch=4),
     Case("cocoop-eval", CoCoOp, "eval", {0: 2.0}, eval_batches=1),  # nothing to cache: one batch tells all
+    Case("anchoropt-train", CoOp, "train", {0: 1.5, 500: 3.0}, options=ANCHOROPT, prepare=random_anchor),
+    Case("anchoropt-eval", CoOp, "eval", {0: 8.0}, options=ANCHOROPT, prepare=random_anchor),
+    Case("anchor-pretrain", AnchorPretrain, "train", {0: 1.5}, prepare=class_descriptions,
+         note="anchor-pretrain: AnchorOPT's stage I without images against the original's step, which encoded the "
+              "batch's images and discarded them (the data loading it also saves is not counted)"),
     Case("search", AttributeSearch, "search", {0: None}, options=SEARCH_OPTIONS),
     Case("search-vs-16", AttributeSearch, "search", {0: 5.0}, options=SEARCH_OPTIONS,
          plain_options=("TRAINER.ATTRIBUTE_SEARCH.MIN_SIZE", ORIGINAL_SEARCH_MIN_SIZE), plain_prec="fp32",
@@ -228,6 +250,8 @@ def build(case: Case, s: Setup, fast: bool) -> tuple[nn.Module, CfgNode]:
     for name, param in model.named_parameters():
         param.requires_grad_(case.trainer.is_trainable(cfg, name))
     model.to(s.device).use_plain_computation(not fast)
+    if case.prepare is not None:
+        case.prepare(model, s)
     return model, cfg
 
 
@@ -245,7 +269,7 @@ def train_bench(case: Case, s: Setup, fast: bool) -> Bench:
     def step() -> torch.Tensor:
         loss, logits = training_step(model, images, labels, s.prec, s.device)
         optimizer_step(loss, [optim])
-        return logits.detach().float()
+        return (loss if logits is None else logits).detach().float()
 
     return Bench(step, batch, model)
 
@@ -253,6 +277,7 @@ def train_bench(case: Case, s: Setup, fast: bool) -> Bench:
 def eval_bench(case: Case, s: Setup, fast: bool) -> Bench:
     """One test pass of `eval_batches` batches without gradients, as the trainer's `model_inference` runs them."""
     model, _ = build(case, s, fast)
+    model.prompt_learner.eval()  # as a test sets the trainers' registered models
     params = trainable(model)
     batch, passes = case.batch or s.batch, case.eval_batches or s.eval_batches
     images = s.images(batch)
@@ -322,7 +347,9 @@ def measure(make: Callable[[], Bench], device: torch.device, warmup: int, iters:
         torch.cuda.reset_peak_memory_stats(device)
     try:
         bench = make()
-        first = bench.step()
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(0)  # a method that samples (AnchorOPT's arrangement) draws alike in both paths
+            first = bench.step()
         for _ in range(warmup - 1):
             bench.step()
         times = []

@@ -33,7 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import clip  # noqa: E402
 from clip.model import CLIP  # noqa: E402
 from datasets.attribute_world import IMAGE_SIZE, IMAGES_PER_CLASS, WORLD_SEED, benchmark_image  # noqa: E402
-from datasets.attribute_world_render import CLASSES, WorldClass, render  # noqa: E402
+from datasets.attribute_world_render import CLASSES, SHAPE_ADJECTIVES, WorldClass, render  # noqa: E402
 
 DEFAULT_OUTPUT = "clip/weights/tiny_clip_attribute_world.pt"
 EVAL_TEMPLATE = "a photo of a {name}."
@@ -43,8 +43,6 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 ARCH = dict(embed_dim=64, image_resolution=IMAGE_SIZE, vision_layers=4, vision_width=128, vision_patch_size=8,
             context_length=77, vocab_size=49408, transformer_width=64, transformer_heads=1, transformer_layers=4)
 
-SHAPE_ADJECTIVES = {"circle": "round", "square": "square", "triangle": "triangular", "diamond": "diamond-shaped",
-                    "star": "star-shaped", "hexagon": "hexagonal"}
 # Caption templates. The fields a template mentions are what it claims about the image; any image whose class agrees
 # on all of them counts as a match in the contrastive loss. The words "color", "shape", "size" and "pattern" appear
 # too, so attribute-anchored prompts start from meaningful word embeddings.

@@ -41,9 +41,11 @@ DG_DATASETS = {info.key: info.display for info in catalog.by_role("variant")}
 XD_SOURCE = catalog.XD_SOURCE
 XD_TARGETS = [key for key in PAPER_DATASETS if key != XD_SOURCE]
 
-METHOD_ORDER = ["ZeroshotCLIP", "CoOp", "CoOp_ATP", "CoCoOp", "CoCoOp_ATP", "MaPLe", "MaPLe_ATP", "DePT", "DePT_ATP",
-                "KgCoOp", "KgCoOp_ATP"]
-# Base / novel / HM averaged over the 11 datasets, as reported by the paper's README.
+# Method names are the records' (trainers/base.py `method_name`): <Method>[_ATP][_AnchorOPT], whatever alias ran.
+METHOD_ORDER = ["ZeroshotCLIP", "AnchorPretrain"] + [
+    f"{method}{variant}" for method in ("CoOp", "CoCoOp", "MaPLe", "DePT", "KgCoOp")
+    for variant in ("", "_ATP", "_AnchorOPT", "_ATP_AnchorOPT")]
+# Base / novel / HM averaged over the 11 datasets, as reported by the papers (ATPrompt's README, AnchorOPT's paper).
 PAPER_AVERAGES = {
     "CoOp": (82.69, 63.22, 71.66),
     "CoOp_ATP": (82.68, 68.04, 74.65),
@@ -53,6 +55,11 @@ PAPER_AVERAGES = {
     "MaPLe_ATP": (82.98, 75.76, 79.21),
     "DePT": (83.80, 72.89, 77.97),
     "DePT_ATP": (83.80, 73.75, 78.45),
+    # AnchorOPT's paper (arXiv 2511.21188), the same 11 datasets.
+    "CoOp_AnchorOPT": (81.24, 76.27, 78.68),
+    "CoCoOp_AnchorOPT": (81.87, 77.06, 79.39),
+    "MaPLe_AnchorOPT": (83.62, 77.36, 80.37),
+    "DePT_AnchorOPT": (84.27, 76.90, 80.42),
 }
 
 METRICS = ("accuracy", "error", "macro_f1")
@@ -201,7 +208,8 @@ def run_from_record(record: dict, rel: str) -> Run | None:
     note = ""
     if source.get("epochs") and source.get("epoch") not in (None, source["epochs"]):
         note = f"{rel} evaluates epoch {source['epoch']} of a {source['epochs']}-epoch training run"
-    return Run(record["trainer"], record["setting"], dataset_key(record["dataset"]), record["seed"], record["kind"],
+    method = record.get("method") or record["trainer"]
+    return Run(method, record["setting"], dataset_key(record["dataset"]), record["seed"], record["kind"],
                record["subsample"], rel, record["metrics"], record.get("settings", {}), source.get("setting"), note)
 
 

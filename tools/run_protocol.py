@@ -91,6 +91,16 @@ _COCOOP, _MAPLE = "vit_b16_c4_ep10_batch1_ctxv1", "vit_b16_c2_ep5_batch4_2ctx"
 _COOP_TRAIN = "/nctx{NCTX}_cscFalse_ctpend"
 _XD_FOLDERS = _XD + "_few_shots/nctx{NCTX}_csc_ctp/CTX_{NCTX}_epo_{EPO}" + _SEED
 _KG = "/CTX_{NCTX}_WT_{WEIGHT}_epo_{EPO}"
+_IN_TRAINING = "{TRAIN_DIR}/evaluation"  # an evaluation folder inside the training run's folder
+_ANCHOR = "/ACTX_{ANCHOR_LEN}_EPO_{EPO}_MSE_{ANCHOR_MSE_WEIGHT}"
+_ANCHOR_OPTS = ("TRAINER.ANCHOROPT.ANCHOR_LEN {ANCHOR_LEN} TRAINER.ANCHOROPT.ANCHOR_MSE_WEIGHT {ANCHOR_MSE_WEIGHT} "
+                "TRAINER.ANCHOROPT.MAX_TEMPLATE_LENGTH 10")
+_PROMPT = "/CTX_{NCTX}_ACTX_{ANCHOR_LEN}_EPO_{EPO}_CE_{PROMPT_CE_WEIGHT}"
+_PROMPT_OPTS = ("TRAINER.ANCHOROPT.N_CTX {NCTX} TRAINER.ANCHOROPT.ANCHOR_LEN {ANCHOR_LEN} "
+                "TRAINER.ANCHOROPT.PROMPT_CE_WEIGHT {PROMPT_CE_WEIGHT} TRAINER.ANCHOROPT.GUMBEL_TEMP 1.0")
+_ANCHOROPT = _PROMPT + "_KD_W_{KD_WEIGHT}_T_{KD_TEMPERATURE}"
+_ANCHOROPT_OPTS = (_PROMPT_OPTS + " TRAINER.ANCHOROPT.KD_TEMPERATURE {KD_TEMPERATURE} "
+                   "TRAINER.ANCHOROPT.KD_WEIGHT {KD_WEIGHT}")
 # The original's folder names, drifts included (the CoOp evaluation folder says "ctp_end", the training one
 # "ctpend"), so its outputs and ours share one tree. Where a folder differs from the original's, it is a fix:
 # - coop xd: the original's evaluation looked for a model folder that training never writes, on half the classes;
@@ -122,9 +132,29 @@ FAMILIES: dict[str, Family] = {
     **_pair("kgcoop", "xd", "KgCoOp", "CoOp", "vit_b16", _XD + _COOP_TRAIN + "_few_shots/CTX_{NCTX}_epo_{EPO}" + _SEED,
             _EVAL + _COOP_TRAIN + "/{DATASET}" + _SEED, f"{COOP} TRAINER.COOP.W {{WEIGHT}}",
             source=catalog.XD_SOURCE, vanilla=False),
+    # AnchorOPT, in the original's folders (evaluations inside the training folder, as its scripts put them; the
+    # cross-dataset ones one folder per target, where the original's overwrote each other).
+    "coop/anchoropt_anchor": Family("CoOp_Pretrain_Anchor", "CoOp", "vit_b16", _B2N + _ANCHOR + _SEED,
+                                    _IN_TRAINING, _ANCHOR_OPTS),
+    "coop/anchoropt_base2new": Family("CoOp_AnchorOPT", "CoOp", "vit_b16", _B2N + _ANCHOROPT + _SEED, _IN_TRAINING,
+                                      _ANCHOROPT_OPTS),
+    "coop/anchoropt_xd": Family("CoOp_AnchorOPT", "CoOp", "vit_b16",
+                                f"{catalog.XD_SOURCE}/{{TRAINER}}_cross/{{CFG}}_{{SHOTS}}shots" + _ANCHOROPT + _SEED,
+                                _IN_TRAINING + "/{DATASET}", _ANCHOROPT_OPTS, source=catalog.XD_SOURCE),
+    "cocoop/anchoropt_base2new": Family("CoCoOp_AnchorOPT", "CoCoOp", _COCOOP, _B2N + _ANCHOROPT + _SEED,
+                                        _IN_TRAINING, _ANCHOROPT_OPTS),
+    "maple/anchoropt_base2new": Family("MaPLe_AnchorOPT", "MaPLe", _MAPLE, _B2N + _ANCHOROPT + _SEED, _IN_TRAINING,
+                                       _ANCHOROPT_OPTS),
+    # DePT's variant has no distillation: its folders name the linear-probe weight instead.
+    "dept/anchoropt_base2new": Family("DePT_AnchorOPT", "DePT", "vit_b16_ep10_bs4_lr35",
+                                      _B2N + _PROMPT + "_W_{WEIGHT}" + _SEED, _IN_TRAINING,
+                                      _PROMPT_OPTS + " TRAINER.ANCHOROPT.KD_WEIGHT 0.0 "
+                                      "TRAINER.LINEAR_PROBE.WEIGHT {WEIGHT}"),
 }
-# The original's script names where ours differ ("vanila" as it spelled it; MaPLe's cross-dataset "test").
-ALIASES = {"vanila": "vanilla", "xd_test": "xd_eval"}
+# The original's script names where ours differ ("vanila" as it spelled it; MaPLe's cross-dataset "test"; the
+# AnchorOPT stage-I scripts, named by what they do to the anchor).
+ALIASES = {"vanila": "vanilla", "xd_test": "xd_eval", "anchoropt_pretrain_anchor": "anchoropt_anchor_train",
+           "anchoropt_eval_anchor": "anchoropt_anchor_eval"}
 
 
 @dataclass(frozen=True)
@@ -203,8 +233,11 @@ def family_jobs(name: str, stage: str, args: list[str]) -> list[Job]:
             flags += ["--model-dir", os.path.join(output_root(), train_dir), "--load-epoch", values["EPO"],
                       "--eval-only"]
             options += ["DATASET.SUBSAMPLE_CLASSES", eval_split]
-            jobs.append(Job("eval", varied(family.eval_dir.format(**values), family.eval_dir, settings),
-                            flags + options))
+            if family.eval_dir.startswith(_IN_TRAINING):  # the training folder already names what was varied
+                eval_dir = family.eval_dir.format(**values, TRAIN_DIR=train_dir)
+            else:
+                eval_dir = varied(family.eval_dir.format(**values), family.eval_dir, settings)
+            jobs.append(Job("eval", eval_dir, flags + options))
     return jobs
 
 

@@ -233,6 +233,7 @@ class AttributeSearch(PromptTrainer):
     """Searches TRAINER.ATTRIBUTE_SEARCH.* over subsets of the attribute bases; writes attribute_search.json."""
 
     PREC_NODE = "ATTRIBUTE_SEARCH"
+    SUPPORTS_ANCHOROPT = False
     RECORD_KIND = "search"  # its record is a search, not a classifier of a result table
     USE_ATPROMPT = False  # the candidates come from the bases, not from TRAINER.ATPROMPT
 

@@ -33,19 +33,26 @@ def backbone_identity(cfg: CfgNode) -> dict[str, str]:
 
 
 def check_input(cfg: CfgNode, preprocessing: Preprocessing) -> None:
-    """The images must have the resolution the image encoder was trained at; other normalisation statistics than
-    the checkpoint's run, but rarely on purpose, so they are pointed out."""
-    size = preprocessing.size
+    """The images must have the resolution the image encoder was trained at; other normalisation statistics or
+    interpolation than the checkpoint's run, but rarely on purpose, so they are pointed out, and so is a checkpoint
+    trained on squashed images, which the test transform (shorter side, centre crop) does not reproduce."""
+    size, name = preprocessing.size, cfg.MODEL.BACKBONE.NAME
     if cfg.INPUT.SIZE[0] != size:
         raise UserError(
-            f"INPUT.SIZE is {tuple(cfg.INPUT.SIZE)} but {cfg.MODEL.BACKBONE.NAME} takes {size}x{size} "
+            f"INPUT.SIZE is {tuple(cfg.INPUT.SIZE)} but {name} takes {size}x{size} "
             f"images: set INPUT.SIZE \"({size}, {size})\""
         )
     given = (tuple(cfg.INPUT.PIXEL_MEAN), tuple(cfg.INPUT.PIXEL_STD))
     if any(abs(a - b) > 1e-6 for a, b in zip((*given[0], *given[1]), (*preprocessing.mean, *preprocessing.std))):
         print(f"Warning: INPUT.PIXEL_MEAN / PIXEL_STD are {list(given[0])} / {list(given[1])}, but "
-              f"{cfg.MODEL.BACKBONE.NAME} was trained with {list(preprocessing.mean)} / {list(preprocessing.std)}: "
+              f"{name} was trained with {list(preprocessing.mean)} / {list(preprocessing.std)}: "
               f"set INPUT.PIXEL_MEAN \"{list(preprocessing.mean)}\" INPUT.PIXEL_STD \"{list(preprocessing.std)}\"")
+    if cfg.INPUT.INTERPOLATION != preprocessing.interpolation:
+        print(f"Warning: INPUT.INTERPOLATION is {cfg.INPUT.INTERPOLATION}, but {name} was trained with "
+              f"{preprocessing.interpolation} resizing: set INPUT.INTERPOLATION {preprocessing.interpolation}")
+    if preprocessing.resize_mode == "squash":
+        print(f"Note: {name} was trained on images squashed to {size}x{size} (resize_mode squash); the test "
+              "transform here resizes the shorter side and crops the centre instead")
 
 
 def resolve_precision(prec: str, device: torch.device) -> str:

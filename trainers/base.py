@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 
 import torch
 import torch.nn as nn
@@ -20,26 +21,29 @@ from dassl.metrics import compute_accuracy
 from dassl.optim import build_lr_scheduler, build_optimizer
 from dassl.utils import listdir_nohidden, load_checkpoint
 from dassl.utils.errors import UserError
+from trainers import anchor_files, anchoropt
 from trainers.backbone import PRECISIONS, autocast, backbone_identity, load_clip_at, resolve_precision
 from trainers.feature_cache import CachedEvaluation, logits_follow_encoder
-from trainers.layout import attributes_from_cfg
+from trainers.layout import attributes_from_cfg, describe_arrangement
 from trainers.records import differences, settings_of
 
 # Fixed-token buffers the original saved; they depend on the class names, so they are always rebuilt.
-FIXED_TOKEN_KEY = re.compile(r"(^|\.)(token_prefix|token_suffix|token_middle\d*|token_embeds|gather_idx|eot)$")
+FIXED_TOKEN_KEY = re.compile(
+    r"(^|\.)(token_prefix|token_suffix|token_middle\d*|token_of|token_and|token_embeds|gather_idx|eot)$")
 FIT_HINT = ("Evaluate with the settings it was trained with (N_CTX, TRAINER.ATPROMPT.N_ATT*/ATTRIBUTES, the "
             "trainer name).")
 # The original always saved three attribute blocks; those beyond the attributes it used were never trained.
 UNUSED_BLOCK_KEY = re.compile(r"(^|\.)ctx_att[123]$")
 
 
-def training_step(model: nn.Module, image: torch.Tensor, label: torch.Tensor, prec: str,
-                  device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """The loss of one batch and the logits it scores, at precision `prec`: the forward half of every method's step."""
+def training_step(model: nn.Module, image: torch.Tensor | None, label: torch.Tensor | None, prec: str,
+                  device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The loss of one batch and the logits it scores (None for a loss without any, AnchorOPT's stage I), at
+    precision `prec`: the forward half of every method's step."""
     with autocast(prec, device):
         outputs = model.forward_train(image)
         loss = model.loss(outputs, label)
-    return loss, outputs["logits"]
+    return loss, outputs.get("logits")
 
 
 def optimizer_step(loss: torch.Tensor, optimizers: list[torch.optim.Optimizer],
@@ -65,12 +69,32 @@ class PromptTrainer(CachedEvaluation, TrainerX):
     SAVE_NAME = "prompt_learner"  # the registered name: the checkpoint folder under OUTPUT_DIR
     SAVE_WHOLE_MODEL = False  # register the whole model (MaPLe, DePT) instead of the prompt learner
     USE_ATPROMPT: bool | None = None  # False: a method that never uses ATPrompt; None: TRAINER.ATPROMPT decides
+    SUPPORTS_ANCHOROPT = True  # whether TRAINER.ANCHOROPT's switch applies to the method
+
+    @classmethod
+    def save_name(cls, cfg) -> str:
+        """The registered model's name (its checkpoint folder); AnchorOPT's prompt learner keeps the original's."""
+        return anchoropt.SAVE_NAME if anchoropt.enabled(cfg) and not cls.SAVE_WHOLE_MODEL else cls.SAVE_NAME
+
+    @classmethod
+    def input_files(cls, cfg, kind: str) -> list[str]:
+        """Files besides the config and the backbone whose content decides the run's numbers (their checksums go
+        into its fingerprint): AnchorOPT's anchor, unless an evaluation takes it from the checkpoint."""
+        if not anchoropt.enabled(cfg) or (kind == "eval" and not cfg.TRAINER.ANCHOROPT.TARGET_ANCHOR):
+            return []
+        try:
+            return [anchor_files.find_anchor(anchor_files.anchor_path(cfg))]
+        except UserError:
+            return []  # the run says so itself
 
     # -- construction -------------------------------------------------------------------------------------------
     def check_cfg(self, cfg) -> None:
         prec = cfg.TRAINER[self.PREC_NODE].PREC
         if prec not in PRECISIONS:
             raise UserError(f"TRAINER.{self.PREC_NODE}.PREC must be one of {', '.join(PRECISIONS)}, got '{prec}'")
+        if anchoropt.enabled(cfg) and not self.SUPPORTS_ANCHOROPT:
+            raise UserError(f"{cfg.TRAINER.NAME} has no AnchorOPT variant here: set TRAINER.ANCHOROPT.USE_ANCHOROPT "
+                            "False, or use it with CoOp, CoCoOp, MaPLe, DePT or KgCoOp")
 
     @classmethod
     def build_custom_clip(cls, cfg, clip_model: nn.Module, classnames: list[str],
@@ -119,7 +143,7 @@ class PromptTrainer(CachedEvaluation, TrainerX):
         self.optim = build_optimizer(params, self.cfg.OPTIM)
         self.sched = build_lr_scheduler(self.optim, self.cfg.OPTIM)
         registered = self.model if self.SAVE_WHOLE_MODEL else self.model.prompt_learner
-        self.register_model(self.SAVE_NAME, registered, self.optim, self.sched)
+        self.register_model(self.save_name(self.cfg), registered, self.optim, self.sched)
         self.scaler = torch.amp.GradScaler(self.device.type) if self.prec == "amp" else None
 
     # -- training and inference ----------------------------------------------------------------------------------
@@ -144,6 +168,14 @@ class PromptTrainer(CachedEvaluation, TrainerX):
         with autocast(self.prec, self.device):
             return self.model(image).float()
 
+    def test(self, split: str | None = None, is_final: bool = False) -> float:
+        if anchoropt.enabled(self.cfg):
+            rule = ("the normal branch (the classes it was trained on)" if self.model.seen_classes else
+                    "the average of the normal and anchor branches (classes it was not trained on)")
+            print(f"AnchorOPT: the learned arrangement is {' '.join(self.describe()['prompt']['arrangement'])}; "
+                  f"testing with {rule}")
+        return super().test(split, is_final)
+
     # Evaluation from cached image features (trainers/feature_cache.py): model_inference in two steps.
     def frozen_image_encoder(self) -> nn.Module | None:
         if not logits_follow_encoder(self.model):
@@ -151,7 +183,7 @@ class PromptTrainer(CachedEvaluation, TrainerX):
         encoder = self.model.image_encoder
         return None if any(p.requires_grad for p in encoder.parameters()) else encoder
 
-    def encoding_code(self) -> list:
+    def encoding_code(self) -> list[Callable]:
         return [*super().encoding_code(), type(self.model).encode_image]
 
     def encode_images(self, image: torch.Tensor) -> torch.Tensor:
@@ -168,11 +200,23 @@ class PromptTrainer(CachedEvaluation, TrainerX):
         learner = self.model.prompt_learner
         prompt = {"n_ctx": getattr(learner, "n_ctx", None), "attributes": [w for w, _ in self.attributes],
                   "n_att": [n for _, n in self.attributes]}
-        return {"backbone": self.backbone, "prompt": prompt}
+        method = self.method_name()
+        if anchoropt.enabled(self.cfg):
+            with torch.no_grad():
+                arrangement = describe_arrangement(learner.ctx_pos_params, learner.n_ctx)
+            prompt |= {"anchor_len": learner.anchoring.length, "arrangement": arrangement,
+                       "anchor": learner.anchor_origin}
+        return {"method": method, "backbone": self.backbone, "prompt": prompt}
+
+    def method_name(self) -> str:
+        """The method as the result tables name it: the trainer class, with "_ATP" when the attribute blocks are on
+        and "_AnchorOPT" with AnchorOPT (e.g. CoOp_ATP_AnchorOPT), whatever name the run was started with."""
+        name = type(self).__name__
+        return name + "_ATP" * bool(self.attributes) + "_AnchorOPT" * anchoropt.enabled(self.cfg)
 
     def checkpoint_meta(self) -> dict:
         return {"trainer": self.cfg.TRAINER.NAME, "settings": settings_of(self.cfg, "train"),
-                "backbone": self.backbone}
+                "backbone": self.backbone, "prompt": self.describe()["prompt"]}
 
     def state_to_save(self, name: str) -> dict:
         """The registered model's weights without the frozen CLIP's, which are the backbone's own (so a MaPLe or
@@ -222,6 +266,8 @@ class PromptTrainer(CachedEvaluation, TrainerX):
             checkpoint = load_checkpoint(path)
             self._check_origin(checkpoint, path)
             state = {k: v for k, v in checkpoint["state_dict"].items() if not FIXED_TOKEN_KEY.search(k)}
+            if anchoropt.enabled(self.cfg):
+                state = self._adopt_anchor(checkpoint, state)
             state = self.adapt_state_dict(state)
             self._adopt_layout(state)
             module = self._models[name]
@@ -232,6 +278,14 @@ class PromptTrainer(CachedEvaluation, TrainerX):
             print(f'Loading weights to {name} from "{path}" (epoch = {checkpoint["epoch"]})')
             module.load_state_dict(state, strict=False)
             self.loaded_epoch = checkpoint["epoch"]
+
+    def _adopt_anchor(self, checkpoint: dict, state: dict) -> dict:
+        """AnchorOPT: the test rule follows the classes the checkpoint was trained on, and the anchor is the one it
+        carries unless TRAINER.ANCHOROPT.TARGET_ANCHOR asks for this dataset's own (the original's choice)."""
+        self.model.seen_classes = anchoropt.seen_classes(self.cfg, (checkpoint.get("meta") or {}).get("settings"))
+        if self.cfg.TRAINER.ANCHOROPT.TARGET_ANCHOR:
+            return {k: v for k, v in state.items() if not anchoropt.ANCHOR_KEY.search(k)}
+        return state
 
     def adapt_state_dict(self, state: dict) -> dict:
         """Hook: fit a checkpoint's weights to the current data before they are checked and loaded (e.g. keep the
@@ -258,7 +312,7 @@ class PromptTrainer(CachedEvaluation, TrainerX):
         for param_name, param in new_model.named_parameters():
             param.requires_grad_(self.is_trainable(self.cfg, param_name))
         self.model = new_model
-        self._models[self.SAVE_NAME] = new_model if self.SAVE_WHOLE_MODEL else new_model.prompt_learner
+        self._models[self.save_name(self.cfg)] = new_model if self.SAVE_WHOLE_MODEL else new_model.prompt_learner
 
     @staticmethod
     def _check_layout(state: dict, module: nn.Module, path: str) -> None:

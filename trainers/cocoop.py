@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from clip.model import CLIP
 from dassl.engine import TRAINER_REGISTRY
+from trainers import anchoropt
 from trainers.base import PromptTrainer
 from trainers.layout import unused_attribute_blocks
 from trainers.prompting import PromptedCLIP, PromptLearner
@@ -40,6 +41,7 @@ class CoCoOpPromptLearner(PromptLearner):
     """The attribute-anchored prompt learner plus the meta-net (checkpoint keys `meta_net.linear1.weight`, ...)."""
 
     def init_method_parts(self, clip_model: CLIP) -> None:
+        self.init_positions()  # AnchorOPT's original drew them before the meta-net
         width = clip_model.ln_final.weight.shape[0]
         # In the model dtype, so PREC fp16 keeps it in half precision like the original.
         self.meta_net = MetaNet(clip_model.visual.output_dim, width).to(clip_model.dtype)
@@ -58,9 +60,10 @@ class CoCoOpCLIP(PromptedCLIP):
         self.per_image_loop = plain
         return super().use_plain_computation(plain)
 
-    def class_features(self, ctx: torch.Tensor) -> torch.Tensor:
-        """Normalised text features of all class prompts built with context `ctx` [..., n_ctx, D] -> [..., n_cls, E]."""
-        prompts = self.prompt_learner(ctx)
+    def class_features(self, ctx: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
+        """Normalised text features of all class prompts built with context `ctx` [..., n_ctx, D] -> [..., n_cls, E]
+        (and AnchorOPT's arrangement `positions`)."""
+        prompts = self.prompt_learner(ctx, positions)
         return F.normalize(self.text_encoder(prompts, self.prompt_learner.eot), dim=-1)
 
     def images_per_call(self) -> int:
@@ -71,13 +74,15 @@ class CoCoOpCLIP(PromptedCLIP):
     def class_logits(self, image_features: torch.Tensor) -> torch.Tensor:
         """Logits [B, n_cls]; each image's prompts are encoded separately in the plain computation."""
         ctx = self.prompt_learner.shifted_ctx(image_features)
+        positions = self.prompt_learner.positions()  # one arrangement for the whole batch, as the original
         scale = self.logit_scale.exp()
         if self.per_image_loop:
-            return torch.stack([scale * f @ self.class_features(c).t() for f, c in zip(image_features, ctx)])
+            return torch.stack([scale * f @ self.class_features(c, positions).t()
+                                for f, c in zip(image_features, ctx)])
         step = self.images_per_call()
         logits = []
         for start in range(0, len(ctx), step):
-            text = self.class_features(ctx[start : start + step].unsqueeze(1))  # [b, n_cls, E]
+            text = self.class_features(ctx[start : start + step].unsqueeze(1), positions)  # [b, n_cls, E]
             logits.append(scale * torch.einsum("be,bce->bc", image_features[start : start + step], text))
         return torch.cat(logits)
 
@@ -91,24 +96,38 @@ class CoCoOp(PromptTrainer):
     @classmethod
     def build_custom_clip(cls, cfg, clip_model, classnames, attributes):
         opts = cfg.TRAINER.COCOOP
-        ctx_init = opts.CTX_INIT
-        if attributes and ctx_init:
-            # The paper's CoCoOp+ATPrompt results come from random context of N_CTX tokens.
-            print(f"Note: CTX_INIT is ignored with ATPrompt; the context is {opts.N_CTX} random tokens (N_CTX)")
-            ctx_init = ""
+        branch = anchoropt.anchor_prompts(cfg, clip_model, classnames, second_clip=None)
+        n_ctx, ctx_init, anchoring = anchoropt.context(cfg, opts.N_CTX, opts.CTX_INIT, attributes)
         learner = CoCoOpPromptLearner(
             clip_model,
             classnames,
-            n_ctx=None if ctx_init else opts.N_CTX,
+            n_ctx=None if ctx_init else n_ctx,
             attributes=attributes,
             ctx_init=ctx_init,
             single_token_words=cfg.TRAINER.ATPROMPT.SINGLE_TOKEN_WORDS,
             unused_blocks=unused_attribute_blocks(cfg, attributes),
+            anchoring=anchoring,
         )
         if ctx_init and learner.n_ctx != opts.N_CTX:
             print(f"Note: CTX_INIT '{ctx_init}' sets {learner.n_ctx} context tokens; N_CTX ({opts.N_CTX}) is ignored")
-        return CoCoOpCLIP(clip_model, learner)
+        return anchoropt.build_model(CoCoOpCLIP, cfg, branch, clip_model, learner)
+
+    @classmethod
+    def is_trainable(cls, cfg, name: str) -> bool:
+        """With AnchorOPT, the original's CoCoOp variant kept the position logits at their random start (only their
+        Gumbel samples vary) and never updated the meta-net; TRAINER.ANCHOROPT.COCOOP_* choose (docs/AnchorOPT.md)."""
+        if not super().is_trainable(cfg, name):
+            return False
+        if anchoropt.enabled(cfg):
+            opts = cfg.TRAINER.ANCHOROPT
+            if name.endswith("ctx_pos_params"):
+                return opts.COCOOP_LEARN_POSITIONS
+            if ".meta_net." in name:
+                return opts.COCOOP_TRAIN_META_NET
+        return True
 
 
-# The original's name: like the original, it uses ATPrompt only with TRAINER.ATPROMPT.USE_ATPROMPT True.
+# The original's names: like the original, CoCoOp_ATP uses ATPrompt only with TRAINER.ATPROMPT.USE_ATPROMPT True;
+# CoCoOp_AnchorOPT always uses AnchorOPT.
 TRAINER_REGISTRY.register(CoCoOp, name="CoCoOp_ATP")
+TRAINER_REGISTRY.register(CoCoOp, name="CoCoOp_AnchorOPT")

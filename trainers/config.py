@@ -62,6 +62,42 @@ def extend_cfg(cfg: CN) -> CN:
     # per-seed numbers (not their distribution).
     cfg.TRAINER.ORIGINAL_DRAWS = True
 
+    # AnchorOPT (docs/AnchorOPT.md): the original's keys and defaults, then the new ones.
+    cfg.TRAINER.ANCHOROPT = CN()
+    # Turns AnchorOPT on for a method (the *_AnchorOPT trainer names always use it: the original never read this).
+    cfg.TRAINER.ANCHOROPT.USE_ANCHOROPT = False
+    cfg.TRAINER.ANCHOROPT.N_CTX = 4  # learnable context tokens arranged with the anchor (replaces <method>.N_CTX)
+    cfg.TRAINER.ANCHOROPT.ANCHOR_LEN = 1  # anchor tokens
+    cfg.TRAINER.ANCHOROPT.GUMBEL_TEMP = 1.0  # temperature of the Gumbel-softmax over the position logits
+    cfg.TRAINER.ANCHOROPT.KD_TEMPERATURE = 1.0
+    cfg.TRAINER.ANCHOROPT.ANCHOR_MSE_WEIGHT = 10.0  # stage I: weight of the anchor-to-description loss
+    cfg.TRAINER.ANCHOROPT.PROMPT_CE_WEIGHT = 1.0
+    cfg.TRAINER.ANCHOROPT.KD_WEIGHT = 1.0  # 0 drops the distillation term (and KD_TEMPERATURE is then unused)
+    cfg.TRAINER.ANCHOROPT.MAX_TEMPLATE_LENGTH = 10  # stage I: descriptions used per class (its first ones)
+    # New: the stage-I description file ({class name: [sentence, ...]}); "" = DESCRIPTIONS_DIR/<the dataset's file>.
+    cfg.TRAINER.ANCHOROPT.DESCRIPTIONS = ""
+    cfg.TRAINER.ANCHOROPT.DESCRIPTIONS_DIR = "templates"  # new: where the per-dataset description files are
+    # New: the anchor of stage II: an anchor file of ours, an original (Dassl) anchor checkpoint, or a stage-I output
+    # folder; "" = ANCHOR_DIR/<the dataset's folder>/anchor_prompt_learner/model.pth.tar, the original's layout.
+    cfg.TRAINER.ANCHOROPT.ANCHOR_WEIGHTS = ""
+    cfg.TRAINER.ANCHOROPT.ANCHOR_DIR = "anchor_weights"  # new
+    # New: the original's test-time Gumbel noise (a random arrangement per batch) instead of the arrangement the
+    # position logits choose.
+    cfg.TRAINER.ANCHOROPT.EVAL_GUMBEL = False
+    # New: pool the normal branch's text feature ANCHOR_LEN tokens before its EOT token, as the original did (it
+    # read the "." token); False pools at EOT.
+    cfg.TRAINER.ANCHOROPT.ORIGINAL_EOT = False
+    # New: evaluate a model with the evaluated dataset's own anchor file, as the original did in cross-dataset
+    # evaluation; False uses the anchor the model was trained with (saved in its checkpoint).
+    cfg.TRAINER.ANCHOROPT.TARGET_ANCHOR = False
+    # New: MaPLe+AnchorOPT's deep text layers read the anchor's hidden state one position before its slot, as the
+    # original did (at the start-of-text token when the anchor is first); False reads it at its slot.
+    cfg.TRAINER.ANCHOROPT.ORIGINAL_DEEP_ANCHOR = False
+    # New: CoCoOp+AnchorOPT. The original kept the position logits at their random start (only their Gumbel samples
+    # vary, a new arrangement every step) and, by an omission in its optimiser, never updated the meta-net.
+    cfg.TRAINER.ANCHOROPT.COCOOP_LEARN_POSITIONS = False  # True: learn them, as the other methods do
+    cfg.TRAINER.ANCHOROPT.COCOOP_TRAIN_META_NET = True  # False: the original's untrained meta-net
+
     cfg.TRAINER.LINEAR_PROBE = CN()
     cfg.TRAINER.LINEAR_PROBE.TYPE = "linear"
     cfg.TRAINER.LINEAR_PROBE.WEIGHT = 0.7

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from dassl.engine import TRAINER_REGISTRY
 from dassl.utils.errors import UserError
 from datasets import catalog
+from trainers import anchoropt
 from trainers.coop import CoOp
 from trainers.prompting import Outputs, PromptedCLIP, PromptLearner
 
@@ -69,9 +70,12 @@ class DePTCLIP(PromptedCLIP):
         # the similarity logits normalise them.
         return self.text_encoder(self.prompt_learner(), self.prompt_learner.eot)
 
-    def features(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Raw (un-normalised) class text features [n_cls, E] and image features [B, E]."""
-        return self.text_features(), self.encode_image(image)
+    def features_from_encoded(self, encoded: torch.Tensor) -> torch.Tensor:
+        """Raw (un-normalised) image features [B, E]: the heads take them as they are."""
+        return encoded
+
+    def anchor_image_features(self, image: torch.Tensor | None, image_features: torch.Tensor) -> torch.Tensor:
+        return F.normalize(image_features, dim=-1)
 
     def similarity(self, text: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
         return self.logit_scale.exp() * F.normalize(image, dim=-1) @ F.normalize(text, dim=-1).t()
@@ -88,24 +92,23 @@ class DePTCLIP(PromptedCLIP):
         return self.linear_probe_proj(torch.cat([text[labels], image])), torch.cat([labels, labels])
 
     def forward_train(self, image: torch.Tensor) -> Outputs:
-        text, features = self.features(image)
-        return {"logits": self.similarity(text, features), "text": text, "image": features}
+        text, features = self.text_features(), self.image_features(image)
+        return {"logits": self.similarity(text, features), "text": text, "image_features": features}
 
     def loss(self, outputs: Outputs, label: torch.Tensor) -> torch.Tensor:
         """(1 - w) CE(similarity logits) + w CE(head logits)."""
-        head_logits, head_labels = self.probe(outputs["text"], outputs["image"], label)
+        head_logits, head_labels = self.probe(outputs["text"], outputs["image_features"], label)
         return ((1 - self.weight) * F.cross_entropy(outputs["logits"], label)
                 + self.weight * F.cross_entropy(head_logits, head_labels))
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self.logits_from_encoded(self.encode_image(image))
-
-    def logits_from_encoded(self, features: torch.Tensor) -> torch.Tensor:
+    def class_logits(self, image_features: torch.Tensor) -> torch.Tensor:
+        """The test's logits of raw image features: the similarity logits, fused with the head's on the classes it
+        knows (the head's alone without TEST_TIME_FUSION)."""
         text = self.text_features()
-        logits = self.similarity(text, features)
+        logits = self.similarity(text, image_features)
         if not self.base_mode:
             return logits
-        head_logits, _ = self.probe(text, features)
+        head_logits, _ = self.probe(text, image_features)
         if not self.fusion:
             return head_logits
         return (1 - self.weight) * logits + self.weight * head_logits
@@ -127,9 +130,14 @@ class DePT(CoOp):
 
     @classmethod
     def build_custom_clip(cls, cfg, clip_model, classnames, attributes):
+        branch = anchoropt.anchor_prompts(cfg, clip_model, classnames)
         learner = cls.build_prompt_learner(cfg, clip_model, classnames, attributes)
         probe = cfg.TRAINER.LINEAR_PROBE
-        return DePTCLIP(
+        # AnchorOPT's DePT variant has no distillation: PROMPT_CE_WEIGHT x DePT's own loss.
+        return anchoropt.build_model(
+            DePTCLIP,
+            cfg,
+            branch,
             clip_model,
             learner,
             base_mode=is_base_mode(cfg),
@@ -137,6 +145,7 @@ class DePT(CoOp):
             film=cfg.TRAINER.FILM.LINEAR_PROBE,
             weight=probe.WEIGHT,
             fusion=probe.TEST_TIME_FUSION,
+            distill=False,
         )
 
     @classmethod
@@ -172,5 +181,7 @@ class DePT(CoOp):
         return state
 
 
-# The original's name: like the original, it uses ATPrompt only with TRAINER.ATPROMPT.USE_ATPROMPT True.
+# The original's names: like the original, DePT_ATP uses ATPrompt only with TRAINER.ATPROMPT.USE_ATPROMPT True;
+# DePT_AnchorOPT always uses AnchorOPT.
 TRAINER_REGISTRY.register(DePT, name="DePT_ATP")
+TRAINER_REGISTRY.register(DePT, name="DePT_AnchorOPT")

@@ -1,10 +1,10 @@
 """Evaluation from cached image features: a frozen image encoder's output on a test image is computed once.
 
 When the test logits of a method come from the output of a frozen, unprompted image encoder (CoOp, CoCoOp, DePT,
-KgCoOp, zero-shot CLIP; not MaPLe, which prompts it), that output depends only on what the key below holds, so every
-later evaluation of the same image (the epochs' validations, the base/new tests of every seed and method, the
-cross-dataset targets) can read it from `FEATURE_CACHE.DIR` instead of loading, transforming and encoding the image.
-Training never uses the cache: its views are random.
+KgCoOp and their AnchorOPT variants, zero-shot CLIP; not MaPLe, which prompts it), that output depends only on what
+the key below holds, so every later evaluation of the same image (the epochs' validations, the base/new tests of
+every seed and method, the cross-dataset targets) can read it from `FEATURE_CACHE.DIR` instead of loading,
+transforming and encoding the image. Training never uses the cache: its views are random.
 
 What decides a feature, and so the key:
 - the group (a folder, trainers/feature_store.py): the encoder's weights as they are in memory (the SHA-256 of every
@@ -61,11 +61,13 @@ def _owner(cls: type, name: str) -> type | None:
 
 def logits_follow_encoder(model: nn.Module) -> bool:
     """Whether `model(image)` is `model.logits_from_encoded(model.encode_image(image))` by construction: the class
-    that wrote `forward` wrote `logits_from_encoded` too, and no subclass changed how an image is encoded (MaPLe's
-    `image_features` prompts the encoder)."""
+    that wrote `forward` wrote `logits_from_encoded` too; no subclass changed how an image is encoded (MaPLe's
+    `image_features` prompts the encoder); and AnchorOPT's anchor features are written where the normal ones are
+    (`features_from_encoded`), so they derive from them and need no image (MaPLe's re-run the encoder)."""
     cls = type(model)
     return (isinstance(model, PromptedCLIP) and _owner(cls, "forward") is _owner(cls, "logits_from_encoded")
-            and _owner(cls, "encode_image") is PromptedCLIP and _owner(cls, "image_features") is PromptedCLIP)
+            and _owner(cls, "encode_image") is PromptedCLIP and _owner(cls, "image_features") is PromptedCLIP
+            and _owner(cls, "anchor_image_features") is _owner(cls, "features_from_encoded"))
 
 
 def weights_checksum(module: nn.Module) -> str:

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from dassl.engine import TRAINER_REGISTRY
 from datasets import catalog
+from trainers import anchoropt
 from trainers.backbone import replay_clip_construction
 from trainers.coop import CoOp
 from trainers.layout import clean_classname
@@ -48,12 +49,14 @@ class KgCoOp(CoOp):
 
     @classmethod
     def build_custom_clip(cls, cfg, clip_model, classnames, attributes):
+        branch = anchoropt.anchor_prompts(cfg, clip_model, classnames)
         learner = cls.build_prompt_learner(cfg, clip_model, classnames, attributes)
         if cfg.TRAINER.ORIGINAL_DRAWS:
             replay_clip_construction(clip_model)  # the original loaded a second CLIP here for the template features
         template = catalog.template(cfg.DATASET.NAME, "KgCoOp")
         prompts = [template.format(clean_classname(name)) for name in classnames]
-        return KgCoOpCLIP(clip_model, learner, prompts, cfg.TRAINER.COOP.W)
+        return anchoropt.build_model(KgCoOpCLIP, cfg, branch, clip_model, learner, prompts,
+                                     cfg.TRAINER.COOP.W)
 
 
 # The original's name: like the original, it uses ATPrompt only with TRAINER.ATPROMPT.USE_ATPROMPT True.

@@ -5,6 +5,9 @@
   vanilla CoOp) and the position of every soft token in them.
 - `TokenSlots`: where a block of deep prompts sits in a transformer's token sequence, for the text tower (a soft
   block of the layout) and for the vision tower (prompt tokens after the patches); the one place that knows it.
+- AnchorOPT's two layouts: the anchor prompt `[SOS][anchor] of <class name>.[EOS]` (`anchor_layout`), and the
+  class context whose slots hold the learnable context and the anchor in a learned order (`Anchoring`,
+  `arrangement`, `arranged_context`).
 """
 
 from __future__ import annotations
@@ -12,9 +15,11 @@ from __future__ import annotations
 import functools
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from yacs.config import CfgNode
 
 from clip.simple_tokenizer import SimpleTokenizer
@@ -249,3 +254,51 @@ class TokenSlots(nn.Module):
         if tokens.dim() == 2:
             tokens = tokens.expand(x.shape[0], -1, -1)
         return torch.cat([x[:, :start], tokens.to(x.dtype), x[:, start:]], dim=1)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# AnchorOPT
+# --------------------------------------------------------------------------------------------------------------
+ANCHOR_WORD = "of"  # the anchor prompt is "<anchor> of <class name>."
+
+
+def anchor_layout(classnames: Sequence[str], anchor_len: int) -> PromptLayout:
+    """The anchor prompt `[SOS][anchor] of <class name>.[EOS]`: the anchor is a soft block before a fixed word, as an
+    attribute block is, and no context."""
+    return PromptLayout(classnames, 0, [(ANCHOR_WORD, anchor_len)])
+
+
+@dataclass(frozen=True)
+class Anchoring:
+    """How AnchorOPT lays out a class context: its `length` anchor tokens join the learnable context, and slot i of
+    the n_ctx + length slots takes the token that row i of the arrangement P picks (`arranged_context`).
+
+    P is a hard Gumbel-softmax sample of the position logits in training (`gumbel_temp`); at test time it is the
+    arrangement the logits choose (their row-wise argmax), or, with `eval_gumbel`, a fresh sample per batch as in the
+    original. `original_eot` pools the text feature `length` tokens before EOT, where the original read it.
+    """
+
+    length: int
+    gumbel_temp: float = 1.0
+    eval_gumbel: bool = False
+    original_eot: bool = False
+
+
+def arrangement(position_logits: torch.Tensor, tau: float, sample: bool) -> torch.Tensor:
+    """P [k, k] with one-hot rows: a straight-through hard Gumbel-softmax sample, or the row-wise argmax. Rows are
+    independent, so a token may fill two slots and another none, as in the original."""
+    if sample:
+        return F.gumbel_softmax(position_logits, tau=tau, hard=True)
+    return F.one_hot(position_logits.argmax(dim=-1), position_logits.shape[-1]).to(position_logits.dtype)
+
+
+def arranged_context(ctx: torch.Tensor, anchor: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """P @ [ctx; anchor]: the class context slots [..., n_ctx + L, D] from the context [..., n_ctx, D] (shared,
+    class-specific or per image) and the anchor [L, D]."""
+    anchor = anchor.to(ctx.dtype).expand(*ctx.shape[:-2], *anchor.shape)
+    return positions.to(ctx.dtype) @ torch.cat([ctx, anchor], dim=-2)
+
+
+def describe_arrangement(positions: torch.Tensor, n_ctx: int) -> list[str]:
+    """The token in each slot, e.g. ["ctx1", "anchor1", "ctx2", "ctx3", "ctx4"]."""
+    return [f"ctx{j + 1}" if j < n_ctx else f"anchor{j - n_ctx + 1}" for j in positions.argmax(dim=-1).tolist()]

@@ -14,6 +14,7 @@ words of any token length, any N_ATT), widths come from the CLIP model, and ever
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Sequence
 
 import torch
@@ -23,8 +24,9 @@ import torch.nn.functional as F
 from clip.model import CLIP, InputHook, LayerHook, VisionTransformer
 from dassl.engine import TRAINER_REGISTRY
 from dassl.utils.errors import UserError
+from trainers import anchoropt
 from trainers.base import PromptTrainer
-from trainers.layout import TokenSlots, unused_attribute_blocks
+from trainers.layout import Anchoring, TokenSlots, unused_attribute_blocks
 from trainers.prompting import PromptedCLIP, PromptLearner
 
 
@@ -46,6 +48,8 @@ class MultiModalPromptLearner(PromptLearner):
         ctx_init: str = "",
         single_token_words: bool = False,
         unused_blocks: Sequence[int] = (),
+        anchoring: Anchoring | None = None,
+        original_deep_anchor: bool = False,
     ) -> None:
         if not isinstance(clip_model.visual, VisionTransformer):
             raise UserError(
@@ -62,25 +66,38 @@ class MultiModalPromptLearner(PromptLearner):
             raise UserError(f"TRAINER.MAPLE.N_CTX is {n_ctx}; MaPLe couples the class context to vision, set it >= 1")
         self.depth = depth  # a plain int may be set before Module.__init__; init_method_parts needs it
         super().__init__(clip_model, classnames, n_ctx, attributes, ctx_init, single_token_words=single_token_words,
-                         unused_blocks=unused_blocks)
+                         unused_blocks=unused_blocks, anchoring=anchoring)
         self.text_slots = TokenSlots.of_block(self.layout, "ctx")
         self.vision_slots = TokenSlots.after_patches(clip_model.visual.positional_embedding.shape[0], n_ctx)
+        if anchoring:  # where deep layers read the anchor's hidden state (the original: one position early)
+            self.anchor_slots = TokenSlots(self.layout.block_positions("ctx") - int(original_deep_anchor))
 
     def init_method_parts(self, clip_model: CLIP) -> None:
         text_width, vision_width = self.ctx.shape[-1], clip_model.visual.conv1.out_channels
         # As in the original: proj in the CLIP dtype (it acts on ctx), the deep prompts and couplings in fp32.
         self.proj = nn.Linear(text_width, vision_width).to(clip_model.dtype)
+        self.init_positions()  # AnchorOPT's original drew them after proj
         self.compound_prompts_text = nn.ParameterList(
             nn.Parameter(nn.init.normal_(torch.empty(self.n_ctx, text_width), std=0.02)) for _ in range(self.depth - 1)
         )
         coupling = nn.Linear(text_width, vision_width)
         self.compound_prompt_projections = nn.ModuleList(copy.deepcopy(coupling) for _ in range(self.depth - 1))
 
-    def text_hook(self, i: int, x: torch.Tensor) -> torch.Tensor:
-        """Before text layer i in 1..J-1, the class context's hidden states become deep prompt i-1. x: [L, N, D]."""
+    def text_hook(self, i: int, x: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
+        """Before text layer i in 1..J-1, the class context's hidden states become deep prompt i-1. x: [L, N, D].
+
+        With AnchorOPT the class-context slots become P @ [deep prompt; the anchor's hidden state], the anchor's
+        state read where P put the anchor (its first slot; a token no slot holds does not count), as the original's
+        deep layers did; `positions` is the arrangement P of this forward."""
         if not 1 <= i < self.depth:
             return x
-        return self.text_slots.write(x, self.compound_prompts_text[i - 1])
+        deep = self.compound_prompts_text[i - 1]
+        if not self.anchoring:
+            return self.text_slots.write(x, deep)
+        holders = positions[:, self.n_ctx :].argmax(dim=0)  # [L]: the first slot holding each anchor token
+        anchor_states = self.anchor_slots.read(x)[holders]  # [L, N, D]
+        tokens = torch.cat([deep.to(x.dtype).unsqueeze(1).expand(-1, x.shape[1], -1), anchor_states])
+        return self.text_slots.write(x, torch.einsum("sk,knd->snd", positions.to(x.dtype), tokens))
 
     def vision_prompts(self) -> tuple[InputHook, LayerHook]:
         """The hooks that insert the shallow visual prompt proj(ctx) and then put in the visual deep prompts."""
@@ -105,12 +122,18 @@ class MaPLeCLIP(PromptedCLIP):
 
     def _encode_text(self) -> torch.Tensor:
         learner = self.prompt_learner
-        features = self.text_encoder(learner(), learner.eot, layer_hook=learner.text_hook)
-        return F.normalize(features, dim=-1)
+        positions = learner.positions()  # AnchorOPT: one arrangement for the prompts and their deep layers
+        hook = functools.partial(learner.text_hook, positions=positions)
+        return F.normalize(self.text_encoder(learner(positions=positions), learner.eot, layer_hook=hook), dim=-1)
 
     def image_features(self, image: torch.Tensor) -> torch.Tensor:
         insert, hook = self.prompt_learner.vision_prompts()
         return F.normalize(self.image_encoder(image.type(self.dtype), input_hook=insert, layer_hook=hook), dim=-1)
+
+    def anchor_image_features(self, image: torch.Tensor, image_features: torch.Tensor) -> torch.Tensor:
+        """AnchorOPT's anchor branch scores the unprompted image features: the same encoder without the prompts
+        (the original kept a second CLIP for them)."""
+        return F.normalize(self.image_encoder(image.type(self.dtype)), dim=-1)
 
 
 @TRAINER_REGISTRY.register()
@@ -124,23 +147,40 @@ class MaPLe(PromptTrainer):
     @classmethod
     def build_custom_clip(cls, cfg, clip_model, classnames, attributes):
         opts = cfg.TRAINER.MAPLE
+        branch = anchoropt.anchor_prompts(cfg, clip_model, classnames, second_clip="before")
         # The original word-initialises the context only for N_CTX <= 4 (the words of "a photo of a").
         ctx_init = opts.CTX_INIT if opts.N_CTX <= 4 else ""
-        if attributes and ctx_init:
-            print("Note: CTX_INIT is ignored with ATPrompt (the context is randomly initialised, as in the paper)")
-            ctx_init = ""
+        n_ctx, ctx_init, anchoring = anchoropt.context(cfg, opts.N_CTX, ctx_init, attributes)
         learner = MultiModalPromptLearner(
             clip_model,
             classnames,
-            n_ctx=opts.N_CTX,
+            n_ctx=n_ctx,
             depth=opts.PROMPT_DEPTH,
             attributes=attributes,
             ctx_init=ctx_init,
             single_token_words=cfg.TRAINER.ATPROMPT.SINGLE_TOKEN_WORDS,
             unused_blocks=unused_attribute_blocks(cfg, attributes),
+            anchoring=anchoring,
+            original_deep_anchor=cfg.TRAINER.ANCHOROPT.ORIGINAL_DEEP_ANCHOR,
         )
-        return MaPLeCLIP(clip_model, learner)
+        return anchoropt.build_model(MaPLeCLIP, cfg, branch, clip_model, learner)
+
+    def adapt_state_dict(self, state: dict) -> dict:
+        """The original's MaPLe_AnchorOPT checkpoints hold its two CLIPs under other names and the anchor in its
+        anchor learner: the prompted CLIP's weights are ours, the unprompted copy is dropped, the anchor moves."""
+        if not anchoropt.enabled(self.cfg):
+            return state
+        renamed = {}
+        for key, value in state.items():
+            if key == "anchor_prompt_learner.anchor_ctx_1":
+                key = "prompt_learner.anchor"
+            elif key.startswith(("image_encoder_vanilla.", "text_encoder_vanilla.", "anchor_prompt_learner.")):
+                continue
+            renamed[key.replace("_encoder_maple.", "_encoder.", 1)] = value
+        return renamed
 
 
-# The original's name: like the original, it uses ATPrompt only with TRAINER.ATPROMPT.USE_ATPROMPT True.
+# The original's names: like the original, MaPLe_ATP uses ATPrompt only with TRAINER.ATPROMPT.USE_ATPROMPT True;
+# MaPLe_AnchorOPT always uses AnchorOPT.
 TRAINER_REGISTRY.register(MaPLe, name="MaPLe_ATP")
+TRAINER_REGISTRY.register(MaPLe, name="MaPLe_AnchorOPT")

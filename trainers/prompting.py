@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from clip.clip import tokenize
 from clip.model import CLIP
 from dassl.utils.errors import UserError
-from trainers.layout import PromptLayout
+from trainers.layout import Anchoring, PromptLayout, arranged_context, arrangement
 
 Outputs = dict[str, torch.Tensor]  # what a training forward gives its loss; "logits" is always there
 
@@ -27,16 +27,49 @@ Outputs = dict[str, torch.Tensor]  # what a training forward gives its loss; "lo
 # --------------------------------------------------------------------------------------------------------------
 # Learnable prompts and the text encoder
 # --------------------------------------------------------------------------------------------------------------
-class PromptLearner(nn.Module):
+class LaidOutPrompts(nn.Module):
+    """The fixed token embeddings of a `PromptLayout`, and prompt embeddings from its soft tokens (`assemble`).
+
+    The embeddings are computed once from the current class names and are not saved: they are rebuilt for whatever
+    classes a model is evaluated on. `truncate` keeps the tokens up to the last EOT (exact: trainers/prompting.py).
+    """
+
+    def __init__(self, clip_model: CLIP, layout: PromptLayout, truncate: bool = True) -> None:
+        super().__init__()
+        self.layout = layout
+        length = layout.seq_len if truncate else layout.token_ids.shape[1]
+        with torch.no_grad():
+            weight = clip_model.token_embedding.weight
+            embeds = clip_model.token_embedding(layout.token_ids[:, :length].to(weight.device)).type(clip_model.dtype)
+        self.register_buffer("token_embeds", embeds, persistent=False)
+        self.register_buffer("gather_idx", layout.gather_index(length).to(weight.device), persistent=False)
+        self.register_buffer("eot", layout.eot.to(weight.device), persistent=False)
+
+    def assemble(self, soft: torch.Tensor) -> torch.Tensor:
+        """Prompt embeddings [..., n_cls, L, D] with the soft tokens [..., n_soft, D] (in layout order) in place."""
+        fixed = self.token_embeds
+        lead = torch.broadcast_shapes(soft.shape[:-2], fixed.shape[:-2])
+        pool = torch.cat([fixed.expand(*lead, *fixed.shape[-2:]), soft.expand(*lead, *soft.shape[-2:])], dim=-2)
+        index = self.gather_idx.expand(*lead, -1).unsqueeze(-1).expand(*lead, -1, pool.shape[-1])
+        return pool.gather(-2, index)
+
+
+class PromptLearner(LaidOutPrompts):
     """Learnable soft tokens laid out by a `PromptLayout`.
 
     Parameters keep the original's names so its checkpoints load: `ctx` (class context, [n_ctx, D], or
     [n_cls, n_ctx, D] class-specific) and `ctx_att1..K` ([n_att_k, D]). The fixed token embeddings are rebuilt
     from the current class names and are not saved; the layout (words and token counts) is, as extra state.
 
+    With `anchoring` (AnchorOPT) the class context has n_ctx + L slots, filled with the context and the anchor
+    [L, D] in the order the position logits `ctx_pos_params` learn (trainers/layout.py); the anchor is a buffer
+    (`anchor`) set from an anchor file, saved with the checkpoint so that a model keeps the anchor it learned with.
+
     Random values are drawn in the original's order: the context, then what a method adds (`init_method_parts`:
-    CoCoOp's meta-net, MaPLe's projections and deep prompts), then the attribute blocks, then `unused_blocks`:
-    blocks of these sizes that the original drew and never used (it always drew three), whose values are dropped.
+    CoCoOp's meta-net, MaPLe's projections and deep prompts, with AnchorOPT's position logits where its original
+    drew them), then the attribute blocks, then
+    `unused_blocks`: blocks of these sizes that the original drew and never used (it always drew three), whose
+    values are dropped.
     """
 
     def __init__(
@@ -51,23 +84,20 @@ class PromptLearner(nn.Module):
         single_token_words: bool = False,
         truncate: bool = True,
         unused_blocks: Sequence[int] = (),
+        anchoring: Anchoring | None = None,
     ) -> None:
-        super().__init__()
-        layout = PromptLayout(classnames, n_ctx, attributes, ctx_init, class_position, single_token_words)
-        self.layout, self.single_token_words = layout, single_token_words
-        self.class_position, self.csc = class_position, csc
+        extra = anchoring.length if anchoring else 0
+        if anchoring and (ctx_init or n_ctx is None):
+            raise ValueError("AnchorOPT's context is random: pass n_ctx and no ctx_init")
+        slots = None if n_ctx is None else n_ctx + extra
+        layout = PromptLayout(classnames, slots, attributes, ctx_init, class_position, single_token_words)
+        super().__init__(clip_model, layout, truncate)
+        self.single_token_words, self.class_position, self.csc = single_token_words, class_position, csc
         self.classnames = list(classnames)
-        self.n_cls, self.n_ctx = len(classnames), layout.n_ctx
-        n_ctx = layout.n_ctx
+        self.n_cls, self.n_ctx = len(classnames), layout.n_ctx - extra
+        n_ctx, embeds = self.n_ctx, self.token_embeds
         dtype = clip_model.dtype
         width = clip_model.ln_final.weight.shape[0]
-        length = layout.seq_len if truncate else layout.token_ids.shape[1]
-        with torch.no_grad():
-            weight = clip_model.token_embedding.weight
-            embeds = clip_model.token_embedding(layout.token_ids[:, :length].to(weight.device)).type(dtype)
-        self.register_buffer("token_embeds", embeds, persistent=False)
-        self.register_buffer("gather_idx", layout.gather_index(length).to(weight.device), persistent=False)
-        self.register_buffer("eot", layout.eot.to(weight.device), persistent=False)
 
         if ctx_init:
             init = embeds[0, layout.block_positions("ctx")[0]]
@@ -76,34 +106,84 @@ class PromptLearner(nn.Module):
             ctx = torch.empty(self.n_cls, n_ctx, width, dtype=dtype) if csc else torch.empty(n_ctx, width, dtype=dtype)
             nn.init.normal_(ctx, std=0.02)
         self.ctx = nn.Parameter(ctx)
+        self.anchoring = anchoring
+        if anchoring:
+            self.register_buffer("anchor", torch.zeros(extra, width, dtype=dtype, device=ctx.device))
+            self.anchor_origin: str | None = None  # where `anchor` came from; None: not set yet
+            self.anchor_missing = "no anchor was given (TRAINER.ANCHOROPT.ANCHOR_WEIGHTS)"
+            if anchoring.original_eot:
+                self.eot = self.eot - extra
         self.init_method_parts(clip_model)
+        if anchoring and not hasattr(self, "ctx_pos_params"):
+            raise RuntimeError(f"{type(self).__name__}.init_method_parts must call init_positions()")
         for name, n in layout.blocks[:-1]:
             setattr(self, name, nn.Parameter(nn.init.normal_(torch.empty(n, width, dtype=dtype), std=0.01)))
         for n in unused_blocks:
             nn.init.normal_(torch.empty(n, width, dtype=dtype), std=0.01)
 
     def init_method_parts(self, clip_model: CLIP) -> None:
-        """Hook for a method's own modules, created between the context and the attribute blocks."""
+        """Hook for a method's own modules, created between the context and the attribute blocks; it calls
+        `init_positions` where the method's original drew AnchorOPT's position logits (here: first)."""
+        self.init_positions()
+
+    def init_positions(self) -> None:
+        """AnchorOPT's position logits `ctx_pos_params` [k, k] (k = n_ctx + anchor length; nothing without
+        AnchorOPT), `torch.randn` in fp32 as the original (cast to the context's dtype where used)."""
+        if self.anchoring:
+            k = self.layout.n_ctx
+            self.ctx_pos_params = nn.Parameter(torch.randn(k, k, device=self.ctx.device))
 
     @property
     def attributes(self) -> list[tuple[str, int]]:
         return self.layout.attributes
 
-    def soft_tokens(self, ctx: torch.Tensor | None = None) -> torch.Tensor:
-        """All soft tokens in layout order, [..., n_soft, D]; `ctx` replaces the class context (CoCoOp's shift)."""
+    def soft_tokens(self, ctx: torch.Tensor | None = None, positions: torch.Tensor | None = None) -> torch.Tensor:
+        """All soft tokens in layout order, [..., n_soft, D]; `ctx` replaces the class context (CoCoOp's shift),
+        `positions` is AnchorOPT's arrangement when one is drawn for several calls (else drawn here)."""
         blocks = [getattr(self, name) for name, _ in self.layout.blocks[:-1]]
-        blocks.append(self.ctx if ctx is None else ctx)
+        blocks.append(self.class_context(ctx, positions))
         lead = torch.broadcast_shapes(*(b.shape[:-2] for b in blocks))
         return torch.cat([b.expand(*lead, *b.shape[-2:]) for b in blocks], dim=-2)
 
-    def forward(self, ctx: torch.Tensor | None = None) -> torch.Tensor:
+    def class_context(self, ctx: torch.Tensor | None = None, positions: torch.Tensor | None = None) -> torch.Tensor:
+        """The tokens of the class-context slots: the context, or with AnchorOPT the arranged context and anchor."""
+        ctx = self.ctx if ctx is None else ctx
+        if not self.anchoring:
+            return ctx
+        return arranged_context(ctx, self.anchor_tokens(), self.positions() if positions is None else positions)
+
+    # -- AnchorOPT -----------------------------------------------------------------------------------------------
+    @property
+    def is_random(self) -> bool:
+        """Whether each forward draws a new arrangement (so its prompts must not be cached)."""
+        return bool(self.anchoring) and (self.training or self.anchoring.eval_gumbel)
+
+    def positions(self) -> torch.Tensor | None:
+        """The arrangement P of the class-context slots (trainers/layout.py); None without AnchorOPT. A forward
+        that builds prompts in several calls draws it once and passes it to each."""
+        if not self.anchoring:
+            return None
+        logits = self.ctx_pos_params.to(self.ctx.dtype)
+        return arrangement(logits, self.anchoring.gumbel_temp, self.is_random)
+
+    def anchor_tokens(self) -> torch.Tensor:
+        if self.anchor_origin is None:
+            raise UserError(self.anchor_missing)
+        return self.anchor
+
+    def set_anchor(self, anchor: torch.Tensor, origin: str) -> None:
+        with torch.no_grad():
+            self.anchor.copy_(anchor)
+        self.anchor_origin = origin
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        if self.anchoring and prefix + "anchor" in state_dict:
+            self.anchor_origin = "the checkpoint"
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def forward(self, ctx: torch.Tensor | None = None, positions: torch.Tensor | None = None) -> torch.Tensor:
         """Prompt embeddings [..., n_cls, L, D]; leading dims come from a batched `ctx` ([B, 1, n_ctx, D])."""
-        soft = self.soft_tokens(ctx)
-        fixed = self.token_embeds
-        lead = torch.broadcast_shapes(soft.shape[:-2], fixed.shape[:-2])
-        pool = torch.cat([fixed.expand(*lead, *fixed.shape[-2:]), soft.expand(*lead, *soft.shape[-2:])], dim=-2)
-        index = self.gather_idx.expand(*lead, -1).unsqueeze(-1).expand(*lead, -1, pool.shape[-1])
-        return pool.gather(-2, index)
+        return self.assemble(self.soft_tokens(ctx, positions))
 
     def get_extra_state(self) -> dict:
         """The layout the learned tokens belong to. A class-specific context (CSC) belongs to its classes too."""
@@ -114,6 +194,7 @@ class PromptLearner(nn.Module):
             "single_token_words": self.single_token_words,
             "class_position": self.class_position,
             "csc": self.csc,
+            "anchor_len": self.anchoring.length if self.anchoring else 0,
         }
         return {**state, "classnames": self.classnames} if self.csc else state
 
@@ -211,9 +292,11 @@ class PromptedCLIP(nn.Module):
 
     def text_features(self) -> torch.Tensor:
         """Normalised class text features [n_cls, E]; reused without autograd until a prompt parameter changes."""
-        if torch.is_grad_enabled() or not self.cache_text:
+        # A prompt learner may draw its prompts at random (AnchorOPT sampling an arrangement): never cached then.
+        if torch.is_grad_enabled() or not self.cache_text or getattr(self.prompt_learner, "is_random", False):
             return self._encode_text()
-        key = tuple((id(p), p._version) for p in self.prompt_learner.parameters()) + (id(self.prompt_learner),)
+        state = [*self.prompt_learner.parameters(), *self.prompt_learner.buffers()]
+        key = tuple((id(t), t._version) for t in state) + (id(self.prompt_learner),)
         if self._cache is None or self._cache[0] != key:
             self._cache = (key, self._encode_text())
         return self._cache[1]
@@ -223,12 +306,16 @@ class PromptedCLIP(nn.Module):
         return F.normalize(features, dim=-1)
 
     def encode_image(self, image: torch.Tensor) -> torch.Tensor:
-        """The frozen image encoder's output [B, E], un-normalised: what the feature cache keeps."""
+        """The frozen, unprompted image encoder's output [B, E], un-normalised: what the feature cache keeps."""
         return self.image_encoder(image.type(self.dtype))
 
+    def features_from_encoded(self, encoded: torch.Tensor) -> torch.Tensor:
+        """The image features `class_logits` takes, from `encode_image`'s output: normalised here."""
+        return F.normalize(encoded, dim=-1)
+
     def image_features(self, image: torch.Tensor) -> torch.Tensor:
-        """Normalised image features [B, E] (of the prompted image encoder, for methods that prompt it)."""
-        return F.normalize(self.encode_image(image), dim=-1)
+        """The image features [B, E] `class_logits` takes (a method that prompts the image encoder overrides it)."""
+        return self.features_from_encoded(self.encode_image(image))
 
     def class_logits(self, image_features: torch.Tensor, text: torch.Tensor | None = None) -> torch.Tensor:
         """Class logits [B, n_cls] of normalised image features against the prompted class text features (`text`
@@ -242,7 +329,13 @@ class PromptedCLIP(nn.Module):
     def logits_from_encoded(self, encoded: torch.Tensor) -> torch.Tensor:
         """`forward(image)` from `encode_image(image)`: how evaluation scores cached image features. A class that
         writes its own `forward` writes this too, or is evaluated without the cache (trainers/feature_cache.py)."""
-        return self.class_logits(F.normalize(encoded, dim=-1))
+        return self.class_logits(self.features_from_encoded(encoded))
+
+    def anchor_image_features(self, image: torch.Tensor | None, image_features: torch.Tensor) -> torch.Tensor:
+        """The normalised image features AnchorOPT's anchor branch scores: those of `image_features` (this model's
+        own); a method that prompts the image encoder gives the unprompted ones. `image` is None when the features
+        came from the feature cache, which only serves models whose anchor features derive from `image_features`."""
+        return image_features
 
     def forward_train(self, image: torch.Tensor) -> Outputs:
         """What `loss` needs from a training batch: the logits and the image features they came from (a plug-in

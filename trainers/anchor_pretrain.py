@@ -1,0 +1,141 @@
+"""AnchorOPT's stage I: learn the anchor of `"<anchor> of <class name>."` from LLM descriptions of the classes.
+
+The anchor prompt's normalised text feature of each class is pulled towards the normalised text features of the
+class's first MAX_TEMPLATE_LENGTH descriptions (a frozen CLIP's, computed once): ANCHOR_MSE_WEIGHT x the mean
+squared difference over classes, descriptions and channels (the original's nn.MSELoss). A class with fewer
+descriptions averages over the ones it has, so every class weighs the same, as all do in the original's files.
+
+No image enters the loss, so an epoch is the text side alone: as many optimiser steps as the epoch has training
+batches (SGD on the anchor, OPTIM.*, the schedule stepped once per epoch, as the original), without loading or
+encoding a single image; `use_plain_computation()` runs the image encoder on every batch as the original did, with
+the same loss and gradients. The test is the anchor prompt as a classifier (the released logs' anchor accuracy).
+The run writes `anchor.pth` (trainers/anchor_files.py), what stage II reads.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from dassl.engine import TRAINER_REGISTRY
+from dassl.engine.resume import capture_rng_state
+from trainers import anchor_files
+from trainers.anchoropt import AnchorPromptLearner
+from trainers.backbone import replay_clip_construction
+from trainers.base import PromptTrainer, training_step
+from trainers.prompting import FixedPrompts, Outputs, PromptedCLIP
+from trainers.records import settings_of
+
+
+class Descriptions(FixedPrompts):
+    """The description features of every class, padded to [n_cls, M, E] with a mask [n_cls, M] of the real ones."""
+
+    def __init__(self, clip_model, descriptions: list[list[str]]) -> None:
+        super().__init__(clip_model, [sentence for sentences in descriptions for sentence in sentences])
+        counts = torch.tensor([len(sentences) for sentences in descriptions])
+        mask = torch.arange(int(counts.max())) < counts[:, None]
+        self.register_buffer("mask", mask, persistent=False)
+
+    def padded(self, text_encoder) -> tuple[torch.Tensor, torch.Tensor]:
+        flat = self.encode(text_encoder)
+        features = flat.new_zeros(*self.mask.shape, flat.shape[-1])
+        features[self.mask] = flat
+        return features, self.mask
+
+
+class AnchorPretrainCLIP(PromptedCLIP):
+    """The anchor prompt as a classifier, and the loss pulling its text features towards the descriptions'."""
+
+    def __init__(self, clip_model, prompt_learner: AnchorPromptLearner, weight: float) -> None:
+        super().__init__(clip_model, prompt_learner)
+        self.weight = weight
+        self.descriptions: Descriptions | None = None  # set before training (an evaluation needs none)
+        self.image_pass = False
+
+    def use_plain_computation(self, plain: bool = True) -> AnchorPretrainCLIP:
+        self.image_pass = plain
+        return super().use_plain_computation(plain)
+
+    def forward_train(self, image: torch.Tensor | None) -> Outputs:
+        if self.image_pass and image is not None:
+            with torch.no_grad():
+                self.image_features(image)  # the original's wasted image pass
+        return {"text": self.text_features()}
+
+    def loss(self, outputs: Outputs, label: torch.Tensor | None = None) -> torch.Tensor:
+        targets, mask = self.descriptions.padded(self.text_encoder)
+        squared = (outputs["text"].float()[:, None, :] - targets).pow(2).mean(dim=-1)  # [n_cls, M]
+        per_class = (squared * mask).sum(dim=1) / mask.sum(dim=1)
+        return self.weight * per_class.mean()
+
+
+@TRAINER_REGISTRY.register()
+class AnchorPretrain(PromptTrainer):
+    """Stage I of AnchorOPT; `TRAINER.ANCHOROPT.*` (ANCHOR_LEN, ANCHOR_MSE_WEIGHT, MAX_TEMPLATE_LENGTH,
+    DESCRIPTIONS), precision from TRAINER.COOP.PREC as the original."""
+
+    SAVE_NAME = anchor_files.STAGE_ONE_FOLDER
+    USE_ATPROMPT = False
+    SUPPORTS_ANCHOROPT = False  # it is AnchorOPT's first stage, not a method the switch applies to
+
+    @classmethod
+    def save_name(cls, cfg) -> str:
+        return cls.SAVE_NAME
+
+    @classmethod
+    def input_files(cls, cfg, kind: str) -> list[str]:
+        path = anchor_files.descriptions_path(cfg)
+        return [path] if kind == "train" and os.path.isfile(path) else []
+
+    @classmethod
+    def build_custom_clip(cls, cfg, clip_model, classnames, attributes):
+        opts = cfg.TRAINER.ANCHOROPT
+        learner = AnchorPromptLearner(clip_model, classnames, opts.ANCHOR_LEN)
+        if cfg.TRAINER.ORIGINAL_DRAWS:
+            replay_clip_construction(clip_model)  # the original built a second CLIP to encode the descriptions
+        return AnchorPretrainCLIP(clip_model, learner, opts.ANCHOR_MSE_WEIGHT)
+
+    def before_train(self) -> None:
+        path = anchor_files.descriptions_path(self.cfg)
+        opts = self.cfg.TRAINER.ANCHOROPT
+        descriptions = anchor_files.read_descriptions(path, self.dm.dataset.classnames, opts.MAX_TEMPLATE_LENGTH)
+        counts = [len(d) for d in descriptions]
+        print(f"AnchorOPT stage I: {sum(counts)} descriptions of {len(counts)} classes from {path} "
+              f"({min(counts)}-{max(counts)} per class)")
+        self.model.descriptions = Descriptions(self.clip_model, descriptions).to(self.device)
+        super().before_train()
+
+    def _epoch_batches(self):
+        """Without the image pass an epoch needs no data: as many steps as it has batches, and no batch."""
+        if self.model.image_pass:
+            return super()._epoch_batches()
+        partial, self._partial_epoch = self._partial_epoch, None
+        self._epoch_rng = capture_rng_state()
+        first = partial["batches_done"] if partial else 0
+        return iter([None] * (self.num_batches - first)), first
+
+    def forward_backward(self, batch: dict | None) -> dict:
+        image = None if batch is None else batch["img"].to(self.device)
+        loss, _ = training_step(self.model, image, None, self.prec, self.device)
+        self.backward_and_update(loss)
+        if (self.batch_idx + 1) == self.num_batches:
+            self.update_lr()
+        return {"loss": loss.item()}
+
+    def after_train(self) -> None:
+        about = {"backbone": self.backbone, "word": "of", "dataset": self.cfg.DATASET.NAME,
+                 "classes": list(self.dm.dataset.classnames), "epoch": self.max_epoch,
+                 "settings": settings_of(self.cfg, "train")}
+        path = os.path.join(self.output_dir, anchor_files.ANCHOR_FILE)
+        anchor_files.write_anchor(path, self.model.prompt_learner.anchor_ctx_1, about)
+        print(f"AnchorOPT stage I: the anchor is in {path}")
+        super().after_train()
+
+    def describe(self) -> dict:
+        return {"method": "AnchorPretrain", "backbone": self.backbone,
+                "prompt": {"anchor_len": self.model.prompt_learner.anchor_len}}
+
+
+# The original's name.
+TRAINER_REGISTRY.register(AnchorPretrain, name="CoOp_Pretrain_Anchor")
