@@ -35,10 +35,24 @@ def data_root(tmp_path_factory):
     return make_caltech101(str(tmp_path_factory.mktemp("data")))
 
 
-def build(data_root, tmp_path, clip_path, trainer="CoOp", *opts, cache=True):
+@pytest.fixture(scope="module")
+def anchor(tmp_path_factory):
+    """An AnchorOPT anchor file (the original's stage-I checkpoint format) for the tiny CLIP's width."""
+    path = tmp_path_factory.mktemp("anchor") / "model.pth.tar"
+    tokens = torch.randn(1, 64, generator=torch.Generator().manual_seed(7))
+    torch.save({"state_dict": {"anchor_ctx_1": tokens.half()}, "epoch": 10}, path)
+    return path
+
+
+def build(data_root, tmp_path, clip_path, trainer="CoOp", *opts, cache=True, subsample="base"):
     options = ["FEATURE_CACHE.ENABLED", str(cache), "FEATURE_CACHE.DIR", str(tmp_path / "cache"),
-               "DATASET.SUBSAMPLE_CLASSES", "base", "TRAINER.MAPLE.PROMPT_DEPTH", "1", *opts]
+               "DATASET.SUBSAMPLE_CLASSES", subsample, "TRAINER.MAPLE.PROMPT_DEPTH", "1", *opts]
     return build_from(run_args(data_root, tmp_path / "out", trainer, clip_path, CONFIGS[trainer], *options))
+
+
+def anchored(anchor, *opts) -> list[str]:
+    return ["TRAINER.ANCHOROPT.USE_ANCHOROPT", "True", "TRAINER.ANCHOROPT.N_CTX", "2",
+            "TRAINER.ANCHOROPT.ANCHOR_WEIGHTS", str(anchor), *opts]
 
 
 @torch.no_grad()
@@ -77,11 +91,36 @@ def test_cached_evaluation_gives_the_uncached_logits(tmp_path, data_root, tiny_v
     assert len(entries(tmp_path)) == 9
 
 
-def test_prompted_image_encoder_and_switch_off_never_use_it(tmp_path, data_root, tiny_vit_path, capsys):
-    maple = build(data_root, tmp_path, tiny_vit_path, "MaPLe")
+@pytest.mark.parametrize("subsample", ["base", "new"])
+@pytest.mark.parametrize("method", ["CoOp", "CoCoOp", "DePT", "KgCoOp"])
+def test_anchoropt_models_give_the_uncached_logits(tmp_path, data_root, tiny_vit_path, anchor, capsys, method,
+                                                   subsample):
+    trainer = build(data_root, tmp_path, tiny_vit_path, method, *anchored(anchor), subsample=subsample)
+    assert trainer.model.seen_classes == (subsample == "base")  # new classes: the anchor branch is averaged in
+    perturb(trainer.model)
+    plain = evaluate(trainer, cached=False)
+    cold = evaluate(trainer)
+    assert counts(capsys)[0] == 0
+    warm = evaluate(trainer)
+    assert counts(capsys)[1] == 0
+    assert torch.equal(cold, plain) and torch.equal(warm, plain)
+    if subsample == "new":  # the anchor branch changes the logits, so the cache served it too
+        trainer.model.seen_classes = True
+        assert not torch.allclose(evaluate(trainer, cached=False), plain)
+
+
+@pytest.mark.parametrize("anchoropt", [False, True])
+def test_maple_never_uses_it(tmp_path, data_root, tiny_vit_path, anchor, capsys, anchoropt):
+    maple = build(data_root, tmp_path, tiny_vit_path, "MaPLe", *(anchored(anchor) if anchoropt else []),
+                  subsample="new")
+    perturb(maple.model)
     assert torch.equal(evaluate(maple), evaluate(maple, cached=False))
     assert "Feature cache: not used (the test logits of MaPLe do not come from a frozen image encoder" in \
         capsys.readouterr().out
+    assert not (tmp_path / "cache").exists()
+
+
+def test_switch_off_never_uses_it(tmp_path, data_root, tiny_vit_path, capsys):
     off = build(data_root, tmp_path, tiny_vit_path, "CoOp", cache=False)
     evaluate(off)
     assert "Feature cache" not in capsys.readouterr().out
