@@ -9,12 +9,14 @@ import pytest
 import torch
 from fake_data import build_from, make_caltech101, perturb, run_args
 from PIL import Image
+from torch.utils.data import DataLoader
 
 import train
 from dassl.engine.trainer import SimpleTrainer
 from tools import benchmark_cache, run_protocol
 from tools import feature_cache as cache_tool
 from trainers.config import get_cfg
+from trainers.feature_cache import draw_as_iterating
 from trainers.feature_store import DAMAGED, FeatureStore, decode_entry
 from trainers.records import settings_of
 
@@ -133,6 +135,63 @@ def test_training_never_uses_it(tmp_path, data_root, tiny_vit_path, capsys):
                     "TEST.NO_TEST", "True")
     assert train.main(argv) == 0
     assert not (tmp_path / "cache").exists()
+
+
+def test_an_evaluation_draws_the_random_numbers_it_draws_without_the_cache(tmp_path, data_root, tiny_vit_path,
+                                                                           capsys):
+    trainer = build(data_root, tmp_path, tiny_vit_path)
+
+    def state_after(cached: bool) -> torch.Tensor:
+        torch.manual_seed(0)
+        evaluate(trainer, cached)
+        return torch.get_rng_state()
+
+    plain = state_after(False)
+    assert torch.equal(state_after(True), plain)  # cold
+    assert torch.equal(state_after(True), plain)  # warm
+    entries(tmp_path)[0].unlink()
+    assert torch.equal(state_after(True), plain)  # one entry computed
+    assert counts(capsys) == (8, 1)
+
+
+@pytest.mark.parametrize("persistent", [False, True])
+def test_the_draws_are_those_of_iterating_the_loader(persistent):
+    def loader():
+        return DataLoader(list(range(4)), batch_size=2, num_workers=1, persistent_workers=persistent)
+
+    torch.manual_seed(0)
+    iterated = loader()
+    for _ in range(3):
+        list(iterated)
+    expected = torch.get_rng_state()
+    torch.manual_seed(0)
+    skipped = loader()
+    for _ in range(3):
+        draw_as_iterating(skipped)
+    assert torch.equal(torch.get_rng_state(), expected)
+
+
+def test_a_training_run_with_validations_is_the_same_with_the_cache(tmp_path, data_root, tiny_vit_path):
+    """Each epoch's validation reads the cache; the next epoch's augmentation and order must not change."""
+
+    def trained(name: str, cached: bool) -> tuple[list[str], dict]:
+        argv = run_args(data_root, tmp_path / name, "CoOp", tiny_vit_path, CONFIGS["CoOp"], "OPTIM.MAX_EPOCH", "3",
+                        "DATALOADER.TRAIN_X.BATCH_SIZE", "2", "TEST.FINAL_MODEL", "best_val",
+                        "INPUT.TRANSFORMS", "['random_resized_crop', 'random_flip', 'normalize']",
+                        "DATASET.SUBSAMPLE_CLASSES", "base", "FEATURE_CACHE.ENABLED", str(cached),
+                        "FEATURE_CACHE.DIR", str(tmp_path / "cache"))
+        assert train.main(argv) == 0
+        lines = [line for line in (tmp_path / name / "log.txt").read_text().splitlines() if line.startswith("* ")]
+        [checkpoint] = (tmp_path / name).rglob("model.pth.tar-3")
+        return lines, torch.load(checkpoint, weights_only=False)["state_dict"]
+
+    plain_lines, plain_state = trained("off", False)
+    for name in ("cold", "warm"):
+        lines, state = trained(name, True)
+        assert lines == plain_lines
+        assert state.keys() == plain_state.keys()
+        assert all(torch.equal(v, plain_state[k]) if torch.is_tensor(v) else v == plain_state[k]
+                   for k, v in state.items())
 
 
 @pytest.mark.parametrize("change", ["weights", "precision", "transform"])

@@ -14,7 +14,8 @@ What decides a feature, and so the key:
 - the entry: the SHA-256 of the image file's bytes, so a changed file is a new entry, and copies of a dataset in
   two places share theirs.
 A missing or damaged entry is computed, in the test loader's batches (a cold cache gives the uncached numbers bit
-for bit), and stored if the file still has the bytes it was looked up by.
+for bit), and stored if the file still has the bytes it was looked up by. An evaluation from the cache draws the random
+numbers an evaluation without it draws, so a training run's later epochs are the same either way.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import inspect
 import os
 import platform
 import sys
+import weakref
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -49,6 +51,8 @@ DETERMINISTIC_STEPS = (T.Resize, T.CenterCrop, T.ToTensor, T.PILToTensor, T.Conv
                        InstanceNormalization)
 LOOKUP_THREADS = 8  # file reads and hashing release the GIL
 LOOKUP_CHUNK = 256
+# The persistent-worker loaders whose one iterator, had they been iterated, would have drawn its seed already.
+_PERSISTENT_STARTED: weakref.WeakSet[DataLoader] = weakref.WeakSet()
 
 
 def cache_folder(cfg) -> str:
@@ -137,6 +141,17 @@ def _parallel(function: Callable[[int], object], n: int) -> list:
         return [value for chunk in pool.map(lambda r: [function(i) for i in r], _chunks(n)) for value in chunk]
 
 
+def draw_as_iterating(data_loader: DataLoader) -> None:
+    """Draw from the global generator what iterating `data_loader` draws: torch's iterator takes its workers' base
+    seed from it when it is made (a persistent one only the first time), and the cache reads no image through it.
+    The next epoch's shuffling and augmentation then draw the same numbers with the cache as without."""
+    if data_loader.persistent_workers and data_loader.num_workers > 0:
+        if data_loader in _PERSISTENT_STARTED:
+            return
+        _PERSISTENT_STARTED.add(data_loader)
+    torch.empty((), dtype=torch.int64).random_(generator=data_loader.generator)
+
+
 class CachedEvaluation:
     """Trainer mixin: with FEATURE_CACHE.ENABLED, test batches are scored from cached image features when the
     trainer's test logits come from a frozen image encoder alone (`feature_cache_refusal` says when they do not).
@@ -189,6 +204,7 @@ class CachedEvaluation:
                 print(f"Feature cache: not used ({refusal}); features are computed")
             yield from super().evaluation_outputs(data_loader, split)
             return
+        draw_as_iterating(data_loader)
         yield from self._cached_outputs(data_loader, split)
 
     def feature_store(self, data_loader: DataLoader) -> FeatureStore:
@@ -223,7 +239,8 @@ class CachedEvaluation:
         missing = [i for i in range(len(items)) if i not in features]
         hits = len(features)
         if missing:
-            features.update(self._encode(data_loader, missing, split))
+            with torch.random.fork_rng(devices=[]):  # its loader's draws are those of draw_as_iterating
+                features.update(self._encode(data_loader, missing, split))
             unchanged = _parallel(lambda j: keys[missing[j]] is not None
                                   and file_digest(items[missing[j]].impath) == keys[missing[j]], len(missing))
             for i, same in zip(missing, unchanged):
