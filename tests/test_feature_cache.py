@@ -111,6 +111,17 @@ def test_anchoropt_models_give_the_uncached_logits(tmp_path, data_root, tiny_vit
         assert not torch.allclose(evaluate(trainer, cached=False), plain)
 
 
+def test_test_prompts_drawn_at_random_never_use_it(tmp_path, data_root, tiny_vit_path, anchor, capsys):
+    drawn = anchored(anchor, "TRAINER.ANCHOROPT.EVAL_GUMBEL", "True")
+    trainer = build(data_root, tmp_path, tiny_vit_path, "CoOp", *drawn, subsample="new")
+    torch.manual_seed(0)
+    cached = evaluate(trainer)
+    assert "Feature cache: not used (the test prompts are drawn at random for every batch" in capsys.readouterr().out
+    torch.manual_seed(0)
+    assert torch.equal(cached, evaluate(trainer, cached=False))
+    assert not (tmp_path / "cache").exists()
+
+
 @pytest.mark.parametrize("anchoropt", [False, True])
 def test_maple_never_uses_it(tmp_path, data_root, tiny_vit_path, anchor, capsys, anchoropt):
     maple = build(data_root, tmp_path, tiny_vit_path, "MaPLe", *(anchored(anchor) if anchoropt else []),
