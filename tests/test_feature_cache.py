@@ -111,15 +111,22 @@ def test_anchoropt_models_give_the_uncached_logits(tmp_path, data_root, tiny_vit
         assert not torch.allclose(evaluate(trainer, cached=False), plain)
 
 
-def test_test_prompts_drawn_at_random_never_use_it(tmp_path, data_root, tiny_vit_path, anchor, capsys):
+def test_test_prompts_drawn_at_random_draw_the_same_from_it(tmp_path, data_root, tiny_vit_path, anchor, capsys):
+    """AnchorOPT's EVAL_GUMBEL draws an arrangement for every test batch: the same ones from the cache."""
     drawn = anchored(anchor, "TRAINER.ANCHOROPT.EVAL_GUMBEL", "True")
     trainer = build(data_root, tmp_path, tiny_vit_path, "CoOp", *drawn, subsample="new")
-    torch.manual_seed(0)
-    cached = evaluate(trainer)
-    assert "Feature cache: not used (the test prompts are drawn at random for every batch" in capsys.readouterr().out
-    torch.manual_seed(0)
-    assert torch.equal(cached, evaluate(trainer, cached=False))
-    assert not (tmp_path / "cache").exists()
+    perturb(trainer.model)
+
+    def logits(cached: bool, seed: int = 0) -> torch.Tensor:
+        torch.manual_seed(seed)
+        return evaluate(trainer, cached)
+
+    plain = logits(False)
+    assert not torch.equal(logits(False, seed=1), plain)  # the draws change the logits
+    assert torch.equal(logits(True), plain)
+    assert counts(capsys) == (0, 9)
+    assert torch.equal(logits(True), plain)
+    assert counts(capsys) == (9, 0)
 
 
 @pytest.mark.parametrize("anchoropt", [False, True])

@@ -15,7 +15,6 @@ from collections.abc import Callable
 
 import torch
 import torch.nn as nn
-from torch.utils.data import DataLoader
 
 from dassl.engine import TRAINER_REGISTRY, TrainerX
 from dassl.metrics import compute_accuracy
@@ -183,14 +182,6 @@ class PromptTrainer(CachedEvaluation, TrainerX):
             return None
         encoder = self.model.image_encoder
         return None if any(p.requires_grad for p in encoder.parameters()) else encoder
-
-    def feature_cache_refusal(self, data_loader: DataLoader) -> str:
-        if getattr(self.model.prompt_learner, "is_random", False):
-            # Iterating a DataLoader draws from the global generator too, and a warm cache iterates none: the batches
-            # would get other draws than without the cache.
-            return ("the test prompts are drawn at random for every batch (TRAINER.ANCHOROPT.EVAL_GUMBEL True), "
-                    "and reading features instead of images would change the draws")
-        return super().feature_cache_refusal(data_loader)
 
     def encoding_code(self) -> list[Callable]:
         return [*super().encoding_code(), type(self.model).encode_image]
