@@ -212,7 +212,7 @@ def test_a_training_run_with_validations_is_the_same_with_the_cache(tmp_path, da
                    for k, v in state.items())
 
 
-@pytest.mark.parametrize("change", ["weights", "precision", "transform"])
+@pytest.mark.parametrize("change", ["weights", "precision", "interpolation", "normalisation"])
 def test_what_decides_a_feature_decides_its_group(tmp_path, data_root, tiny_vit_path, capsys, change):
     evaluate(build(data_root, tmp_path, tiny_vit_path))
     assert counts(capsys) == (0, 9)
@@ -222,8 +222,10 @@ def test_what_decides_a_feature_decides_its_group(tmp_path, data_root, tiny_vit_
             trainer.model.image_encoder.proj[0, 0] += 1e-3
     elif change == "precision":
         trainer = build(data_root, tmp_path, tiny_vit_path, "CoOp", "TRAINER.COOP.PREC", "bf16")
-    else:
+    elif change == "interpolation":
         trainer = build(data_root, tmp_path, tiny_vit_path, "CoOp", "INPUT.INTERPOLATION", "bilinear")
+    else:
+        trainer = build(data_root, tmp_path, tiny_vit_path, "CoOp", "INPUT.PIXEL_MEAN", "[0.5, 0.5, 0.5]")
     cold = evaluate(trainer)
     assert counts(capsys) == (0, 9)
     assert torch.equal(cold, evaluate(trainer, cached=False))

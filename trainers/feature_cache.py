@@ -10,12 +10,15 @@ What decides a feature, and so the key:
 - the group (a folder, trainers/feature_store.py): the encoder's weights as they are in memory (the SHA-256 of every
   tensor, so another checkpoint, another dtype or weights a checkpoint overwrote are another group), the code that
   runs it, the precision (autocast), the image pipeline (the dataset wrapper and every test transform step with its
-  parameters), the versions of torch, torchvision and Pillow, and the device (with its TF32 switches);
+  parameters: INPUT.SIZE, INTERPOLATION, PIXEL_MEAN/STD), the versions of torch, torchvision, Pillow and its image
+  decoders, and the device (the CPU's instruction set, or the GPU with its libraries and TF32 switches);
 - the entry: the SHA-256 of the image file's bytes, so a changed file is a new entry, and copies of a dataset in
   two places share theirs.
-A missing or damaged entry is computed, in the test loader's batches (a cold cache gives the uncached numbers bit
-for bit), and stored if the file still has the bytes it was looked up by. An evaluation from the cache draws the random
-numbers an evaluation without it draws, so a training run's later epochs are the same either way.
+Entries hold the encoder's output in the dtype it has (fp16, bf16 or fp32): the logits are computed from the same
+numbers with or without the cache. A missing or damaged entry is computed, in the test loader's batches (a cold
+cache gives the uncached numbers bit for bit; an entry computed in other batches may differ by float rounding), and
+stored if the file still has the bytes it was looked up by. An evaluation from the cache draws the random numbers
+an evaluation without it draws, so a training run's later epochs are the same either way.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import PIL
+import PIL.features
 import torch
 import torch.nn as nn
 import torchvision
@@ -41,6 +45,7 @@ from dassl.data.data_manager import DatasetWrapper
 from dassl.data.transforms import InstanceNormalization
 from dassl.engine.trainer import SimpleTrainer, _stderr_is_terminal
 from dassl.utils import read_image
+from trainers.backbone import autocast
 from trainers.feature_store import DAMAGED, FeatureStore
 from trainers.prompting import PromptedCLIP
 
@@ -116,10 +121,20 @@ def step_description(step) -> str:
 
 
 def device_description(device: torch.device) -> str:
+    """What of the device can change the encoder's rounding: its kind and instruction set, or the GPU, its
+    libraries and TF32 switches."""
     if device.type != "cuda":
-        return f"{device.type} {platform.machine()}"
-    return (f"cuda {torch.cuda.get_device_name(device)}; tf32 matmul {torch.backends.cuda.matmul.allow_tf32}, "
-            f"cudnn {torch.backends.cudnn.allow_tf32}; float32 matmul {torch.get_float32_matmul_precision()}")
+        return f"{device.type} {platform.machine()} {torch.backends.cpu.get_cpu_capability()}"
+    return (f"cuda {torch.cuda.get_device_name(device)}; CUDA {torch.version.cuda}, cuDNN "
+            f"{torch.backends.cudnn.version()}; tf32 matmul {torch.backends.cuda.matmul.allow_tf32}, cudnn "
+            f"{torch.backends.cudnn.allow_tf32}; float32 matmul {torch.get_float32_matmul_precision()}")
+
+
+def library_versions() -> dict[str, str | None]:
+    """torch, torchvision (the transforms), Pillow and the decoders it reads images with."""
+    return {"torch": torch.__version__, "torchvision": torchvision.__version__, "Pillow": PIL.__version__,
+            "jpeg": PIL.features.version_codec("jpg"), "jpeg_turbo": PIL.features.version_feature("libjpeg_turbo"),
+            "zlib": PIL.features.version_codec("zlib"), "libwebp": PIL.features.version_module("webp")}
 
 
 def file_digest(path: str) -> str | None:
@@ -172,8 +187,9 @@ class CachedEvaluation:
         raise NotImplementedError
 
     def encoding_code(self) -> list[Callable]:
-        """The functions, besides the encoder's modules, that compute what is cached (part of the key)."""
-        return [type(self).encode_images]
+        """The functions, besides the encoder's modules, that compute what is cached (part of the key): `encode_images`
+        and the autocast it runs the precision with."""
+        return [type(self).encode_images, autocast]
 
     def feature_cache_refusal(self, data_loader: DataLoader) -> str:
         """Why the cache cannot serve this evaluation ("" when it can)."""
@@ -222,7 +238,7 @@ class CachedEvaluation:
             "precision": self.prec,
             "pipeline": {"wrapper": f"{type(wrapper).__module__}.{type(wrapper).__qualname__}",
                          "transform": [step_description(s) for s in steps]},
-            "versions": {"torch": torch.__version__, "torchvision": torchvision.__version__, "Pillow": PIL.__version__},
+            "versions": library_versions(),
             "device": device_description(device),
         }
         about = {"backbone": getattr(self, "backbone", None), "trainer": self.cfg.TRAINER.NAME}
