@@ -190,6 +190,10 @@ def main(argv: list[str] | None = None) -> tuple[bool, float]:
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     work = Path(args.work or tempfile.mkdtemp(prefix="benchmark_cache-"))
+    if args.work:
+        if work.exists() and any(work.iterdir()):
+            raise SystemExit(f"--work {work} is not empty: give a new or empty folder (the benchmark starts cold)")
+        work.mkdir(parents=True, exist_ok=True)
     try:
         weights = work / "clip.pt"
         resolution = write_weights(args.arch, weights, args.seed)
