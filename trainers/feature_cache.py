@@ -40,6 +40,7 @@ import torchvision
 import torchvision.transforms as T
 from torch.utils.data import DataLoader, SequentialSampler, Subset
 from tqdm import tqdm
+from yacs.config import CfgNode
 
 from dassl.data.data_manager import DatasetWrapper
 from dassl.data.transforms import InstanceNormalization
@@ -60,7 +61,8 @@ LOOKUP_CHUNK = 256
 _PERSISTENT_STARTED: weakref.WeakSet[DataLoader] = weakref.WeakSet()
 
 
-def cache_folder(cfg) -> str:
+def cache_folder(cfg: CfgNode) -> str:
+    """The cache folder FEATURE_CACHE.DIR names, as an absolute path."""
     return os.path.abspath(os.path.expanduser(cfg.FEATURE_CACHE.DIR or DEFAULT_DIR))
 
 
@@ -107,13 +109,13 @@ def code_checksum(encoder: nn.Module, functions: list[Callable]) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
-def transform_steps(transform) -> list | None:
+def transform_steps(transform: Callable) -> list[Callable] | None:
     """The steps of a test transform, or None when one of them is not known to be deterministic."""
     steps = list(transform.transforms) if isinstance(transform, T.Compose) else [transform]
     return steps if all(isinstance(s, DETERMINISTIC_STEPS) for s in steps) else None
 
 
-def step_description(step) -> str:
+def step_description(step: Callable) -> str:
     """A step with its parameters: torchvision's repr says them; ours (no repr of their own) by their attributes."""
     if type(step).__repr__ is not object.__repr__:
         return repr(step)
