@@ -345,8 +345,10 @@ def test_listing_and_clearing(tmp_path, data_root, tiny_vit_path, capsys):
     assert "fp32  9 entries" in out and "bf16  9 entries" in out and "2 group(s), 18 entries" in out
     assert cache_tool.main([str(tmp_path / "cache"), "--clear", "--older-than", "1"]) == 0
     assert "2 group(s)" in capsys.readouterr().out  # both used just now
+    # A run that stored an entry into a group cleared meanwhile leaves it without its description.
+    FeatureStore(str(tmp_path / "cache"), {"cleared": True}).write("ab" * 32, torch.zeros(4))
     assert cache_tool.main([str(tmp_path / "cache"), "--clear"]) == 0
-    assert "0 group(s), 0 entries, 0.0 MiB (2 removed)" in capsys.readouterr().out
+    assert "0 group(s), 0 entries, 0.0 MiB (3 removed)" in capsys.readouterr().out
     assert [p.name for p in (tmp_path / "cache").iterdir()] == ["notes"]
 
 

@@ -26,14 +26,24 @@ from trainers.feature_cache import DEFAULT_DIR  # noqa: E402
 from trainers.feature_store import GROUP_FILE, group_summary  # noqa: E402
 
 GROUP_NAME = re.compile(r"[0-9a-f]{32}")
+ENTRY_FOLDER = re.compile(r"[0-9a-f]{2}")
+
+
+def is_group(folder: str) -> bool:
+    """Named like a group, and holding its description or only entry folders (a run that stored entries into a
+    group cleared meanwhile makes its folders again, without the description)."""
+    if not GROUP_NAME.fullmatch(os.path.basename(folder)) or not os.path.isdir(folder):
+        return False
+    names = os.listdir(folder)
+    return GROUP_FILE in names or all(ENTRY_FOLDER.fullmatch(n) and os.path.isdir(os.path.join(folder, n))
+                                      for n in names)
 
 
 def groups(root: str) -> list[str]:
-    """The group folders under `root`: named like one and holding its description."""
+    """The group folders under `root`."""
     if not os.path.isdir(root):
         return []
-    return sorted(os.path.join(root, name) for name in os.listdir(root)
-                  if GROUP_NAME.fullmatch(name) and os.path.isfile(os.path.join(root, name, GROUP_FILE)))
+    return sorted(path for path in (os.path.join(root, name) for name in os.listdir(root)) if is_group(path))
 
 
 def describe(folder: str, summary: dict) -> str:

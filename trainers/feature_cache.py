@@ -250,6 +250,7 @@ class CachedEvaluation:
     def _cached_outputs(self, data_loader: DataLoader, split: str) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         items = data_loader.dataset.data_source
         store = self.feature_store(data_loader)
+        store.mark_used()  # first: a group is described before it holds entries
         keys = _parallel(lambda i: file_digest(items[i].impath), len(items))
         looked_up = _parallel(lambda i: None if keys[i] is None else store.read(keys[i]), len(items))
         damaged = sum(entry is DAMAGED for entry in looked_up)
@@ -264,7 +265,6 @@ class CachedEvaluation:
             for i, same in zip(missing, unchanged):
                 if same:
                     store.write(keys[i], features[i])
-        store.mark_used()
         print(self._report(split, len(items), hits, damaged, store))
         for indices in data_loader.batch_sampler:
             encoded = torch.stack([features[i] for i in indices]).to(self.device)
@@ -288,6 +288,6 @@ class CachedEvaluation:
         line = f"Feature cache: {hits} of {total} {split} image features from the cache, {computed} computed"
         if damaged:
             line += f" ({damaged} of them for damaged entries)"
-        if store.write_error is not None:
+        if store.write_error is not None and computed:
             line += f"; not stored: {store.write_error}"
         return line + f" [{store.folder}]"
