@@ -16,7 +16,7 @@ from dassl.engine.trainer import SimpleTrainer
 from tools import benchmark_cache, run_protocol
 from tools import feature_cache as cache_tool
 from trainers.config import get_cfg
-from trainers.feature_cache import draw_as_iterating
+from trainers.feature_cache import draw_as_iterating, weights_checksum
 from trainers.feature_store import DAMAGED, FeatureStore, decode_entry
 from trainers.records import settings_of
 
@@ -230,6 +230,19 @@ def test_what_decides_a_feature_decides_its_group(tmp_path, data_root, tiny_vit_
     assert counts(capsys) == (0, 9)
     assert torch.equal(cold, evaluate(trainer, cached=False))
     assert len(list((tmp_path / "cache").iterdir())) == 2  # two groups side by side
+
+
+def test_the_weights_checksum_sees_every_value_dtype_and_shape():
+    def module(weight: torch.Tensor) -> torch.nn.Module:
+        m = torch.nn.Module()
+        m.register_buffer("weight", weight)
+        return m
+
+    weight = torch.arange(6.0).reshape(2, 3)
+    checksum = weights_checksum(module(weight))
+    assert weights_checksum(module(weight.clone())) == checksum
+    others = [weight.reshape(3, 2), weight.double(), weight + torch.tensor([[0, 0, 1e-6], [0, 0, 0]])]
+    assert all(weights_checksum(module(w)) != checksum for w in others)
 
 
 def test_a_changed_image_file_is_a_new_entry(tmp_path, data_root, tiny_vit_path, capsys):
