@@ -4,8 +4,9 @@ A script is named `<variant>_<protocol>_<stage>.sh` under its method's folder (e
 atprompt_base2new_train.sh) and only calls this file with its own path. Its family (`FAMILIES`) says which trainer
 and config it runs and where its outputs go, with the original's folder layout; the hyper-parameters (EPO, NCTX,
 WEIGHT) are the protocol's for the dataset, from datasets/catalog.py, unless the environment sets them. What a user
-varies that the layout does not show (such a setting, every EXTRA_OPTS option, the search's bases) adds one folder
-before seed<N>, so other settings never share a folder.
+varies that the layout does not show (such a setting, every EXTRA_OPTS option that can change the numbers, the
+search's bases) adds one folder before seed<N>, so other settings never share a folder; options that never change
+them (trainers.records.NOT_DECIDING, e.g. EXTRA_OPTS="FEATURE_CACHE.ENABLED True") add none.
 
 A job whose folder holds a finished run (results.json) with the same settings fingerprint is skipped; one whose
 folder holds a finished run of other settings is refused, naming what differs.
@@ -39,7 +40,7 @@ import train  # noqa: E402
 from dassl.utils.errors import UserError  # noqa: E402
 from datasets import catalog  # noqa: E402
 from tools.results import final_result, log_files  # noqa: E402
-from trainers.records import differences, read_record  # noqa: E402
+from trainers.records import NOT_DECIDING, differences, read_record  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 ATP = ("TRAINER.ATPROMPT.USE_ATPROMPT True TRAINER.ATPROMPT.N_ATT1 {NCTX} TRAINER.ATPROMPT.N_ATT2 {NCTX} "
@@ -195,12 +196,12 @@ def _readable(value: str) -> str:
 
 def varied(folder: str, template: str, settings: dict[str, str], options: list[str] = ()) -> str:
     """`folder` with one more component before its last naming what the user varied that `template` does not show:
-    the settings the environment overrides and the `KEY VALUE` options (EXTRA_OPTS first)."""
+    the settings the environment overrides and the `KEY VALUE` options (EXTRA_OPTS first) that can change numbers."""
     parts = [f"{key.lower()}{value}" for key, value in settings.items()
              if key in os.environ and "{" + key + "}" not in template]
     pairs = [*extra_options(), *options]
     parts += [f"{'.'.join(key.lower().split('.')[-2:])}-{_readable(value)}"
-              for key, value in zip(pairs[::2], pairs[1::2])]
+              for key, value in zip(pairs[::2], pairs[1::2]) if key not in NOT_DECIDING]
     return os.path.join(os.path.dirname(folder), "_".join(parts), os.path.basename(folder)) if parts else folder
 
 

@@ -158,18 +158,26 @@ class AnchorBranch:
             self._anchor_cache = (key, F.normalize(features, dim=-1))
         return self._anchor_cache[1]
 
-    def anchor_logits(self, image: torch.Tensor, image_features: torch.Tensor) -> torch.Tensor:
+    def anchor_logits(self, image: torch.Tensor | None, image_features: torch.Tensor) -> torch.Tensor:
         """The anchor branch's logits, from the normal branch's `image_features` (`PromptedCLIP.anchor_image_features`
         says which image features the anchor branch scores)."""
         features = self.anchor_image_features(image, image_features)
         return self.logit_scale.exp() * features @ self.anchor_text_features().t()
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        features = self.image_features(image)
-        logits = self.class_logits(features)
+        return self.test_logits(image, self.image_features(image))
+
+    def logits_from_encoded(self, encoded: torch.Tensor) -> torch.Tensor:
+        """`forward` from cached image features: there is no image, which the feature cache only allows for models
+        whose anchor features derive from the normal ones (trainers/feature_cache.py `logits_follow_encoder`)."""
+        return self.test_logits(None, self.features_from_encoded(encoded))
+
+    def test_logits(self, image: torch.Tensor | None, image_features: torch.Tensor) -> torch.Tensor:
+        """The test rule: the normal branch's logits on seen classes, the average of both branches on others."""
+        logits = self.class_logits(image_features)
         if self.seen_classes:
             return logits
-        return (logits + self.anchor_logits(image, features)) / 2
+        return (logits + self.anchor_logits(image, image_features)) / 2
 
     def forward_train(self, image: torch.Tensor) -> Outputs:
         outputs = super().forward_train(image)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 
 import torch
 import torch.nn as nn
@@ -22,6 +23,7 @@ from dassl.utils import listdir_nohidden, load_checkpoint
 from dassl.utils.errors import UserError
 from trainers import anchor_files, anchoropt
 from trainers.backbone import PRECISIONS, autocast, backbone_identity, load_clip_at, resolve_precision
+from trainers.feature_cache import CachedEvaluation, logits_follow_encoder
 from trainers.layout import attributes_from_cfg, describe_arrangement
 from trainers.records import differences, settings_of
 
@@ -60,7 +62,7 @@ def optimizer_step(loss: torch.Tensor, optimizers: list[torch.optim.Optimizer],
     scaler.update()
 
 
-class PromptTrainer(TrainerX):
+class PromptTrainer(CachedEvaluation, TrainerX):
     """Prompt learning on a frozen CLIP. Subclasses implement `build_custom_clip`."""
 
     PREC_NODE = "COOP"  # the TRAINER.<node> that holds PREC (and N_CTX) for this method
@@ -173,6 +175,24 @@ class PromptTrainer(TrainerX):
             print(f"AnchorOPT: the learned arrangement is {' '.join(self.describe()['prompt']['arrangement'])}; "
                   f"testing with {rule}")
         return super().test(split, is_final)
+
+    # Evaluation from cached image features (trainers/feature_cache.py): model_inference in two steps.
+    def frozen_image_encoder(self) -> nn.Module | None:
+        if not logits_follow_encoder(self.model):
+            return None
+        encoder = self.model.image_encoder
+        return None if any(p.requires_grad for p in encoder.parameters()) else encoder
+
+    def encoding_code(self) -> list[Callable]:
+        return [*super().encoding_code(), type(self.model).encode_image]
+
+    def encode_images(self, image: torch.Tensor) -> torch.Tensor:
+        with autocast(self.prec, self.device):
+            return self.model.encode_image(image)
+
+    def logits_from_encoded(self, encoded: torch.Tensor) -> torch.Tensor:
+        with autocast(self.prec, self.device):
+            return self.model.logits_from_encoded(encoded).float()
 
     # -- what the run is, and checkpoints ----------------------------------------------------------------------
     def describe(self) -> dict:

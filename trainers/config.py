@@ -129,6 +129,13 @@ def extend_cfg(cfg: CN) -> CN:
 
     # new: where named CLIP weights are cached ("" = ~/.cache/clip; open_clip tags: the Hugging Face cache)
     cfg.MODEL.BACKBONE.DOWNLOAD_ROOT = ""
+
+    # New node: the feature cache (trainers/feature_cache.py, docs/PERFORMANCE.md). Evaluation reads the frozen image
+    # encoder's output on a test image it has seen before from DIR instead of recomputing it; results are the same
+    # either way. Off by default so that no run writes outside its output folder unless asked to.
+    cfg.FEATURE_CACHE = CN()
+    cfg.FEATURE_CACHE.ENABLED = False
+    cfg.FEATURE_CACHE.DIR = ""  # a folder that many runs share; "" = ~/.cache/atprompt/features
     return cfg
 
 

@@ -70,11 +70,11 @@ class DePTCLIP(PromptedCLIP):
         # the similarity logits normalise them.
         return self.text_encoder(self.prompt_learner(), self.prompt_learner.eot)
 
-    def image_features(self, image: torch.Tensor) -> torch.Tensor:
+    def features_from_encoded(self, encoded: torch.Tensor) -> torch.Tensor:
         """Raw (un-normalised) image features [B, E]: the heads take them as they are."""
-        return self.image_encoder(image.type(self.dtype))
+        return encoded
 
-    def anchor_image_features(self, image: torch.Tensor, image_features: torch.Tensor) -> torch.Tensor:
+    def anchor_image_features(self, image: torch.Tensor | None, image_features: torch.Tensor) -> torch.Tensor:
         return F.normalize(image_features, dim=-1)
 
     def similarity(self, text: torch.Tensor, image: torch.Tensor) -> torch.Tensor:

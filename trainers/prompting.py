@@ -304,9 +304,17 @@ class PromptedCLIP(nn.Module):
         features = self.text_encoder(self.prompt_learner(), self.prompt_learner.eot)
         return F.normalize(features, dim=-1)
 
+    def encode_image(self, image: torch.Tensor) -> torch.Tensor:
+        """The frozen, unprompted image encoder's output [B, E], un-normalised: what the feature cache keeps."""
+        return self.image_encoder(image.type(self.dtype))
+
+    def features_from_encoded(self, encoded: torch.Tensor) -> torch.Tensor:
+        """The image features `class_logits` takes, from `encode_image`'s output: normalised here."""
+        return F.normalize(encoded, dim=-1)
+
     def image_features(self, image: torch.Tensor) -> torch.Tensor:
-        """Normalised image features [B, E] (of the prompted image encoder, for methods that prompt it)."""
-        return F.normalize(self.image_encoder(image.type(self.dtype)), dim=-1)
+        """The image features [B, E] `class_logits` takes (a method that prompts the image encoder overrides it)."""
+        return self.features_from_encoded(self.encode_image(image))
 
     def class_logits(self, image_features: torch.Tensor, text: torch.Tensor | None = None) -> torch.Tensor:
         """Class logits [B, n_cls] of normalised image features against the prompted class text features (`text`
@@ -317,9 +325,15 @@ class PromptedCLIP(nn.Module):
         """Class logits [B, n_cls]: what evaluation uses."""
         return self.class_logits(self.image_features(image))
 
-    def anchor_image_features(self, image: torch.Tensor, image_features: torch.Tensor) -> torch.Tensor:
+    def logits_from_encoded(self, encoded: torch.Tensor) -> torch.Tensor:
+        """`forward(image)` from `encode_image(image)`: how evaluation scores cached image features. A class that
+        writes its own `forward` writes this too, or is evaluated without the cache (trainers/feature_cache.py)."""
+        return self.class_logits(self.features_from_encoded(encoded))
+
+    def anchor_image_features(self, image: torch.Tensor | None, image_features: torch.Tensor) -> torch.Tensor:
         """The normalised image features AnchorOPT's anchor branch scores: those of `image_features` (this model's
-        own); a method that prompts the image encoder gives the unprompted ones."""
+        own); a method that prompts the image encoder gives the unprompted ones. `image` is None when the features
+        came from the feature cache, which only serves models whose anchor features derive from `image_features`."""
         return image_features
 
     def forward_train(self, image: torch.Tensor) -> Outputs:

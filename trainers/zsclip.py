@@ -2,17 +2,19 @@
 learner is compared to."""
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
 from dassl.engine import TRAINER_REGISTRY, TrainerX
 from datasets import catalog
 from trainers.backbone import autocast, backbone_identity, load_clip_at, resolve_precision
+from trainers.feature_cache import CachedEvaluation
 from trainers.layout import clean_classname
 from trainers.prompting import FixedPrompts, TextEncoder
 
 
 @TRAINER_REGISTRY.register()
-class ZeroshotCLIP(TrainerX):
+class ZeroshotCLIP(CachedEvaluation, TrainerX):
     """Classifies with the text features of "<template>.format(class name)", computed once."""
 
     def build_model(self) -> None:
@@ -31,7 +33,16 @@ class ZeroshotCLIP(TrainerX):
         return {"backbone": self.backbone}
 
     def model_inference(self, image: torch.Tensor) -> torch.Tensor:
+        return self.logits_from_encoded(self.encode_images(image))
+
+    # The two steps of model_inference, for evaluation from cached image features (trainers/feature_cache.py).
+    def frozen_image_encoder(self) -> nn.Module:
+        return self.clip_model.visual
+
+    def encode_images(self, image: torch.Tensor) -> torch.Tensor:
         with autocast(self.prec, self.device):
-            image_features = self.clip_model.encode_image(image.type(self.clip_model.dtype))
-        image_features = F.normalize(image_features.float(), dim=-1)
+            return self.clip_model.encode_image(image.type(self.clip_model.dtype))
+
+    def logits_from_encoded(self, encoded: torch.Tensor) -> torch.Tensor:
+        image_features = F.normalize(encoded.float(), dim=-1)
         return self.clip_model.logit_scale.exp().float() * image_features @ self.text_features.t()

@@ -14,7 +14,7 @@ import os.path as osp
 import sys
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any, Optional, Union
 
 import numpy as np
@@ -533,10 +533,7 @@ class SimpleTrainer(TrainerBase):
             split = "test"
             data_loader = self.test_loader
         print(f"Evaluate on the *{split}* set")
-        batches = tqdm(data_loader, desc=f"Evaluate {split}", leave=False, disable=not _stderr_is_terminal())
-        for index, batch in enumerate(batches):
-            input, label = self.parse_batch_test(batch)
-            output = self.model_inference(input)
+        for index, (output, label) in enumerate(self.evaluation_outputs(data_loader, split)):
             if not torch.isfinite(output).all():
                 raise UserError(
                     f"The model's outputs are not finite (NaN or inf) in batch {index + 1} of the {split} set, so no "
@@ -551,6 +548,14 @@ class SimpleTrainer(TrainerBase):
         if is_final:
             sys.stdout.flush()
         return distributed.broadcast_object(list(results.values())[0])
+
+    def evaluation_outputs(self, data_loader, split: str) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """(outputs, labels) of each batch of `data_loader`, in its order: the model's inference on the batch
+        (trainers may compute them otherwise, e.g. from cached image features)."""
+        batches = tqdm(data_loader, desc=f"Evaluate {split}", leave=False, disable=not _stderr_is_terminal())
+        for batch in batches:
+            input, label = self.parse_batch_test(batch)
+            yield self.model_inference(input), label
 
     def model_inference(self, input: torch.Tensor) -> torch.Tensor:
         return self.model(input)
