@@ -85,3 +85,10 @@ def assert_round_trip(trained, fresh, folder) -> None:
     fresh.load_model(str(folder))
     with torch.no_grad():
         assert torch.equal(trained.model_inference(images(4)), fresh.model_inference(images(4)))
+
+
+def original_anchor_file(path, width: int = 64, seed: int = 7):
+    """An AnchorOPT anchor in the original's stage-I checkpoint format (`anchor_ctx_1`, fp16) of one token; `path`."""
+    tokens = torch.randn(1, width, generator=torch.Generator().manual_seed(seed))
+    torch.save({"state_dict": {"anchor_ctx_1": tokens.half()}, "epoch": 10}, path)
+    return path

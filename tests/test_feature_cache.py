@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from fake_data import build_from, make_caltech101, perturb, run_args
+from fake_data import build_from, make_caltech101, original_anchor_file, perturb, run_args
 from PIL import Image
 from torch.utils.data import DataLoader
 
@@ -40,10 +40,7 @@ def data_root(tmp_path_factory):
 @pytest.fixture(scope="module")
 def anchor(tmp_path_factory):
     """An AnchorOPT anchor file (the original's stage-I checkpoint format) for the tiny CLIP's width."""
-    path = tmp_path_factory.mktemp("anchor") / "model.pth.tar"
-    tokens = torch.randn(1, 64, generator=torch.Generator().manual_seed(7))
-    torch.save({"state_dict": {"anchor_ctx_1": tokens.half()}, "epoch": 10}, path)
-    return path
+    return original_anchor_file(tmp_path_factory.mktemp("anchor") / "model.pth.tar")
 
 
 def build(data_root, tmp_path, clip_path, trainer="CoOp", *opts, cache=True, subsample="base"):

@@ -11,7 +11,7 @@ import huggingface_hub
 import open_clip
 import pytest
 import torch
-from fake_data import build_from, make_caltech101, run_args
+from fake_data import build_from, make_caltech101, original_anchor_file, run_args
 from tiny_open_clip import CONFIGS, FakeHub, make_open_clip, save_checkpoint
 
 import train
@@ -75,9 +75,8 @@ def open_clip_resnet_path(tmp_path_factory):
 @pytest.fixture(scope="module")
 def anchor_options(tmp_path_factory):
     """AnchorOPT's options with an anchor file in the original's format, for the backbone's text width."""
-    path = tmp_path_factory.mktemp("anchor") / "model.pth.tar"
-    width = CONFIGS["vit_gelu"]["text_cfg"]["width"]
-    torch.save({"state_dict": {"anchor_ctx_1": torch.randn(1, width).half()}}, path)
+    path = original_anchor_file(tmp_path_factory.mktemp("anchor") / "model.pth.tar",
+                                CONFIGS["vit_gelu"]["text_cfg"]["width"])
     return ["TRAINER.ANCHOROPT.ANCHOR_WEIGHTS", str(path), "TRAINER.ANCHOROPT.N_CTX", "2"]
 
 
