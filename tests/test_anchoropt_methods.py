@@ -1,4 +1,4 @@
-"""AnchorOPT on CoCoOp, MaPLe and DePT (TRAINER.ANCHOROPT.USE_ANCHOROPT on each) on a tiny CLIP and a tiny
+"""AnchorOPT on CoCoOp, MaPLe, DePT and KgCoOp (TRAINER.ANCHOROPT.USE_ANCHOROPT on each) on a tiny CLIP and a tiny
 Caltech101: the arranged prompts (MaPLe's deep ones too), what learns, each loss against a plain re-computation,
 checkpoints, base-to-new through train.py, every precision, and the settings the original ran with."""
 
@@ -15,9 +15,12 @@ from trainers.records import read_record
 
 CPU = torch.device("cpu")
 CONFIGS = {"CoCoOp": "CoCoOp/vit_b16_c4_ep10_batch1_ctxv1.yaml", "MaPLe": "MaPLe/vit_b16_c2_ep5_batch4_2ctx.yaml",
-           "DePT": "DePT/vit_b16_ep10_bs4_lr35.yaml"}
+           "DePT": "DePT/vit_b16_ep10_bs4_lr35.yaml", "KgCoOp": "KgCoOp/vit_b16_ep100_ctxv4.yaml"}
+TRAINERS = {"CoCoOp": "CoCoOp_AnchorOPT", "MaPLe": "MaPLe_AnchorOPT", "DePT": "DePT_AnchorOPT",
+            "KgCoOp": "KgCoOp"}  # the original had no KgCoOp variant: the switch alone
 METHODS = list(CONFIGS)
 OPTS = [  # on top of fake_data.TINY_RUN
+    "TRAINER.ANCHOROPT.USE_ANCHOROPT", "True",
     "DATALOADER.TRAIN_X.BATCH_SIZE", "2",
     "OPTIM.MAX_EPOCH", "1",
     "TRAINER.MAPLE.PROMPT_DEPTH", "2",
@@ -42,7 +45,7 @@ def anchor(tmp_path_factory):
 
 
 def args(data_root, out, method, clip_path, anchor, *opts, extra=()):
-    return run_args(data_root, out, f"{method}_AnchorOPT", clip_path, CONFIGS[method], *OPTS,
+    return run_args(data_root, out, TRAINERS[method], clip_path, CONFIGS[method], *OPTS,
                     "TRAINER.ANCHOROPT.ANCHOR_WEIGHTS", str(anchor), *opts, extra=extra)
 
 
@@ -143,6 +146,7 @@ LEARNED = {
               "compound_prompt_projections.0.weight", "compound_prompt_projections.0.bias"},
     "DePT": {"ctx", "ctx_pos_params", "film_lp_img.scale", "film_lp_img.bias", "film_lp_text.scale",
              "film_lp_text.bias", "linear_probe_proj.weight", "linear_probe_proj.bias"},
+    "KgCoOp": {"ctx", "ctx_pos_params"},
 }  # fmt: skip
 
 
@@ -211,6 +215,12 @@ def test_the_loss_equals_a_plain_recomputation(tmp_path, data_root, tiny_vit_pat
             text = model.text_encoder(model.prompt_learner(), model.prompt_learner.eot)
             features = built.clip_model.encode_image(image)
             expected = 2.0 * dept_loss(model, text, features, LABELS)
+        elif method == "KgCoOp":  # its loss (CE + W x the distance to the template features) x PROMPT_CE_WEIGHT
+            torch.manual_seed(5)
+            text = F.normalize(model.text_encoder(model.prompt_learner(), model.prompt_learner.eot), dim=-1)
+            distance = 1 - F.cosine_similarity(text, model.templates.encode(model.text_encoder), dim=1).mean()
+            expected = (2.0 * (F.cross_entropy(logits, LABELS) + model.weight * distance)
+                        + 3.0 * distillation(logits, anchor_logits, 2.0))
         else:
             expected = 2.0 * F.cross_entropy(logits, LABELS) + 3.0 * distillation(logits, anchor_logits, 2.0)
     torch.testing.assert_close(loss, expected, rtol=1e-4, atol=1e-5)
@@ -223,14 +233,14 @@ def test_kd_weight_zero_with_temperature_zero_trains_without_nan(tmp_path, data_
                   "TRAINER.ANCHOROPT.KD_TEMPERATURE", "0.0")
     loss, logits = training_step(built.model.train(), images(4), LABELS, "fp32", CPU)
     assert torch.isfinite(loss)
-    if method != "DePT":
+    if method in ("CoCoOp", "MaPLe"):  # their loss is cross-entropy alone
         torch.testing.assert_close(loss, 2.0 * F.cross_entropy(logits, LABELS))
 
 
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("prec", ["fp32", "bf16", "fp16", "amp"])
 def test_every_precision_trains_on_the_cpu(tmp_path, data_root, tiny_vit_path, anchor, method, prec):
-    node = {"CoCoOp": "COCOOP", "MaPLe": "MAPLE", "DePT": "COOP"}[method]
+    node = {"CoCoOp": "COCOOP", "MaPLe": "MAPLE"}.get(method, "COOP")
     built = build(data_root, tmp_path, method, tiny_vit_path, anchor, f"TRAINER.{node}.PREC", prec)
     loss, logits = training_step(built.model.train(), images(4), LABELS, built.prec, CPU)
     assert torch.isfinite(loss) and torch.isfinite(logits).all()
