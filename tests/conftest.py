@@ -13,6 +13,12 @@ from tiny_clip import make_tiny_clip, save_state_dict, save_torchscript  # noqa:
 torch.set_num_threads(1)
 
 
+@pytest.fixture(autouse=True)
+def no_shared_feature_cache(monkeypatch):
+    """The run scripts read test-image features from a cache in the home folder; tests that want it say where."""
+    monkeypatch.setenv("FEATURE_CACHE", "0")
+
+
 @pytest.fixture(scope="session")
 def tiny_vit_path(tmp_path_factory):
     path = tmp_path_factory.mktemp("tiny_clip") / "tiny_vit.pt"

@@ -1,6 +1,7 @@
 """scripts/demo.sh, the README's main command, end to end (one seed, one epoch, few shots)."""
 
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -9,7 +10,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_demo_prints_the_base_to_novel_table(tmp_path):
     env = dict(os.environ, DATA=str(tmp_path / "data"), OUTPUT=str(tmp_path / "out"), EPO="1", SHOTS="2",
-               SEARCH="1")
+               SEARCH="1", FEATURE_CACHE="1", EXTRA_OPTS=f"FEATURE_CACHE.DIR {tmp_path / 'features'}")
     done = subprocess.run(["bash", "scripts/demo.sh", "1"], cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -23,3 +24,6 @@ def test_demo_prints_the_base_to_novel_table(tmp_path):
     search = tmp_path / "out/attribute_world/AttributeCompute/world_tiny_2shots/nctx4_cscFalse_ctpend/epo3"
     search = search / "search_attribute"
     assert (search / "attribute_search.json").is_file() and (search / "attribute_search.png").is_file()
+    # Later evaluations read the test images' features from the cache the first ones filled.
+    logs = "".join(p.read_text() for p in (tmp_path / "out").rglob("log.txt"))
+    assert re.search(r"Feature cache: [1-9]\d* of \d+ test image features from the cache", logs)

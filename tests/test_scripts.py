@@ -112,6 +112,14 @@ def test_the_anchor_is_an_option_of_stage_two_and_names_no_folder(monkeypatch, c
     assert "TRAINER.ANCHOROPT.ANCHOR_WEIGHTS" not in stage_one
 
 
+def test_the_scripts_use_the_feature_cache_unless_told_not_to(monkeypatch, capsys):
+    monkeypatch.delenv("FEATURE_CACHE")
+    (job,) = commands(monkeypatch, capsys, "coop/atprompt_base2new_test.sh", "dtd", "data", "1")
+    assert option(job, "FEATURE_CACHE.ENABLED") == "True"
+    (off,) = commands(monkeypatch, capsys, "coop/atprompt_base2new_test.sh", "dtd", "data", "1", FEATURE_CACHE="0")
+    assert "FEATURE_CACHE.ENABLED" not in off and option(off, "--output-dir") == option(job, "--output-dir")
+
+
 def test_the_environment_overrides_and_extra_options_may_be_quoted(monkeypatch, capsys):
     extra = "TRAINER.ATPROMPT.ATTRIBUTES \"['shape', 'material']\" INPUT.SIZE \"(224, 224)\""
     jobs = commands(monkeypatch, capsys, "dept/atprompt_base2new_test.sh", "dtd", "data", "1", "2", EPO="7",

@@ -20,8 +20,11 @@ Environment: DATA (data root when DATA_ROOT is not given, default ./data), OUTPU
 SHOTS (default 16), CFG (the trainer config's name), EPO / NCTX / WEIGHT (override the protocol's values), EXTRA_OPTS
 (more KEY VALUE config options, shell-quoted), ANCHOR (AnchorOPT's stage II: TRAINER.ANCHOROPT.ANCHOR_WEIGHTS, an
 anchor file or a stage-I output folder; as with the original's anchor_weights/ it names no folder, and a finished
-run trained with another anchor is refused by its checksum), FORCE=1 (run even if the job already finished),
-DRY_RUN=1 (print the train.py commands instead of running them), PYTHON (default python3).
+run trained with another anchor is refused by its checksum), FEATURE_CACHE=0 (recompute every test image's features
+instead of reading them from the shared feature cache, `FEATURE_CACHE.DIR`, default ~/.cache/atprompt/features,
+which the scripts use since a protocol evaluates the same images again and again; the numbers are the same either
+way), FORCE=1 (run even if the job already finished), DRY_RUN=1 (print the train.py commands instead of running
+them), PYTHON (default python3).
 """
 
 from __future__ import annotations
@@ -330,7 +333,8 @@ def already_done(job: Job, folder: str, argv: list[str]) -> bool:
 
 def run(job: Job) -> int:
     folder = os.path.join(output_root(), job.folder)
-    argv = ["--output-dir", folder, *job.argv, *extra_options()]
+    cache = [] if os.environ.get("FEATURE_CACHE") == "0" else ["FEATURE_CACHE.ENABLED", "True"]
+    argv = ["--output-dir", folder, *job.argv, *cache, *extra_options()]
     command = [os.environ.get("PYTHON", "python3"), str(REPO / "train.py"), *argv]
     if os.environ.get("DRY_RUN"):
         print(shlex.join(command))
