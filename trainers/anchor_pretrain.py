@@ -29,19 +29,14 @@ from trainers.records import settings_of
 
 
 class Descriptions(FixedPrompts):
-    """The description features of every class, padded to [n_cls, M, E] with a mask [n_cls, M] of the real ones."""
+    """The description features of every class, all classes' sentences in a row ([N, E], `encode`), with the class
+    of each (`owner` [N]) and how many each class has (`counts` [n_cls])."""
 
     def __init__(self, clip_model, descriptions: list[list[str]]) -> None:
         super().__init__(clip_model, [sentence for sentences in descriptions for sentence in sentences])
         counts = torch.tensor([len(sentences) for sentences in descriptions])
-        mask = torch.arange(int(counts.max())) < counts[:, None]
-        self.register_buffer("mask", mask, persistent=False)
-
-    def padded(self, text_encoder) -> tuple[torch.Tensor, torch.Tensor]:
-        flat = self.encode(text_encoder)
-        features = flat.new_zeros(*self.mask.shape, flat.shape[-1])
-        features[self.mask] = flat
-        return features, self.mask
+        self.register_buffer("counts", counts, persistent=False)
+        self.register_buffer("owner", torch.repeat_interleave(torch.arange(len(counts)), counts), persistent=False)
 
 
 class AnchorPretrainCLIP(PromptedCLIP):
@@ -64,9 +59,10 @@ class AnchorPretrainCLIP(PromptedCLIP):
         return {"text": self.text_features()}
 
     def loss(self, outputs: Outputs, label: torch.Tensor | None = None) -> torch.Tensor:
-        targets, mask = self.descriptions.padded(self.text_encoder)
-        squared = (outputs["text"].float()[:, None, :] - targets).pow(2).mean(dim=-1)  # [n_cls, M]
-        per_class = (squared * mask).sum(dim=1) / mask.sum(dim=1)
+        described = self.descriptions
+        targets = described.encode(self.text_encoder)
+        squared = (outputs["text"].float()[described.owner] - targets).pow(2).mean(dim=-1)  # [N]
+        per_class = squared.new_zeros(len(described.counts)).index_add(0, described.owner, squared) / described.counts
         return self.weight * per_class.mean()
 
 
