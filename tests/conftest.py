@@ -7,6 +7,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from fake_data import original_anchor_file  # noqa: E402
 from tiny_clip import make_tiny_clip, save_state_dict, save_torchscript  # noqa: E402
 
 # Test tensors are tiny: intra-op threads cost far more in start-up and spin-waiting than they save.
@@ -24,6 +25,12 @@ def tiny_vit_path(tmp_path_factory):
     path = tmp_path_factory.mktemp("tiny_clip") / "tiny_vit.pt"
     save_state_dict(make_tiny_clip("vit"), path)
     return path
+
+
+@pytest.fixture(scope="session")
+def original_anchor_path(tmp_path_factory):
+    """An AnchorOPT anchor for the tiny CLIP's width, in the original's released format (its stage-I checkpoint)."""
+    return original_anchor_file(tmp_path_factory.mktemp("anchor") / "model.pth.tar")
 
 
 @pytest.fixture(scope="session")

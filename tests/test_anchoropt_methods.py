@@ -5,7 +5,7 @@ checkpoints, base-to-new through train.py, every precision, and the settings the
 import pytest
 import torch
 import torch.nn.functional as F
-from fake_data import assert_round_trip, build_from, images, make_caltech101, original_anchor_file, perturb, run_args
+from fake_data import assert_round_trip, build_from, images, make_caltech101, perturb, run_args
 from test_anchoropt import full_prompt_features
 
 import train
@@ -39,9 +39,8 @@ def data_root(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def anchor(tmp_path_factory):
-    """An anchor file in the original's released format (its anchor_prompt_learner checkpoint)."""
-    return original_anchor_file(tmp_path_factory.mktemp("anchor") / "model.pth.tar")
+def anchor(original_anchor_path):
+    return original_anchor_path
 
 
 def args(data_root, out, method, clip_path, anchor, *opts, extra=()):

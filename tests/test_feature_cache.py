@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from fake_data import build_from, make_caltech101, original_anchor_file, perturb, run_args
+from fake_data import build_from, make_caltech101, perturb, run_args
 from PIL import Image
 from torch.utils.data import DataLoader
 
@@ -38,9 +38,8 @@ def data_root(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def anchor(tmp_path_factory):
-    """An AnchorOPT anchor file (the original's stage-I checkpoint format) for the tiny CLIP's width."""
-    return original_anchor_file(tmp_path_factory.mktemp("anchor") / "model.pth.tar")
+def anchor(original_anchor_path):
+    return original_anchor_path
 
 
 def build(data_root, tmp_path, clip_path, trainer="CoOp", *opts, cache=True, subsample="base"):
