@@ -294,8 +294,8 @@ def arrangement(position_logits: torch.Tensor, tau: float, sample: bool) -> torc
 
 def arranged_context(ctx: torch.Tensor, anchor: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
     """P @ [ctx; anchor]: the class context slots [..., n_ctx + L, D] from the context [..., n_ctx, D] (shared,
-    class-specific or per image) and the anchor [L, D]."""
-    anchor = anchor.to(ctx.dtype).expand(*ctx.shape[:-2], *anchor.shape)
+    class-specific or per image) and the anchor [L, D] (or [..., L, D]: MaPLe's deep layers, per sequence)."""
+    anchor = anchor.to(ctx.dtype).expand(*ctx.shape[:-2], *anchor.shape[-2:])
     return positions.to(ctx.dtype) @ torch.cat([ctx, anchor], dim=-2)
 
 

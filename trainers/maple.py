@@ -26,7 +26,7 @@ from dassl.engine import TRAINER_REGISTRY
 from dassl.utils.errors import UserError
 from trainers import anchoropt
 from trainers.base import PromptTrainer
-from trainers.layout import Anchoring, TokenSlots, unused_attribute_blocks
+from trainers.layout import Anchoring, TokenSlots, arranged_context, unused_attribute_blocks
 from trainers.prompting import PromptedCLIP, PromptLearner
 
 
@@ -98,9 +98,9 @@ class MultiModalPromptLearner(PromptLearner):
         # Left out as the original did, so that its column of P gets no gradient from a state no slot shows.
         held = positions[:, self.n_ctx :].sum(dim=0) > 0
         positions = torch.cat([positions[:, : self.n_ctx], positions[:, self.n_ctx :] * held], dim=1)
-        anchor_states = self.anchor_slots.read(x)[holders]  # [L, N, D]
-        tokens = torch.cat([deep.to(x.dtype).unsqueeze(1).expand(-1, x.shape[1], -1), anchor_states])
-        return self.text_slots.write(x, torch.einsum("sk,knd->snd", positions.to(x.dtype), tokens))
+        anchor_states = self.anchor_slots.read(x)[holders].transpose(0, 1)  # [N, L, D]
+        slots = arranged_context(deep.to(x.dtype).expand(x.shape[1], -1, -1), anchor_states, positions)
+        return self.text_slots.write(x, slots.transpose(0, 1))
 
     def vision_prompts(self) -> tuple[InputHook, LayerHook]:
         """The hooks that insert the shallow visual prompt proj(ctx) and then put in the visual deep prompts."""
