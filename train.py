@@ -27,19 +27,19 @@ from clip.clip import file_sha256
 from dassl.data.datasets import DATASET_REGISTRY
 from dassl.engine import TRAINER_REGISTRY, build_trainer
 from dassl.engine.distributed import init_distributed, is_main_process
-from dassl.utils import collect_env_info, set_random_seed
-from dassl.utils.errors import UserError
-from trainers.base import checkpoint_file
-from trainers.config import get_cfg, merge_file, merge_options
-from trainers.failures import user_error_message
-from trainers.records import (
+from dassl.engine.failures import user_error_message
+from dassl.engine.records import (
     fingerprint,
     read_record,
     setting_fingerprint,
     settings_of,
     write_record,
 )
-from trainers.run_folder import RunFolder
+from dassl.engine.run_folder import RunFolder
+from dassl.utils import collect_env_info, set_random_seed
+from dassl.utils.errors import UserError
+from trainers.base import checkpoint_file
+from trainers.config import get_cfg, merge_file, merge_options
 
 DEBUG_ENV = "ATPROMPT_DEBUG"
 
@@ -146,7 +146,7 @@ def check_args(args: argparse.Namespace, cfg: CfgNode) -> None:
 
 def run_identity(args: argparse.Namespace, cfg: CfgNode) -> dict:
     """What decides the numbers of the run these arguments describe: its kind, settings, the checksums of the
-    checkpoint files an evaluation loads, and their fingerprint (trainers/records.py)."""
+    checkpoint files an evaluation loads, and their fingerprint (dassl/engine/records.py)."""
     trainer = TRAINER_REGISTRY.get(cfg.TRAINER.NAME)
     kind = "eval" if args.eval_only else getattr(trainer, "RECORD_KIND", "train")
     settings = settings_of(cfg, kind)
@@ -221,7 +221,7 @@ def run(args: argparse.Namespace, cfg: CfgNode, folder: RunFolder) -> int:
 
 
 def run_record(args: argparse.Namespace, cfg: CfgNode, trainer, identity: dict) -> dict:
-    """The results.json of a finished run (trainers/records.py says what it is for)."""
+    """The results.json of a finished run (dassl/engine/records.py says what it is for)."""
     record = {
         "status": "finished", "kind": identity["kind"], "trainer": cfg.TRAINER.NAME, "dataset": cfg.DATASET.NAME,
         "seed": cfg.SEED, "shots": cfg.DATASET.NUM_SHOTS, "subsample": cfg.DATASET.SUBSAMPLE_CLASSES,

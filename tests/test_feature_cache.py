@@ -1,4 +1,4 @@
-"""The feature cache (trainers/feature_cache.py): cached evaluation gives the uncached logits; what decides a
+"""The feature cache (dassl/engine/feature_cache.py): cached evaluation gives the uncached logits; what decides a
 feature decides its entry; runs may fill it at once; damaged entries are recomputed."""
 
 import multiprocessing
@@ -12,13 +12,13 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 import train
+from dassl.engine.feature_cache import draw_as_iterating, weights_checksum
+from dassl.engine.feature_store import DAMAGED, FeatureStore, decode_entry
+from dassl.engine.records import settings_of
 from dassl.engine.trainer import SimpleTrainer
 from tools import benchmark_cache, run_protocol
 from tools import feature_cache as cache_tool
 from trainers.config import get_cfg
-from trainers.feature_cache import draw_as_iterating, weights_checksum
-from trainers.feature_store import DAMAGED, FeatureStore, decode_entry
-from trainers.records import settings_of
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = {

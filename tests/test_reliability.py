@@ -33,13 +33,13 @@ import gpt_query
 import train
 from dassl.data.datasets import Datum
 from dassl.data.datasets.fewshot_cache import load_fewshot_cache, save_fewshot_cache
+from dassl.engine.records import read_record
+from dassl.engine.run_folder import LOCK_FILE
 from dassl.utils import close_logger, load_checkpoint, save_checkpoint, write_json
 from dassl.utils.errors import UserError
 from trainers.base import PromptTrainer
 from trainers.layout import PromptLayout
 from trainers.prompting import PromptedCLIP
-from trainers.records import read_record
-from trainers.run_folder import LOCK_FILE
 
 REPO = Path(__file__).resolve().parents[1]
 SECRET = "sk-reliability-SECRET-0123456789"

@@ -15,10 +15,10 @@ from tiny_clip import make_tiny_clip, save_state_dict
 
 import train
 from dassl.data import data_manager
+from dassl.engine.records import fingerprint, read_record, setting_fingerprint, write_record
 from tools import run_protocol
 from tools.results import ResultsError
 from tools.results import summarize as build_summary
-from trainers.records import fingerprint, read_record, setting_fingerprint, write_record
 
 OPTS = ["OPTIM.MAX_EPOCH", "2", "DATALOADER.TRAIN_X.BATCH_SIZE", "4", "TRAINER.COOP.N_CTX", "2",
         "TRAINER.COCOOP.N_CTX", "2", "TRAINER.ATPROMPT.N_ATT1", "2", "TRAINER.ATPROMPT.N_ATT2", "2"]

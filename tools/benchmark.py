@@ -41,11 +41,11 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
 from yacs.config import CfgNode  # noqa: E402
 
 from clip.model import CLIP, VisionTransformer, convert_weights  # noqa: E402
+from dassl.engine.precision import autocast, resolve_precision  # noqa: E402
 from dassl.optim import build_optimizer  # noqa: E402
 from datasets import catalog  # noqa: E402
 from trainers.anchor_pretrain import AnchorPretrain, Descriptions  # noqa: E402
 from trainers.attribute_search import AttributeSearch  # noqa: E402
-from trainers.backbone import autocast, resolve_precision  # noqa: E402
 from trainers.base import PromptTrainer, optimizer_step, training_step  # noqa: E402
 from trainers.cocoop import CoCoOp  # noqa: E402
 from trainers.config import get_cfg  # noqa: E402

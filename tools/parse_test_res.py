@@ -25,8 +25,8 @@ import numpy as np
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from dassl.engine.records import RECORD_FILE, differences, experiment_settings, read_record  # noqa: E402
 from tools.results import METRICS, ResultsError, log_files, read_run  # noqa: E402
-from trainers.records import RECORD_FILE, differences, experiment_settings, read_record  # noqa: E402
 
 # A record's metric names -> the names of the log lines (and of this tool's output).
 LOG_NAMES = {"error_rate": "error"}

@@ -1,6 +1,6 @@
 """Read run records (or logs) and aggregate them over seeds into the paper's tables.
 
-A run is a folder holding its record ``results.json`` (trainers/records.py): what ran, with which settings and
+A run is a folder holding its record ``results.json`` (dassl/engine/records.py): what ran, with which settings and
 their fingerprints, and its final metrics. Values of one table cell come from runs of one setting (the same
 fingerprint but for the seed), and an evaluation on the novel classes is paired with the training runs it
 evaluated (through the training setting its record names); two settings are never averaged together.
@@ -31,9 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
+from dassl.engine.records import RECORD_FILE, differences, experiment_settings, read_record
 from dassl.utils.errors import UserError
 from datasets import catalog
-from trainers.records import RECORD_FILE, differences, experiment_settings, read_record
 
 # Folder key -> display label, in the order of the paper's tables (datasets/catalog.py).
 PAPER_DATASETS = {info.key: info.display for info in catalog.by_role("benchmark")}

@@ -6,7 +6,7 @@ and config it runs and where its outputs go, with the original's folder layout; 
 WEIGHT) are the protocol's for the dataset, from datasets/catalog.py, unless the environment sets them. What a user
 varies that the layout does not show (such a setting, every EXTRA_OPTS option that can change the numbers, the
 search's bases) adds one folder before seed<N>, so other settings never share a folder; options that never change
-them (trainers.records.NOT_DECIDING, e.g. EXTRA_OPTS="FEATURE_CACHE.ENABLED True") add none.
+them (dassl.engine.records.NOT_DECIDING, e.g. EXTRA_OPTS="FEATURE_CACHE.ENABLED True") add none.
 
 A job whose folder holds a finished run (results.json) with the same settings fingerprint is skipped; one whose
 folder holds a finished run of other settings is refused, naming what differs.
@@ -40,10 +40,10 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import train  # noqa: E402
+from dassl.engine.records import NOT_DECIDING, differences, read_record  # noqa: E402
 from dassl.utils.errors import UserError  # noqa: E402
 from datasets import catalog  # noqa: E402
 from tools.results import final_result, log_files  # noqa: E402
-from trainers.records import NOT_DECIDING, differences, read_record  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 ATP = ("TRAINER.ATPROMPT.USE_ATPROMPT True TRAINER.ATPROMPT.N_ATT1 {NCTX} TRAINER.ATPROMPT.N_ATT2 {NCTX} "

@@ -19,13 +19,13 @@ import os
 import torch
 
 from dassl.engine import TRAINER_REGISTRY
+from dassl.engine.records import settings_of
 from dassl.engine.resume import capture_rng_state
 from trainers import anchor_files
 from trainers.anchoropt import AnchorPromptLearner
 from trainers.backbone import replay_clip_construction
 from trainers.base import PromptTrainer, training_step
 from trainers.prompting import FixedPrompts, Outputs, PromptedCLIP
-from trainers.records import settings_of
 
 
 class Descriptions(FixedPrompts):

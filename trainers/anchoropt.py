@@ -169,7 +169,7 @@ class AnchorBranch:
 
     def logits_from_encoded(self, encoded: torch.Tensor) -> torch.Tensor:
         """`forward` from cached image features: there is no image, which the feature cache only allows for models
-        whose anchor features derive from the normal ones (trainers/feature_cache.py `logits_follow_encoder`)."""
+        whose anchor features derive from the normal ones (`PromptedCLIP.TEST_LOGITS_FROM_ENCODER`)."""
         return self.test_logits(None, self.features_from_encoded(encoded))
 
     def test_logits(self, image: torch.Tensor | None, image_features: torch.Tensor) -> torch.Tensor:

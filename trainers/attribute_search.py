@@ -24,11 +24,11 @@ from torch.utils.checkpoint import checkpoint
 
 from dassl.engine import TRAINER_REGISTRY
 from dassl.engine.distributed import is_main_process
+from dassl.engine.precision import autocast
 from dassl.metrics import compute_accuracy
 from dassl.utils import atomic_write, write_json
 from dassl.utils.errors import UserError
 from datasets import catalog
-from trainers.backbone import autocast
 from trainers.base import PromptTrainer, optimizer_step, training_step
 from trainers.prompting import PromptedCLIP, PromptLearner
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import torch
 from yacs.config import CfgNode
 
 from clip.clip import load_model, weights_sha256
@@ -10,8 +9,6 @@ from clip.errors import CheckpointError
 from clip.model import CLIP, infer_config
 from clip.preprocessing import Preprocessing
 from dassl.utils.errors import UserError
-
-PRECISIONS = ("fp16", "fp32", "amp", "bf16")
 
 
 def load_clip(cfg: CfgNode) -> tuple[CLIP, Preprocessing]:
@@ -55,28 +52,11 @@ def check_input(cfg: CfgNode, preprocessing: Preprocessing) -> None:
               "transform here resizes the shorter side and crops the centre instead")
 
 
-def resolve_precision(prec: str, device: torch.device) -> str:
-    """The precision that will actually run: fp16 and amp need a GPU, so CPU runs use fp32 instead."""
-    if prec not in PRECISIONS:
-        raise UserError(f"PREC must be one of {', '.join(PRECISIONS)}, got '{prec}'")
-    if device.type == "cpu" and prec in ("fp16", "amp"):
-        print(f"Note: PREC '{prec}' needs a GPU; running in fp32 on the CPU")
-        return "fp32"
-    return prec
-
-
 def load_clip_at(cfg: CfgNode, prec: str) -> CLIP:
     """`load_clip`, checked against INPUT.SIZE, in fp32 unless the precision is OpenAI's fp16."""
     clip_model, preprocessing = load_clip(cfg)
     check_input(cfg, preprocessing)
     return clip_model if prec == "fp16" else clip_model.float()
-
-
-def autocast(prec: str, device: torch.device):
-    """The autocast context for a precision (amp: fp16, bf16: bfloat16; fp16/fp32 run the weights' dtype)."""
-    dtype = {"amp": torch.float16, "bf16": torch.bfloat16}.get(prec)
-    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
-
 
 
 def replay_clip_construction(clip_model: CLIP) -> None:

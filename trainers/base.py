@@ -17,15 +17,16 @@ import torch
 import torch.nn as nn
 
 from dassl.engine import TRAINER_REGISTRY, TrainerX
+from dassl.engine.feature_cache import CachedEvaluation
+from dassl.engine.precision import PRECISIONS, autocast, resolve_precision
+from dassl.engine.records import differences, settings_of
 from dassl.metrics import compute_accuracy
 from dassl.optim import build_lr_scheduler, build_optimizer
 from dassl.utils import listdir_nohidden, load_checkpoint
 from dassl.utils.errors import UserError
 from trainers import anchor_files, anchoropt
-from trainers.backbone import PRECISIONS, autocast, backbone_identity, load_clip_at, resolve_precision
-from trainers.feature_cache import CachedEvaluation, logits_follow_encoder
+from trainers.backbone import backbone_identity, load_clip_at
 from trainers.layout import attributes_from_cfg, describe_arrangement
-from trainers.records import differences, settings_of
 
 # Fixed-token buffers the original saved; they depend on the class names, so they are always rebuilt.
 FIXED_TOKEN_KEY = re.compile(
@@ -176,9 +177,9 @@ class PromptTrainer(CachedEvaluation, TrainerX):
                   f"testing with {rule}")
         return super().test(split, is_final)
 
-    # Evaluation from cached image features (trainers/feature_cache.py): model_inference in two steps.
+    # Evaluation from cached image features (dassl/engine/feature_cache.py): model_inference in two steps.
     def frozen_image_encoder(self) -> nn.Module | None:
-        if not logits_follow_encoder(self.model):
+        if not self.model.TEST_LOGITS_FROM_ENCODER:
             return None
         encoder = self.model.image_encoder
         return None if any(p.requires_grad for p in encoder.parameters()) else encoder

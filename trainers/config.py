@@ -130,8 +130,8 @@ def extend_cfg(cfg: CN) -> CN:
     # new: where named CLIP weights are cached ("" = ~/.cache/clip; open_clip tags: the Hugging Face cache)
     cfg.MODEL.BACKBONE.DOWNLOAD_ROOT = ""
 
-    # New node: the feature cache (trainers/feature_cache.py, docs/PERFORMANCE.md). Evaluation reads the frozen image
-    # encoder's output on a test image it has seen before from DIR instead of recomputing it; results are the same
+    # New node: the feature cache (dassl/engine/feature_cache.py, docs/PERFORMANCE.md). Evaluation reads the frozen
+    # image encoder's output on a test image it has seen before from DIR instead of recomputing it; results are the same
     # either way. Off by default so that a run writes nothing outside its output folder unless asked to; the run
     # scripts turn it on (tools/run_protocol.py, FEATURE_CACHE=0 to not).
     cfg.FEATURE_CACHE = CN()

@@ -41,6 +41,8 @@ class DePTCLIP(PromptedCLIP):
     is an Identity and the model gives plain similarity logits.
     """
 
+    TEST_LOGITS_FROM_ENCODER = True  # the heads take the raw encoder output (`features_from_encoded`)
+
     def __init__(
         self,
         clip_model,

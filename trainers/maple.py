@@ -123,6 +123,8 @@ class MaPLeCLIP(PromptedCLIP):
     """CLIP with MaPLe's prompts in both towers. The text features depend only on the prompt learner, so they are
     cached during evaluation (`PromptedCLIP.text_features`); the visual prompts are a few small matrix products."""
 
+    TEST_LOGITS_FROM_ENCODER = False  # the image encoder is prompted
+
     def _encode_text(self) -> torch.Tensor:
         learner = self.prompt_learner
         positions = learner.positions()  # AnchorOPT: one arrangement for the prompts and their deep layers

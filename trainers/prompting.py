@@ -272,6 +272,21 @@ class PromptedCLIP(nn.Module):
     state dicts of whole-model checkpoints keep their keys.
     """
 
+    # Whether `forward(image)` is `logits_from_encoded(encode_image(image))`: the test logits then come from the
+    # frozen, unprompted image encoder alone, and evaluation may score cached image features
+    # (dassl/engine/feature_cache.py). A subclass that changes how images are encoded or scored (`ENCODING_METHODS`)
+    # says again whether this holds; its class is refused otherwise.
+    TEST_LOGITS_FROM_ENCODER = True
+    ENCODING_METHODS = ("forward", "encode_image", "image_features", "features_from_encoded", "logits_from_encoded",
+                        "anchor_image_features")
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        changed = sorted(set(cls.ENCODING_METHODS) & vars(cls).keys())
+        if changed and "TEST_LOGITS_FROM_ENCODER" not in vars(cls):
+            raise TypeError(f"{cls.__name__} overrides {', '.join(changed)}: set TEST_LOGITS_FROM_ENCODER in the class "
+                            "(True only if forward(image) is still logits_from_encoded(encode_image(image)))")
+
     def __init__(self, clip_model: CLIP, prompt_learner: PromptLearner) -> None:
         super().__init__()
         self.prompt_learner = prompt_learner
@@ -327,7 +342,7 @@ class PromptedCLIP(nn.Module):
 
     def logits_from_encoded(self, encoded: torch.Tensor) -> torch.Tensor:
         """`forward(image)` from `encode_image(image)`: how evaluation scores cached image features. A class that
-        writes its own `forward` writes this too, or is evaluated without the cache (trainers/feature_cache.py)."""
+        writes its own `forward` writes this too, or is evaluated without the cache (dassl/engine/feature_cache.py)."""
         return self.class_logits(self.features_from_encoded(encoded))
 
     def anchor_image_features(self, image: torch.Tensor | None, image_features: torch.Tensor) -> torch.Tensor:

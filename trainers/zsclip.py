@@ -6,9 +6,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from dassl.engine import TRAINER_REGISTRY, TrainerX
+from dassl.engine.feature_cache import CachedEvaluation
+from dassl.engine.precision import autocast, resolve_precision
 from datasets import catalog
-from trainers.backbone import autocast, backbone_identity, load_clip_at, resolve_precision
-from trainers.feature_cache import CachedEvaluation
+from trainers.backbone import backbone_identity, load_clip_at
 from trainers.layout import clean_classname
 from trainers.prompting import FixedPrompts, TextEncoder
 
@@ -35,7 +36,7 @@ class ZeroshotCLIP(CachedEvaluation, TrainerX):
     def model_inference(self, image: torch.Tensor) -> torch.Tensor:
         return self.logits_from_encoded(self.encode_images(image))
 
-    # The two steps of model_inference, for evaluation from cached image features (trainers/feature_cache.py).
+    # The two steps of model_inference, for evaluation from cached image features (dassl/engine/feature_cache.py).
     def frozen_image_encoder(self) -> nn.Module:
         return self.clip_model.visual
 

@@ -85,8 +85,9 @@ def check_same_optimizer(optim: torch.optim.Optimizer, saved: dict[str, Any], pa
                         "trained with, or use a new --output-dir")
 
 
-def _stderr_is_terminal() -> bool:
-    # Decided on stderr, where bars are drawn: stdout may be tee'd into log.txt.
+def progress_bars_shown() -> bool:
+    """Whether progress bars are drawn: on the main process, when stderr is a terminal (stdout may be tee'd into
+    log.txt)."""
     isatty = getattr(sys.stderr, "isatty", None)
     return bool(isatty and isatty()) and distributed.is_main_process()
 
@@ -552,7 +553,7 @@ class SimpleTrainer(TrainerBase):
     def evaluation_outputs(self, data_loader, split: str) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """(outputs, labels) of each batch of `data_loader`, in its order: the model's inference on the batch
         (trainers may compute them otherwise, e.g. from cached image features)."""
-        batches = tqdm(data_loader, desc=f"Evaluate {split}", leave=False, disable=not _stderr_is_terminal())
+        batches = tqdm(data_loader, desc=f"Evaluate {split}", leave=False, disable=not progress_bars_shown())
         for batch in batches:
             input, label = self.parse_batch_test(batch)
             yield self.model_inference(input), label
@@ -602,7 +603,7 @@ class TrainerX(SimpleTrainer):
         self.num_batches = len(self.train_loader_x)
         batches, first_batch = self._epoch_batches()
         bar = tqdm(total=self.num_batches, initial=first_batch, desc=f"epoch {self.epoch + 1}/{self.max_epoch}",
-                   leave=False, dynamic_ncols=True, disable=not _stderr_is_terminal())
+                   leave=False, dynamic_ncols=True, disable=not progress_bars_shown())
         end = time.time()
         for self.batch_idx, batch in enumerate(batches, start=first_batch):
             data_time.update(time.time() - end)

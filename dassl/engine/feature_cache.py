@@ -7,7 +7,7 @@ every seed and method, the cross-dataset targets) can read it from `FEATURE_CACH
 transforming and encoding the image. Training never uses the cache: its views are random.
 
 What decides a feature, and so the key:
-- the group (a folder, trainers/feature_store.py): the encoder's weights as they are in memory (the SHA-256 of every
+- the group (a folder, dassl/engine/feature_store.py): the encoder's weights as they are in memory (the SHA-256 of every
   tensor, so another checkpoint, another dtype or weights a checkpoint overwrote are another group), the code that
   runs it, the precision (autocast), the image pipeline (the dataset wrapper and every test transform step with its
   parameters: INPUT.SIZE, INTERPOLATION, PIXEL_MEAN/STD), the versions of torch, torchvision, Pillow and its image
@@ -44,11 +44,10 @@ from yacs.config import CfgNode
 
 from dassl.data.data_manager import DatasetWrapper
 from dassl.data.transforms import InstanceNormalization
-from dassl.engine.trainer import SimpleTrainer, _stderr_is_terminal
+from dassl.engine.feature_store import DAMAGED, FeatureStore
+from dassl.engine.precision import autocast
+from dassl.engine.trainer import SimpleTrainer, progress_bars_shown
 from dassl.utils import read_image
-from trainers.backbone import autocast
-from trainers.feature_store import DAMAGED, FeatureStore
-from trainers.prompting import PromptedCLIP
 
 FORMAT = 1  # of the key and the entries; raising it leaves the groups written before unused
 DEFAULT_DIR = os.path.join("~", ".cache", "atprompt", "features")
@@ -68,17 +67,6 @@ def cache_folder(cfg: CfgNode) -> str:
 
 def _owner(cls: type, name: str) -> type | None:
     return next((c for c in cls.__mro__ if name in vars(c)), None)
-
-
-def logits_follow_encoder(model: nn.Module) -> bool:
-    """Whether `model(image)` is `model.logits_from_encoded(model.encode_image(image))` by construction: the class
-    that wrote `forward` wrote `logits_from_encoded` too; no subclass changed how an image is encoded (MaPLe's
-    `image_features` prompts the encoder); and AnchorOPT's anchor features are written where the normal ones are
-    (`features_from_encoded`), so they derive from them and need no image (MaPLe's re-run the encoder)."""
-    cls = type(model)
-    return (isinstance(model, PromptedCLIP) and _owner(cls, "forward") is _owner(cls, "logits_from_encoded")
-            and _owner(cls, "encode_image") is PromptedCLIP and _owner(cls, "image_features") is PromptedCLIP
-            and _owner(cls, "anchor_image_features") is _owner(cls, "features_from_encoded"))
 
 
 def weights_checksum(module: nn.Module) -> str:
@@ -281,7 +269,7 @@ class CachedEvaluation:
                             num_workers=data_loader.num_workers, pin_memory=data_loader.pin_memory,
                             collate_fn=data_loader.collate_fn)
         rows = []
-        for batch in tqdm(loader, desc=f"Encode {split}", leave=False, disable=not _stderr_is_terminal()):
+        for batch in tqdm(loader, desc=f"Encode {split}", leave=False, disable=not progress_bars_shown()):
             image, _ = self.parse_batch_test(batch)
             rows.extend(self.encode_images(image).cpu())
         return dict(zip(indices, rows))
