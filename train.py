@@ -28,18 +28,13 @@ from dassl.data.datasets import DATASET_REGISTRY
 from dassl.engine import TRAINER_REGISTRY, build_trainer
 from dassl.engine.distributed import init_distributed, is_main_process
 from dassl.engine.failures import user_error_message
-from dassl.engine.records import (
-    fingerprint,
-    read_record,
-    setting_fingerprint,
-    settings_of,
-    write_record,
-)
+from dassl.engine.records import fingerprint, read_record, setting_fingerprint, write_record
 from dassl.engine.run_folder import RunFolder
 from dassl.utils import collect_env_info, set_random_seed
 from dassl.utils.errors import UserError
+from trainers import config as trainer_config
 from trainers.base import checkpoint_file
-from trainers.config import get_cfg, merge_file, merge_options
+from trainers.method import run_settings
 
 DEBUG_ENV = "ATPROMPT_DEBUG"
 
@@ -67,40 +62,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def reset_cfg(cfg, args: argparse.Namespace) -> None:
-    if args.root:
-        cfg.DATASET.ROOT = args.root
-    if args.output_dir:
-        cfg.OUTPUT_DIR = args.output_dir
-    if args.resume:
-        cfg.RESUME = args.resume
-    if args.seed >= 0:  # the original ignored --seed 0
-        cfg.SEED = args.seed
-    if args.source_domains:
-        cfg.DATASET.SOURCE_DOMAINS = args.source_domains
-    if args.target_domains:
-        cfg.DATASET.TARGET_DOMAINS = args.target_domains
-    if args.transforms:
-        cfg.INPUT.TRANSFORMS = args.transforms
-    if args.trainer:
-        cfg.TRAINER.NAME = args.trainer
-    if args.backbone:
-        cfg.MODEL.BACKBONE.NAME = args.backbone
+def flag_values(args: argparse.Namespace) -> dict[str, object]:
+    """The config values the command-line flags set (a flag left out sets nothing)."""
     if args.head:
         raise UserError(f"--head {args.head}: the trainers here build on CLIP and take no head; leave --head out")
+    values = {"DATASET.ROOT": args.root, "OUTPUT_DIR": args.output_dir, "RESUME": args.resume,
+              "DATASET.SOURCE_DOMAINS": args.source_domains, "DATASET.TARGET_DOMAINS": args.target_domains,
+              "INPUT.TRANSFORMS": args.transforms, "TRAINER.NAME": args.trainer, "MODEL.BACKBONE.NAME": args.backbone}
+    values = {key: value for key, value in values.items() if value}
+    if args.seed >= 0:  # the original ignored --seed 0
+        values["SEED"] = args.seed
+    return values
 
 
-def setup_cfg(args: argparse.Namespace):
-    """Defaults, dataset yaml, trainer yaml, command-line flags, then `KEY VALUE` options (last wins)."""
-    cfg = get_cfg()
-    if args.dataset_config_file:
-        merge_file(cfg, args.dataset_config_file, "--dataset-config-file")
-    if args.config_file:
-        merge_file(cfg, args.config_file, "--config-file")
-    reset_cfg(cfg, args)
-    merge_options(cfg, args.opts or [])
-    cfg.freeze()
-    return cfg
+def config_and_notes(args: argparse.Namespace) -> tuple[CfgNode, list[str]]:
+    """Defaults, dataset yaml, trainer yaml, command-line flags, then `KEY VALUE` options (last wins), and what is
+    to be said in the log about the keys given (trainers/config.py `setup_cfg`)."""
+    files = [(args.dataset_config_file, "--dataset-config-file"), (args.config_file, "--config-file")]
+    return trainer_config.setup_cfg(files, flag_values(args), args.opts or [])
+
+
+def setup_cfg(args: argparse.Namespace) -> CfgNode:
+    return config_and_notes(args)[0]
 
 
 # ----- checks before anything is written ----------------------------------------------------------------------
@@ -149,7 +132,7 @@ def run_identity(args: argparse.Namespace, cfg: CfgNode) -> dict:
     checkpoint files an evaluation loads, and their fingerprint (dassl/engine/records.py)."""
     trainer = TRAINER_REGISTRY.get(cfg.TRAINER.NAME)
     kind = "eval" if args.eval_only else getattr(trainer, "RECORD_KIND", "train")
-    settings = settings_of(cfg, kind)
+    settings = run_settings(cfg, kind, trainer)
     model = {}
     save_name = trainer.save_name(cfg) if hasattr(trainer, "save_name") else None
     if args.eval_only and args.model_dir and save_name:
@@ -169,9 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     folder, cfg = RunFolder(), None
     try:
-        cfg = setup_cfg(args)
+        cfg, notes = config_and_notes(args)
         check_args(args, cfg)
-        return run(args, cfg, folder)
+        return run(args, cfg, folder, notes)
     except KeyboardInterrupt:
         folder.close_failed("interrupted")
         print("\nInterrupted", file=sys.stderr)
@@ -187,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         folder.close()
 
 
-def run(args: argparse.Namespace, cfg: CfgNode, folder: RunFolder) -> int:
+def run(args: argparse.Namespace, cfg: CfgNode, folder: RunFolder, notes: list[str] = ()) -> int:
     init_distributed(cfg.USE_CUDA)  # several processes under torchrun: docs/MULTI_GPU.md
     if cfg.SEED >= 0:
         print(f"Setting fixed seed: {cfg.SEED}")
@@ -205,6 +188,8 @@ def run(args: argparse.Namespace, cfg: CfgNode, folder: RunFolder) -> int:
     print("** Config **")
     print("************")
     print(cfg)
+    for note in notes:
+        print(note)
     print("Collecting env info ...")
     print(f"** System info **\n{collect_env_info()}\n")
 

@@ -53,7 +53,8 @@ def test_a_second_run_into_a_folder_in_use_stops_and_deletes_nothing(tmp_path, d
     (out / "other-run.txt").write_text("the first run's file")
     holder = subprocess.Popen(  # a real second process holding the folder, as a training run does
         [sys.executable, "-c", "import sys; from dassl.engine.run_folder import RunFolder; f = RunFolder(); "
-         f"f.open({str(out)!r}); print('held', flush=True); sys.stdin.read()"],
+         # The signal goes around the log's tee, whose file would otherwise be read while half written.
+         f"f.open({str(out)!r}); print('held', file=sys.__stdout__, flush=True); sys.stdin.read()"],
         cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"

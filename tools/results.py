@@ -34,6 +34,7 @@ import numpy as np
 from dassl.engine.records import RECORD_FILE, differences, experiment_settings, read_record
 from dassl.utils.errors import UserError
 from datasets import catalog
+from trainers.method import paper_averages, table_order
 
 # Folder key -> display label, in the order of the paper's tables (datasets/catalog.py).
 PAPER_DATASETS = {info.key: info.display for info in catalog.by_role("benchmark")}
@@ -41,26 +42,10 @@ DG_DATASETS = {info.key: info.display for info in catalog.by_role("variant")}
 XD_SOURCE = catalog.XD_SOURCE
 XD_TARGETS = [key for key in PAPER_DATASETS if key != XD_SOURCE]
 
-# Method names are the records' (trainers/base.py `method_name`): <Method>[_ATP][_AnchorOPT], whatever alias ran.
-METHOD_ORDER = ["ZeroshotCLIP", "AnchorPretrain"] + [
-    f"{method}{variant}" for method in ("CoOp", "CoCoOp", "MaPLe", "DePT", "KgCoOp")
-    for variant in ("", "_ATP", "_AnchorOPT", "_ATP_AnchorOPT")]
-# Base / novel / HM averaged over the 11 datasets, as reported by the papers (ATPrompt's README, AnchorOPT's paper).
-PAPER_AVERAGES = {
-    "CoOp": (82.69, 63.22, 71.66),
-    "CoOp_ATP": (82.68, 68.04, 74.65),
-    "CoCoOp": (80.47, 71.69, 75.83),
-    "CoCoOp_ATP": (81.69, 74.54, 77.95),
-    "MaPLe": (82.28, 75.14, 78.55),
-    "MaPLe_ATP": (82.98, 75.76, 79.21),
-    "DePT": (83.80, 72.89, 77.97),
-    "DePT_ATP": (83.80, 73.75, 78.45),
-    # AnchorOPT's paper (arXiv 2511.21188), the same 11 datasets.
-    "CoOp_AnchorOPT": (81.24, 76.27, 78.68),
-    "CoCoOp_AnchorOPT": (81.87, 77.06, 79.39),
-    "MaPLe_AnchorOPT": (83.62, 77.36, 80.37),
-    "DePT_AnchorOPT": (84.27, 76.90, 80.42),
-}
+# Method names are the records' (trainers/base.py `method_name`): <Method>[_ATP][_AnchorOPT], whatever alias ran;
+# their order and the papers' Base / Novel / HM averages over the 11 datasets come from the methods' own cards.
+METHOD_ORDER = table_order()
+PAPER_AVERAGES = paper_averages()
 
 METRICS = ("accuracy", "error", "macro_f1")
 _METRIC_LINE = re.compile(r"^\s*\*\s+(\w+):\s+([-+0-9.,eE]+)\s*%?\s*$")

@@ -11,12 +11,24 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from yacs.config import CfgNode as CN
 
 from dassl.engine import TRAINER_REGISTRY
 from dassl.utils.errors import UserError
 from datasets import catalog
-from trainers import anchoropt
 from trainers.coop import CoOp
+from trainers.coop import config as coop_config
+from trainers.families import (
+    ANCHOROPT_PROMPT,
+    ANCHOROPT_PROMPT_OPTIONS,
+    B2N,
+    EVAL,
+    SEED,
+    anchoropt_base2new,
+    atprompt_and_vanilla,
+    benchmark_columns,
+)
+from trainers.method import BenchmarkCase, Method
 from trainers.prompting import Outputs, PromptedCLIP, PromptLearner
 
 HEAD_TYPES = ("linear", "similarity")
@@ -55,7 +67,7 @@ class DePTCLIP(PromptedCLIP):
     ) -> None:
         super().__init__(clip_model, prompt_learner)
         if head_type not in HEAD_TYPES:
-            raise UserError(f"TRAINER.LINEAR_PROBE.TYPE must be one of {', '.join(HEAD_TYPES)}, got '{head_type}'")
+            raise UserError(f"TRAINER.DEPT.HEAD must be one of {', '.join(HEAD_TYPES)}, got '{head_type}'")
         self.base_mode, self.head_type, self.weight, self.fusion = base_mode, head_type, weight, fusion
         dim = clip_model.visual.output_dim
         self.film = film
@@ -123,36 +135,69 @@ def is_base_mode(cfg) -> bool:
     return subsample == "base" or (subsample == "all" and info is not None and info.imagenet_classes)
 
 
+def config() -> CN:
+    """TRAINER.DEPT: CoOp's prompt keys, then DePT's heads (the original read them as TRAINER.COOP.*,
+    TRAINER.LINEAR_PROBE.*, TRAINER.FILM.LINEAR_PROBE and TRAINER.NAMES_TO_UPDATE, which still work)."""
+    node = coop_config()
+    node.HEAD = "linear"  # the base-class head: linear (a classifier) or similarity (cosine logits)
+    node.WEIGHT = 0.7  # w: the loss is (1 - w) CE(similarity) + w CE(head), and so is the fused test
+    node.TEST_TIME_FUSION = True  # on base classes the test fuses both logits (False: the head's alone)
+    node.FILM = True  # the channel-wise transforms of the text and image features before the head
+    node.NAMES_TO_UPDATE = ["prompt_learner", "linear_probe", "film"]  # parameters that learn, by name
+    return node
+
+
+OPTIONS = "TRAINER.DEPT.N_CTX {NCTX} TRAINER.DEPT.WEIGHT {WEIGHT}"
+FAMILIES = (
+    # The original's docs/ATPrompt.md table (10 epochs, 4 tokens, w 0.7, with the differences below) and DePT's scripts.
+    *atprompt_and_vanilla("base2new", "DePT", "DePT", "vit_b16_ep10_bs4_lr35", B2N + "/CTX_{NCTX}_epo_{EPO}" + SEED,
+                          EVAL + "/CTX_{NCTX}_epo_{EPO}/{DATASET}" + SEED, OPTIONS,
+                          atprompt={"EPO": 10, "NCTX": 4, "WEIGHT": 0.7}, vanilla={"EPO": 20, "NCTX": 4, "WEIGHT": 0.7},
+                          atprompt_per_dataset={"imagenet": {"NCTX": 2}, "caltech101": {"WEIGHT": 0.6},
+                                                "oxford_pets": {"NCTX": 2}, "stanford_cars": {"NCTX": 2, "WEIGHT": 0.6},
+                                                "dtd": {"WEIGHT": 0.6}, "ucf101": {"WEIGHT": 0.5}},
+                          vanilla_cfg="vit_b16_ep20_bs4_lr35"),
+    # AnchorOPT's stage II (the original's docs/AnchorOPT.md table): no distillation, so its folders name the
+    # head's weight instead.
+    anchoropt_base2new("DePT", "DePT", "vit_b16_ep10_bs4_lr35",
+                       {"EPO": 10, "NCTX": 8, "ANCHOR_LEN": 1, "PROMPT_CE_WEIGHT": 10.0, "WEIGHT": 0.5},
+                       benchmark_columns({
+                           "NCTX": (4, 4, 4, 8, 8, 4, 4, 8, 8, 8, 8),
+                           "EPO": (10, 10, 10, 20, 10, 10, 20, 10, 10, 20, 10),
+                           "PROMPT_CE_WEIGHT": (10.0,) * 11,
+                           "WEIGHT": (0.5, 0.5, 0.5, 0.6, 0.9, 0.5, 0.6, 0.6, 0.8, 0.9, 0.8),
+                       }),
+                       run=ANCHOROPT_PROMPT + "_W_{WEIGHT}",
+                       options=(ANCHOROPT_PROMPT_OPTIONS
+                                + " TRAINER.ANCHOROPT.KD_WEIGHT 0.0 TRAINER.DEPT.WEIGHT {WEIGHT}")),
+)
+
+
 @TRAINER_REGISTRY.register()
 class DePT(CoOp):
-    """CoOp's `TRAINER.COOP.*` prompt plus `TRAINER.LINEAR_PROBE.*` and `TRAINER.FILM.*`; whole-model checkpoints."""
+    """CoOp's prompt plus the base-class head (`TRAINER.DEPT.*`); whole-model checkpoints."""
 
+    METHOD = Method(
+        "DePT", "dept", "DEPT", order=40, config=config, families=FAMILIES,
+        benchmark=(BenchmarkCase("train", {0: None}), BenchmarkCase("eval", {0: 8.0})),
+        anchoropt_distills=False,
+        paper={"DePT": (83.80, 72.89, 77.97), "DePT_ATP": (83.80, 73.75, 78.45),
+               "DePT_AnchorOPT": (84.27, 76.90, 80.42)},
+        summary="CoOp's prompt plus a linear head on channel-wise transformed features",
+    )
+    MODEL = DePTCLIP
     SAVE_NAME = "PromptLearner"
     SAVE_WHOLE_MODEL = True
 
     @classmethod
-    def build_custom_clip(cls, cfg, clip_model, classnames, attributes):
-        branch = anchoropt.anchor_prompts(cfg, clip_model, classnames)
-        learner = cls.build_prompt_learner(cfg, clip_model, classnames, attributes)
-        probe = cfg.TRAINER.LINEAR_PROBE
-        # AnchorOPT's DePT variant has no distillation: PROMPT_CE_WEIGHT x DePT's own loss.
-        return anchoropt.build_model(
-            DePTCLIP,
-            cfg,
-            branch,
-            clip_model,
-            learner,
-            base_mode=is_base_mode(cfg),
-            head_type=probe.TYPE,
-            film=cfg.TRAINER.FILM.LINEAR_PROBE,
-            weight=probe.WEIGHT,
-            fusion=probe.TEST_TIME_FUSION,
-            distill=False,
-        )
+    def model_options(cls, cfg: CN, clip_model, classnames: list[str]) -> dict:
+        opts = cls.options(cfg)
+        return {"base_mode": is_base_mode(cfg), "head_type": opts.HEAD, "film": opts.FILM, "weight": opts.WEIGHT,
+                "fusion": opts.TEST_TIME_FUSION}
 
     @classmethod
     def is_trainable(cls, cfg, name: str) -> bool:
-        return any(part in name for part in cfg.TRAINER.NAMES_TO_UPDATE)
+        return any(part in name for part in cls.options(cfg).NAMES_TO_UPDATE)
 
     def before_train(self) -> None:
         if not is_base_mode(self.cfg):
@@ -181,9 +226,3 @@ class DePT(CoOp):
             if key in state:
                 state[key] = state[key][rows]
         return state
-
-
-# The original's names: like the original, DePT_ATP uses ATPrompt only with TRAINER.ATPROMPT.USE_ATPROMPT True;
-# DePT_AnchorOPT always uses AnchorOPT.
-TRAINER_REGISTRY.register(DePT, name="DePT_ATP")
-TRAINER_REGISTRY.register(DePT, name="DePT_AnchorOPT")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from typing import Any
 
 from yacs.config import CfgNode
@@ -47,10 +48,13 @@ def _flatten(node: CfgNode, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def settings_of(cfg: CfgNode, kind: str) -> dict[str, Any]:
-    """The config keys that decide the numbers of a run of `kind` ("train" or "eval"), flattened."""
+def settings_of(cfg: CfgNode, kind: str, unread: Sequence[str] = ()) -> dict[str, Any]:
+    """The config keys that decide the numbers of a run of `kind` ("train" or "eval"), flattened; `unread`: the
+    keys (or nodes) its trainer never reads, such as other methods' nodes (a trainer's `unread_keys`)."""
+    skipped = tuple(unread) + tuple(f"{key}." for key in unread)
     return {key: value for key, value in _flatten(cfg).items()
-            if key not in NOT_DECIDING and not (kind == "eval" and key.startswith(TRAINING_ONLY))}
+            if key not in NOT_DECIDING and not (kind == "eval" and key.startswith(TRAINING_ONLY))
+            and not (key in unread or key.startswith(skipped))}
 
 
 def fingerprint(kind: str, settings: dict[str, Any], model: dict[str, str] | None = None) -> str:
