@@ -2,8 +2,9 @@
 
 A row names the dataset three ways (the key of its config file and output folders, the registered reader that
 `DATASET.NAME` selects, the label of the result tables) and holds the paper's knowledge about it: the zero-shot
-template, the attributes ATPrompt selected and the bases the search chose them from, and the per-dataset
-hyper-parameters of each protocol. Trainers, the run scripts and the result tools all read it from here.
+template, the attributes ATPrompt selected and the bases the search chose them from, the per-dataset
+hyper-parameters of each protocol, and the zip of it the authors share. Trainers, the run scripts, the result tools
+and the download tool all read it from here.
 
 Protocol settings use the names the run scripts take from the environment (EPO, NCTX, WEIGHT, ...): a protocol
 has defaults (`PROTOCOLS`) and a row lists only where its dataset differs (`DatasetInfo.settings`).
@@ -35,6 +36,9 @@ class DatasetInfo:
     # as the original names them ("" = none: give TRAINER.ANCHOROPT.ANCHOR_WEIGHTS / DESCRIPTIONS).
     anchor_folder: str = ""
     descriptions: str = ""
+    # Its zip in the authors' Hugging Face repository (ARCHIVE_REPO), with the split file inside; "" = not there
+    # (ImageNet: its licence allows no copies). tools/download_datasets.py fetches and unpacks it.
+    archive: str = ""
 
 
 # Protocol -> hyper-parameters of the run scripts (scripts/<method>/<variant>_<protocol>_*.sh), before per-dataset
@@ -89,7 +93,7 @@ DATASETS: tuple[DatasetInfo, ...] = (
                           "dept/anchoropt_base2new": {"NCTX": 4}, "dept/atprompt_base2new": {"NCTX": 2}}),
     DatasetInfo("caltech101", "Caltech101", "Caltech101", "a photo of a {}.", ("shape", "size"),
                 ("shape", "color", "material", "function", "size"), "benchmark",
-                anchor_folder="Caltech101", descriptions="cal_prompts_full.json",
+                archive="caltech-101.zip", anchor_folder="Caltech101", descriptions="cal_prompts_full.json",
                 settings={"coop/anchoropt_base2new": {"KD_TEMPERATURE": 2.0},
                           "cocoop/anchoropt_base2new": {"KD_WEIGHT": 1000.0},
                           "maple/anchoropt_base2new": {"NCTX": 8, "PROMPT_CE_WEIGHT": 10.0, "KD_WEIGHT": 1000.0},
@@ -97,14 +101,14 @@ DATASETS: tuple[DatasetInfo, ...] = (
                           "dept/atprompt_base2new": {"WEIGHT": 0.6}}),
     DatasetInfo("oxford_pets", "OxfordPets", "OxfordPets", "a photo of a {}, a type of pet.", ("playfulness", "energy"),
                 ("loyalty", "affection", "playfulness", "energy", "intelligence"), "benchmark",
-                anchor_folder="OxfordPets", descriptions="pets_prompts_full.json",
+                archive="oxford_pets.zip", anchor_folder="OxfordPets", descriptions="pets_prompts_full.json",
                 settings={"cocoop/anchoropt_base2new": {"KD_TEMPERATURE": 2.0},
                           "maple/anchoropt_base2new": {"NCTX": 8, "KD_WEIGHT": 10.0, "KD_TEMPERATURE": 0.5},
                           "maple/atprompt_base2new": {"EPO": 10}, "dept/anchoropt_base2new": {"NCTX": 4},
                           "dept/atprompt_base2new": {"NCTX": 2}}),
     DatasetInfo("stanford_cars", "StanfordCars", "StanfordCars", "a photo of a {}.", ("luxury",),
                 ("design", "engine", "performance", "luxury", "color"), "benchmark",
-                anchor_folder="StanfordCars", descriptions="cars_prompts_full.json",
+                archive="stanford_cars.zip", anchor_folder="StanfordCars", descriptions="cars_prompts_full.json",
                 settings={"coop/anchoropt_anchor": {"EPO": 40, "ANCHOR_MSE_WEIGHT": 100.0},
                           "coop/anchoropt_base2new": {"NCTX": 8, "KD_WEIGHT": 100.0, "KD_TEMPERATURE": 4.0},
                           "cocoop/anchoropt_base2new": {"PROMPT_CE_WEIGHT": 100.0},
@@ -117,21 +121,21 @@ DATASETS: tuple[DatasetInfo, ...] = (
     # paper compares with) has the flower suffix, which is what docs/REPRODUCE.md reproduces.
     DatasetInfo("oxford_flowers", "OxfordFlowers", "OxfordFlowers", "a photo of a {}, a type of flower.",
                 ("color", "habitat", "growth"), ("color", "flower", "habitat", "growth", "season"), "benchmark",
-                anchor_folder="OxfordFlowers", descriptions="flower_prompts_full.json",
+                archive="oxford_flowers.zip", anchor_folder="OxfordFlowers", descriptions="flower_prompts_full.json",
                 settings={"coop/anchoropt_base2new": {"KD_WEIGHT": 100.0, "KD_TEMPERATURE": 2.0},
                           "cocoop/atprompt_base2new": {"NCTX": 6},
                           "maple/anchoropt_base2new": {"EPO": 20, "PROMPT_CE_WEIGHT": 10.0},
                           "maple/atprompt_base2new": {"EPO": 10}, "dept/anchoropt_base2new": {"WEIGHT": 0.9}}),
     DatasetInfo("food101", "Food101", "Food101", "a photo of {}, a type of food.", ("flavor", "preparation"),
                 ("flavor", "texture", "origin", "ingredients", "preparation"), "benchmark",
-                anchor_folder="Food101", descriptions="food_prompts_full.json",
+                archive="food101.zip", anchor_folder="Food101", descriptions="food_prompts_full.json",
                 settings={"coop/anchoropt_anchor": {"EPO": 20},
                           "coop/anchoropt_base2new": {"EPO": 20, "KD_TEMPERATURE": 4.0},
                           "maple/anchoropt_base2new": {"NCTX": 8, "KD_TEMPERATURE": 1.0},
                           "dept/anchoropt_base2new": {"NCTX": 4}}),
     DatasetInfo("fgvc_aircraft", "FGVCAircraft", "FGVCAircraft", "a photo of a {}, a type of aircraft.",
                 ("design", "range"), ("design", "capacity", "range", "engines", "liveries"), "benchmark",
-                anchor_folder="FGVCAircraft", descriptions="airplane_prompts_full.json",
+                archive="fgvc_aircraft.zip", anchor_folder="FGVCAircraft", descriptions="airplane_prompts_full.json",
                 settings={"coop/anchoropt_anchor": {"EPO": 20},
                           "coop/anchoropt_base2new": {"KD_WEIGHT": 1.0, "KD_TEMPERATURE": 4.0},
                           "cocoop/anchoropt_base2new": {"KD_TEMPERATURE": 0.5},
@@ -140,7 +144,7 @@ DATASETS: tuple[DatasetInfo, ...] = (
                           "dept/anchoropt_base2new": {"NCTX": 4, "EPO": 20, "WEIGHT": 0.6}}),
     DatasetInfo("sun397", "SUN397", "SUN397", "a photo of a {}.", ("function",),
                 ("architecture", "environment", "structure", "design", "function"), "benchmark",
-                anchor_folder="SUN397", descriptions="sun_prompts_full.json",
+                archive="sun397.zip", anchor_folder="SUN397", descriptions="sun_prompts_full.json",
                 settings={"coop/anchoropt_anchor": {"EPO": 20},
                           "coop/anchoropt_base2new": {"NCTX": 8, "EPO": 20, "KD_WEIGHT": 1.0, "KD_TEMPERATURE": 2.0},
                           "cocoop/anchoropt_base2new": {"NCTX": 8, "EPO": 10, "KD_WEIGHT": 1000.0,
@@ -151,14 +155,14 @@ DATASETS: tuple[DatasetInfo, ...] = (
     DatasetInfo("dtd", "DescribableTextures", "DTD", "{} texture.", ("pattern", "color", "design"),
                 ("pattern", "texture", "color", "design", "structure"), "benchmark",
                 method_templates={"KgCoOp": "a photo of a {}, a type of texture."},
-                anchor_folder="DTD", descriptions="texture_prompts_full.json",
+                archive="dtd.zip", anchor_folder="DTD", descriptions="texture_prompts_full.json",
                 settings={"coop/anchoropt_base2new": {"KD_WEIGHT": 10.0, "KD_TEMPERATURE": 4.0},
                           "coop/atprompt_base2new": {"NCTX": 4},
                           "maple/anchoropt_base2new": {"EPO": 20, "KD_WEIGHT": 10.0, "KD_TEMPERATURE": 4.0},
                           "dept/anchoropt_base2new": {"WEIGHT": 0.8}, "dept/atprompt_base2new": {"WEIGHT": 0.6}}),
     DatasetInfo("eurosat", "EuroSAT", "EuroSAT", "a centered satellite photo of {}.", ("habitat",),
                 ("habitat", "foliage", "infrastructure", "terrain", "watercourse"), "benchmark",
-                anchor_folder="EuroSAT", descriptions="eurosat_prompts_full.json",
+                archive="eurosat.zip", anchor_folder="EuroSAT", descriptions="eurosat_prompts_full.json",
                 settings={"coop/anchoropt_base2new": {"PROMPT_CE_WEIGHT": 1.0, "KD_WEIGHT": 0.0},
                           "cocoop/anchoropt_base2new": {"PROMPT_CE_WEIGHT": 100.0, "KD_TEMPERATURE": 0.5},
                           "cocoop/atprompt_base2new": {"NCTX": 6},
@@ -167,7 +171,7 @@ DATASETS: tuple[DatasetInfo, ...] = (
                           "dept/anchoropt_base2new": {"EPO": 20, "WEIGHT": 0.9}}),
     DatasetInfo("ucf101", "UCF101", "UCF101", "a photo of a person doing {}.", ("precision",),
                 ("precision", "coordination", "technique", "strength", "control"), "benchmark",
-                anchor_folder="UCF101", descriptions="ucf_prompts_full.json",
+                archive="ucf101.zip", anchor_folder="UCF101", descriptions="ucf_prompts_full.json",
                 settings={"coop/anchoropt_base2new": {"NCTX": 8},
                           "cocoop/anchoropt_base2new": {"KD_TEMPERATURE": 0.1},
                           "cocoop/atprompt_base2new": {"NCTX": 4},
@@ -176,13 +180,13 @@ DATASETS: tuple[DatasetInfo, ...] = (
                           "dept/atprompt_base2new": {"WEIGHT": 0.5}}),
     # Models evaluated on ImageNet's variants are trained on ImageNet, so they share its attributes and anchor.
     DatasetInfo("imagenetv2", "ImageNetV2", "ImageNetV2", _IMAGENET_TEMPLATE, _IMAGENET_ATTRIBUTES, _IMAGENET_BASES,
-                "variant", imagenet_classes=True, **_IMAGENET_ANCHOR),
+                "variant", imagenet_classes=True, archive="imagenetv2.zip", **_IMAGENET_ANCHOR),
     DatasetInfo("imagenet_sketch", "ImageNetSketch", "ImageNet-Sketch", _IMAGENET_TEMPLATE, _IMAGENET_ATTRIBUTES,
-                _IMAGENET_BASES, "variant", imagenet_classes=True, **_IMAGENET_ANCHOR),
+                _IMAGENET_BASES, "variant", imagenet_classes=True, archive="imagenet-sketch.zip", **_IMAGENET_ANCHOR),
     DatasetInfo("imagenet_a", "ImageNetA", "ImageNet-A", _IMAGENET_TEMPLATE, _IMAGENET_ATTRIBUTES, _IMAGENET_BASES,
-                "variant", imagenet_classes=True, **_IMAGENET_ANCHOR),
+                "variant", imagenet_classes=True, archive="imagenet-adversarial.zip", **_IMAGENET_ANCHOR),
     DatasetInfo("imagenet_r", "ImageNetR", "ImageNet-R", _IMAGENET_TEMPLATE, _IMAGENET_ATTRIBUTES, _IMAGENET_BASES,
-                "variant", imagenet_classes=True, **_IMAGENET_ANCHOR),
+                "variant", imagenet_classes=True, archive="imagenet-rendition.zip", **_IMAGENET_ANCHOR),
     # Its descriptions are generated from the objects' definitions (datasets/attribute_world.py).
     DatasetInfo("attribute_world", "AttributeWorld", "AttributeWorld", "a photo of a {}.", ("color", "shape"),
                 ("color", "shape", "size", "pattern", "texture"),
@@ -191,6 +195,12 @@ DATASETS: tuple[DatasetInfo, ...] = (
                           "coop/anchoropt_base2new": {"EPO": 20, "PROMPT_CE_WEIGHT": 1.0, "KD_WEIGHT": 1.0}}),
     DatasetInfo("image_folder", "ImageFolder", "ImageFolder", "a photo of a {}."),
 )
+
+# The authors' copies of the datasets: a model repository on the Hugging Face hub (huggingface.co/<repo>, not
+# huggingface.co/datasets/<repo>). The archive names above come from public download scripts for this repository,
+# not from its file list; tools/download_datasets.py names the file and the fix when the hub has no such file.
+ARCHIVE_REPO = "zhengli97/prompt_learning_dataset"
+ARCHIVE_REPO_TYPE = "model"
 
 XD_SOURCE = "imagenet"  # cross-dataset and domain-generalisation models are trained here
 DEFAULT_TEMPLATE = "a photo of a {}."
