@@ -12,10 +12,11 @@ it and deleted once unpacked (--keep-zips keeps it). With --from the zips are re
 ZIPS/SHA256SUMS where it lists them (as `sha256sum *.zip > SHA256SUMS` writes it); otherwise their SHA-256 is
 printed, to compare with the hub's page of the file.
 
-A zip is unpacked beside its target and moved into place only when the reader opens it, so a damaged zip never
-leaves anything behind, and data already in place is checked and never replaced. Every dataset ends in one line:
-its classes and image counts, or `error:` with what is wrong and what to do. ImageNet is not shared (its licence):
-asking for it says where to get it. docs/DATASETS.md shows every layout.
+A zip is unpacked beside its target and moved into place only when the reader opens it, so a damaged zip leaves
+nothing behind (one without its split file is moved in, and the error names the file to add), and data already in
+place is checked and never replaced. Every dataset ends in one line: its classes and image counts, or `error:` with
+what is wrong and what to do. ImageNet is not shared (its licence): asking for it says where to get it.
+docs/DATASETS.md shows every layout.
 """
 
 from __future__ import annotations
