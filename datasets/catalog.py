@@ -2,9 +2,10 @@
 
 A row names the dataset three ways (the key of its config file and output folders, the registered reader that
 `DATASET.NAME` selects, the label of the result tables) and holds the paper's knowledge about it: the zero-shot
-template, the attributes ATPrompt selected and the bases the search chose them from, and where AnchorOPT's anchor
-and class descriptions are. Trainers, the run scripts and the result tools all read it from here; a method's own
-per-dataset hyper-parameters are in its module (its script families, trainers/families.py).
+template, the attributes ATPrompt selected and the bases the search chose them from, where AnchorOPT's anchor and
+class descriptions are, and the zip of it the authors share. Trainers, the run scripts, the result tools and the
+download tool read it from here; a method's own per-dataset hyper-parameters are in its module (its script
+families, trainers/families.py).
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ class DatasetInfo:
     # as the original names them ("" = none: give TRAINER.ANCHOROPT.ANCHOR_WEIGHTS / DESCRIPTIONS).
     anchor_folder: str = ""
     descriptions: str = ""
+    # Its zip in the authors' Hugging Face repository (ARCHIVE_REPO), with the split file inside; "" = not there
+    # (ImageNet: its licence allows no copies). tools/download_datasets.py fetches and unpacks it.
+    archive: str = ""
 
 
 _IMAGENET_TEMPLATE = "a photo of a {}."
@@ -42,51 +46,57 @@ DATASETS: tuple[DatasetInfo, ...] = (
                 "benchmark", imagenet_classes=True, **_IMAGENET_ANCHOR),
     DatasetInfo("caltech101", "Caltech101", "Caltech101", "a photo of a {}.", ("shape", "size"),
                 ("shape", "color", "material", "function", "size"), "benchmark",
-                anchor_folder="Caltech101", descriptions="cal_prompts_full.json"),
+                archive="caltech-101.zip", anchor_folder="Caltech101", descriptions="cal_prompts_full.json"),
     DatasetInfo("oxford_pets", "OxfordPets", "OxfordPets", "a photo of a {}, a type of pet.", ("playfulness", "energy"),
                 ("loyalty", "affection", "playfulness", "energy", "intelligence"), "benchmark",
-                anchor_folder="OxfordPets", descriptions="pets_prompts_full.json"),
+                archive="oxford_pets.zip", anchor_folder="OxfordPets", descriptions="pets_prompts_full.json"),
     DatasetInfo("stanford_cars", "StanfordCars", "StanfordCars", "a photo of a {}.", ("luxury",),
                 ("design", "engine", "performance", "luxury", "color"), "benchmark",
-                anchor_folder="StanfordCars", descriptions="cars_prompts_full.json"),
+                archive="stanford_cars.zip", anchor_folder="StanfordCars", descriptions="cars_prompts_full.json"),
     # The original ATPrompt's zero-shot code has "a photo of a {}" here; CoOp's (and so the zero-shot numbers every
     # paper compares with) has the flower suffix, which is what docs/REPRODUCE.md reproduces.
     DatasetInfo("oxford_flowers", "OxfordFlowers", "OxfordFlowers", "a photo of a {}, a type of flower.",
                 ("color", "habitat", "growth"), ("color", "flower", "habitat", "growth", "season"), "benchmark",
-                anchor_folder="OxfordFlowers", descriptions="flower_prompts_full.json"),
+                archive="oxford_flowers.zip", anchor_folder="OxfordFlowers", descriptions="flower_prompts_full.json"),
     DatasetInfo("food101", "Food101", "Food101", "a photo of {}, a type of food.", ("flavor", "preparation"),
                 ("flavor", "texture", "origin", "ingredients", "preparation"), "benchmark",
-                anchor_folder="Food101", descriptions="food_prompts_full.json"),
+                archive="food101.zip", anchor_folder="Food101", descriptions="food_prompts_full.json"),
     DatasetInfo("fgvc_aircraft", "FGVCAircraft", "FGVCAircraft", "a photo of a {}, a type of aircraft.",
                 ("design", "range"), ("design", "capacity", "range", "engines", "liveries"), "benchmark",
-                anchor_folder="FGVCAircraft", descriptions="airplane_prompts_full.json"),
+                archive="fgvc_aircraft.zip", anchor_folder="FGVCAircraft", descriptions="airplane_prompts_full.json"),
     DatasetInfo("sun397", "SUN397", "SUN397", "a photo of a {}.", ("function",),
                 ("architecture", "environment", "structure", "design", "function"), "benchmark",
-                anchor_folder="SUN397", descriptions="sun_prompts_full.json"),
+                archive="sun397.zip", anchor_folder="SUN397", descriptions="sun_prompts_full.json"),
     DatasetInfo("dtd", "DescribableTextures", "DTD", "{} texture.", ("pattern", "color", "design"),
                 ("pattern", "texture", "color", "design", "structure"), "benchmark",
-                anchor_folder="DTD", descriptions="texture_prompts_full.json"),
+                archive="dtd.zip", anchor_folder="DTD", descriptions="texture_prompts_full.json"),
     DatasetInfo("eurosat", "EuroSAT", "EuroSAT", "a centered satellite photo of {}.", ("habitat",),
                 ("habitat", "foliage", "infrastructure", "terrain", "watercourse"), "benchmark",
-                anchor_folder="EuroSAT", descriptions="eurosat_prompts_full.json"),
+                archive="eurosat.zip", anchor_folder="EuroSAT", descriptions="eurosat_prompts_full.json"),
     DatasetInfo("ucf101", "UCF101", "UCF101", "a photo of a person doing {}.", ("precision",),
                 ("precision", "coordination", "technique", "strength", "control"), "benchmark",
-                anchor_folder="UCF101", descriptions="ucf_prompts_full.json"),
+                archive="ucf101.zip", anchor_folder="UCF101", descriptions="ucf_prompts_full.json"),
     # Models evaluated on ImageNet's variants are trained on ImageNet, so they share its attributes and anchor.
     DatasetInfo("imagenetv2", "ImageNetV2", "ImageNetV2", _IMAGENET_TEMPLATE, _IMAGENET_ATTRIBUTES, _IMAGENET_BASES,
-                "variant", imagenet_classes=True, **_IMAGENET_ANCHOR),
+                "variant", imagenet_classes=True, archive="imagenetv2.zip", **_IMAGENET_ANCHOR),
     DatasetInfo("imagenet_sketch", "ImageNetSketch", "ImageNet-Sketch", _IMAGENET_TEMPLATE, _IMAGENET_ATTRIBUTES,
-                _IMAGENET_BASES, "variant", imagenet_classes=True, **_IMAGENET_ANCHOR),
+                _IMAGENET_BASES, "variant", imagenet_classes=True, archive="imagenet-sketch.zip", **_IMAGENET_ANCHOR),
     DatasetInfo("imagenet_a", "ImageNetA", "ImageNet-A", _IMAGENET_TEMPLATE, _IMAGENET_ATTRIBUTES, _IMAGENET_BASES,
-                "variant", imagenet_classes=True, **_IMAGENET_ANCHOR),
+                "variant", imagenet_classes=True, archive="imagenet-adversarial.zip", **_IMAGENET_ANCHOR),
     DatasetInfo("imagenet_r", "ImageNetR", "ImageNet-R", _IMAGENET_TEMPLATE, _IMAGENET_ATTRIBUTES, _IMAGENET_BASES,
-                "variant", imagenet_classes=True, **_IMAGENET_ANCHOR),
+                "variant", imagenet_classes=True, archive="imagenet-rendition.zip", **_IMAGENET_ANCHOR),
     # Its descriptions are generated from the objects' definitions (datasets/attribute_world.py).
     DatasetInfo("attribute_world", "AttributeWorld", "AttributeWorld", "a photo of a {}.", ("color", "shape"),
                 ("color", "shape", "size", "pattern", "texture"),
                 anchor_folder="AttributeWorld", descriptions="world_prompts_full.json"),
     DatasetInfo("image_folder", "ImageFolder", "ImageFolder", "a photo of a {}."),
 )
+
+# The authors' copies of the datasets: a model repository on the Hugging Face hub (huggingface.co/<repo>, not
+# huggingface.co/datasets/<repo>). The archive names above come from public download scripts for this repository,
+# not from its file list; tools/download_datasets.py names the file and the fix when the hub has no such file.
+ARCHIVE_REPO = "zhengli97/prompt_learning_dataset"
+ARCHIVE_REPO_TYPE = "model"
 
 XD_SOURCE = "imagenet"  # cross-dataset and domain-generalisation models are trained here
 DEFAULT_TEMPLATE = "a photo of a {}."
