@@ -212,6 +212,7 @@ def run_record(args: argparse.Namespace, cfg: CfgNode, trainer, identity: dict) 
         "seed": cfg.SEED, "shots": cfg.DATASET.NUM_SHOTS, "subsample": cfg.DATASET.SUBSAMPLE_CLASSES,
         "metrics": trainer.test_results, "fingerprint": identity["fingerprint"], "settings": identity["settings"],
         "inputs": identity["inputs"], "setting": setting_fingerprint(identity),
+        "dataset_label": getattr(trainer.dm.dataset, "label", None),  # an image folder's own name
         "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
         **(trainer.describe() if hasattr(trainer, "describe") else {}),
     }

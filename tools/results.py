@@ -34,6 +34,7 @@ import numpy as np
 from dassl.engine.records import RECORD_FILE, differences, experiment_settings, read_record
 from dassl.utils.errors import UserError
 from datasets import catalog
+from trainers.families import FEWSHOT
 from trainers.method import paper_averages, table_order
 
 # Folder key -> display label, in the order of the paper's tables (datasets/catalog.py).
@@ -53,6 +54,7 @@ _TRAIN_LINE = re.compile(r"epoch \[\d+/\d+\]\s+batch \[\d+/\d+\]")
 _RUN_ARG = re.compile(r"^(eval_only|no_train):\s*(True|False)\s*$", re.MULTILINE)
 _SUBSAMPLE_LINE = re.compile(r"^\s+SUBSAMPLE_CLASSES:\s*(\w+)\s*$", re.MULTILINE)
 _SEED_DIR = re.compile(r"^seed(\d+)$")
+_SHOTS_DIR = re.compile(r"_(\d+)shots(/|$)")
 _RESULT_START = "=> result"
 _FINISH = "Finish training"
 
@@ -181,6 +183,18 @@ class Run:
     settings: dict = field(default_factory=dict)  # a record's settings, to name what differs between two settings
     source: str | None = None  # an evaluation record's training setting
     note: str = ""  # something a reader must know about this run (e.g. the epoch it evaluated)
+    shots: int | None = None
+
+    @property
+    def protocol(self) -> str:
+        """"fewshot" (a training run on all classes of a dataset, the few-shot scripts' or any but the
+        cross-dataset source's), "xd" (the cross-dataset source's training and the evaluations on all classes) or
+        "base2new"."""
+        if self.split != "all":
+            return "base2new"
+        if self.kind == "train" and (self.rel.startswith(FEWSHOT) or self.dataset != XD_SOURCE):
+            return "fewshot"
+        return "xd"
 
 
 def run_from_record(record: dict, rel: str) -> Run | None:
@@ -194,12 +208,15 @@ def run_from_record(record: dict, rel: str) -> Run | None:
     if source.get("epochs") and source.get("epoch") not in (None, source["epochs"]):
         note = f"{rel} evaluates epoch {source['epoch']} of a {source['epochs']}-epoch training run"
     method = record.get("method") or record["trainer"]
-    return Run(method, record["setting"], dataset_key(record["dataset"]), record["seed"], record["kind"],
-               record["subsample"], rel, record["metrics"], record.get("settings", {}), source.get("setting"), note)
+    dataset = record.get("dataset_label") or record["dataset"]  # an image folder's own name
+    return Run(method, record["setting"], dataset_key(dataset), record["seed"], record["kind"], record["subsample"],
+               rel, record["metrics"], record.get("settings", {}), source.get("setting"), note, record.get("shots"))
 
 
 def _layout(parts: tuple[str, ...]) -> tuple[str, str, str, str, int] | None:
     """(kind, method, setting, dataset, seed) of a run folder from its path parts, None if not a run."""
+    if parts[:1] == (FEWSHOT.rstrip("/"),):
+        parts = parts[1:]
     if not parts:
         return None
     seed_match = _SEED_DIR.match(parts[-1])
@@ -251,7 +268,9 @@ def collect_runs(root: str | Path) -> tuple[list[Run], list[str]]:
         for path in log.skipped:
             notes.append(f"{rel}: {path.name} has no final result; using the older {log.path.name}")
         split = log.subsample or ("base" if kind == "train" else "new")
-        runs.append(Run(method, setting, dataset_key(dataset), seed, kind, split, rel, log.metrics))
+        shots = _SHOTS_DIR.search(setting)
+        runs.append(Run(method, setting, dataset_key(dataset), seed, kind, split, rel, log.metrics,
+                        shots=int(shots.group(1)) if shots else None))
     if odd and not runs:
         raise ResultsError(
             f"{odd[0]} is too shallow for the output layout: pass the output root, i.e. the folder that holds "
@@ -319,12 +338,21 @@ class PairRow:
 
 
 @dataclass
+class ShotsRow:
+    dataset: str  # folder key, or "average"
+    method: str
+    cells: dict[int, Stat]  # shot count -> accuracy
+
+
+@dataclass
 class Summary:
     b2n_methods: list[str] = field(default_factory=list)
     b2n: list[PairRow] = field(default_factory=list)  # dataset-major, paper order
     averages: dict[str, PairRow] = field(default_factory=dict)
     xd_columns: list[tuple[str, str]] = field(default_factory=list)  # (label, key); keys "xd_avg" / "dg_avg"
     xd: dict[str, dict[str, Stat]] = field(default_factory=dict)  # method -> column key -> cell
+    shots: list[int] = field(default_factory=list)  # the few-shot table's columns
+    fewshot: list[ShotsRow] = field(default_factory=list)  # the Average rows first, then dataset-major
     notes: list[str] = field(default_factory=list)  # runs without a result (progress)
     warnings: list[str] = field(default_factory=list)  # gaps in the tables
     runs: list[Run] = field(default_factory=list)
@@ -335,9 +363,11 @@ def _matches(run: Run, filters: tuple[str, ...]) -> bool:
 
 
 def _index(runs: list[Run]) -> dict[tuple[str, str, str, str], list[Run]]:
+    """The base-to-novel and cross-dataset runs by (method, dataset, split, kind)."""
     index: dict[tuple[str, str, str, str], list[Run]] = defaultdict(list)
     for run in runs:
-        index[(run.method, run.dataset, run.split, run.kind)].append(run)
+        if run.protocol != "fewshot":
+            index[(run.method, run.dataset, run.split, run.kind)].append(run)
     return index
 
 
@@ -418,6 +448,7 @@ def summarize(root: str | Path, *, methods: list[str] | None = None, expect_seed
     expected_given = set(expect_seeds) if expect_seeds else None
     _base_to_novel(summary, index, chosen, expected_given)
     _cross_dataset(summary, index, chosen, expected_given)
+    _few_shot(summary, chosen, expected_given)
     return summary
 
 
@@ -465,8 +496,8 @@ def _base_to_novel(summary: Summary, index, chosen: list[str], expected_given: s
 
 def _cross_dataset(summary: Summary, index, chosen: list[str], expected_given: set[int] | None) -> None:
     targets_found = {run.dataset for run in summary.runs
-                     if run.split == "all" and run.kind == "eval" and run.dataset != XD_SOURCE}
-    has_source = any(run.split == "all" and run.dataset == XD_SOURCE for run in summary.runs)
+                     if run.protocol == "xd" and run.kind == "eval" and run.dataset != XD_SOURCE}
+    has_source = any(run.protocol == "xd" and run.dataset == XD_SOURCE for run in summary.runs)
     if not targets_found and not has_source:
         return
     xd = [d for d in XD_TARGETS if d in targets_found]
@@ -507,7 +538,60 @@ def _cross_dataset(summary: Summary, index, chosen: list[str], expected_given: s
         summary.xd[method] = cells
 
 
-CSV_FIELDS = ["section", "dataset", "method", "base", "base_std", "novel", "novel_std", "hm", "accuracy",
+def _few_shot(summary: Summary, chosen: list[str], expected_given: set[int] | None) -> None:
+    """Rows dataset x method, columns shot counts: the accuracy of the few-shot runs, over seeds; an Average row per
+    method averages the datasets."""
+    runs = [run for run in summary.runs if run.protocol == "fewshot"]
+    if not runs:
+        return
+    groups: dict[tuple[str, str, int | None], list[Run]] = defaultdict(list)
+    for run in runs:
+        groups[(run.method, run.dataset, run.shots)].append(run)
+    summary.shots = sorted({run.shots for run in runs}, key=lambda shots: shots or 0)
+    datasets = sorted({run.dataset for run in runs}, key=dataset_order)
+    rows = []
+    for method in [m for m in chosen if any(run.method == m for run in runs)]:
+        seeds_found = {run.seed for run in runs if run.method == method}
+        expected = expected_given or seeds_found
+        for dataset in datasets:
+            cells = {}
+            for shots in summary.shots:
+                group = groups.get((method, dataset, shots), [])
+                settings: dict[str, list[Run]] = defaultdict(list)
+                for run in group:
+                    settings[run.setting].append(run)
+                what = f"{method} on {display_name(dataset)}, {shots} shots"
+                if len(settings) > 1:
+                    raise _several_settings(what, "train", settings)
+                values = _accuracy(group)
+                gap = _gap_warning(what, values, expected) if group else None
+                if gap:
+                    summary.warnings.append(gap)
+                cells[shots] = seed_stat(values, expected)
+            if any(cell.mean is not None for cell in cells.values()):
+                rows.append(ShotsRow(dataset, method, cells))
+    averages = []
+    for method in dict.fromkeys(row.method for row in rows):
+        mine = [row for row in rows if row.method == method]
+        if len(datasets) > 1:
+            averages.append(ShotsRow("average", method, {shots: average_stat([row.cells[shots] for row in mine],
+                                                                              len(datasets))
+                                                         for shots in summary.shots}))
+    summary.fewshot = averages + sorted(rows, key=lambda row: dataset_order(row.dataset))
+
+
+def unplaced(summary: Summary) -> list[Run]:
+    """The runs no table shows (e.g. base-class runs whose novel-class evaluations are missing do show, with a
+    warning; a lone evaluation on all classes of the cross-dataset source does not)."""
+    shown = {run.rel for run in summary.runs if run.protocol == "fewshot"}
+    if summary.b2n:
+        shown |= {run.rel for run in summary.runs if run.protocol == "base2new"}
+    if summary.xd:
+        shown |= {run.rel for run in summary.runs if run.protocol == "xd" and run.method in summary.xd}
+    return [run for run in summary.runs if run.rel not in shown]
+
+
+CSV_FIELDS = ["section", "dataset", "method", "shots", "base", "base_std", "novel", "novel_std", "hm", "accuracy",
               "accuracy_std", "seeds", "note"]
 
 
@@ -540,5 +624,11 @@ def summary_records(summary: Summary, paper: bool = False) -> list[dict[str, str
             cell = cells[key]
             records.append({**blank, "section": "cross_dataset", "dataset": label, "method": method,
                             "accuracy": num(cell.mean), "accuracy_std": num(cell.std),
+                            "seeds": " ".join(map(str, cell.seeds)), "note": note(cell)})
+    for row in summary.fewshot:
+        label = "Average" if row.dataset == "average" else display_name(row.dataset)
+        for shots, cell in row.cells.items():
+            records.append({**blank, "section": "fewshot", "dataset": label, "method": row.method,
+                            "shots": str(shots), "accuracy": num(cell.mean), "accuracy_std": num(cell.std),
                             "seeds": " ".join(map(str, cell.seeds)), "note": note(cell)})
     return records

@@ -19,14 +19,14 @@ folder holds a finished run of other settings is refused, naming what differs.
     python tools/run_protocol.py --write-scripts                            (writes the declared scripts missing)
 
 Environment: DATA (data root when DATA_ROOT is not given, default ./data), OUTPUT (output root, default ./output),
-SHOTS (default 16), CFG (the trainer config's name), EPO / NCTX / WEIGHT (override the protocol's values), EXTRA_OPTS
-(more KEY VALUE config options, shell-quoted), ANCHOR (AnchorOPT's stage II: TRAINER.ANCHOROPT.ANCHOR_WEIGHTS, an
-anchor file or a stage-I output folder; as with the original's anchor_weights/ it names no folder, and a finished
-run trained with another anchor is refused by its checksum), FEATURE_CACHE=0 (recompute every test image's features
-instead of reading them from the shared feature cache, `FEATURE_CACHE.DIR`, default ~/.cache/atprompt/features,
-which the scripts use since a protocol evaluates the same images again and again; the numbers are the same either
-way), FORCE=1 (run even if the job already finished), DRY_RUN=1 (print the train.py commands instead of running
-them), PYTHON (default python3).
+SHOTS (default 16; the few-shot scripts take several, default "1 2 4 8 16"), CFG (the trainer config's name),
+EPO / NCTX / WEIGHT (override the protocol's values), EXTRA_OPTS (more KEY VALUE config options, shell-quoted),
+ANCHOR (AnchorOPT's stage II: TRAINER.ANCHOROPT.ANCHOR_WEIGHTS, an anchor file or a stage-I output folder; as with
+the original's anchor_weights/ it names no folder, and a finished run trained with another anchor is refused by its
+checksum), FEATURE_CACHE=0 (recompute every test image's features instead of reading them from the shared feature
+cache, `FEATURE_CACHE.DIR`, default ~/.cache/atprompt/features, which the scripts use since a protocol evaluates the
+same images again and again; the numbers are the same either way), FORCE=1 (run even if the job already finished),
+DRY_RUN=1 (print the train.py commands instead of running them), PYTHON (default python3).
 """
 
 from __future__ import annotations
@@ -46,11 +46,12 @@ from dassl.engine.records import NOT_DECIDING, differences, read_record  # noqa:
 from dassl.utils.errors import UserError  # noqa: E402
 from datasets import catalog  # noqa: E402
 from tools.results import final_result, log_files  # noqa: E402
-from trainers.families import IN_TRAINING, PROTOCOLS, VARIANTS, Family  # noqa: E402
+from trainers.families import FEWSHOT_SHOTS, IN_TRAINING, PROTOCOLS, VARIANTS, Family  # noqa: E402
 from trainers.method import Method, methods  # noqa: E402
 from trainers.original import SCRIPT_ALIASES, SCRIPT_FOLDER_ALIASES  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+IMAGE_FOLDER = "image_folder"  # your own data: DATA_ROOT is the folder of class folders
 DEFAULT_SEEDS = ["1", "2", "3", "4", "5"]
 
 
@@ -119,6 +120,8 @@ STAGE_TEXT = {
     ("xd", "eval"): "evaluate the ImageNet-trained models on all classes of a target dataset",
     ("anchor", "train"): "learn the anchor on the base classes",
     ("anchor", "eval"): "evaluate the anchor prompt alone on the novel classes",
+    ("fewshot", "train"): ("train on all classes with each shot count in SHOTS (default 1 2 4 8 16); the final test, "
+                           "on the whole test set, is the result"),
 }
 
 
@@ -168,9 +171,21 @@ def trainer_config(family: Family, cfg: str) -> str:
     return str(REPO / "configs" / "trainers" / family.config_dir / f"{cfg}.yaml")
 
 
-def env_settings(family: Family, dataset: str) -> dict[str, str]:
-    """The family's hyper-parameters on the dataset, each overridden by the environment variable of its name."""
-    return {key: os.environ.get(key) or str(value) for key, value in family.settings_for(dataset).items()}
+def env_settings(family: Family, dataset: str, shots: int | None = None) -> dict[str, str]:
+    """The family's hyper-parameters on the dataset (with `shots` per class), each overridden by the environment
+    variable of its name."""
+    return {key: os.environ.get(key) or str(value) for key, value in family.settings_for(dataset, shots).items()}
+
+
+def shot_counts(family: Family) -> list[str]:
+    """SHOTS: one shot count (default 16), or several for a few-shot family (default "1 2 4 8 16")."""
+    if family.protocol == "fewshot":
+        return os.environ.get("SHOTS", FEWSHOT_SHOTS).split()
+    shots = os.environ.get("SHOTS", "16")
+    if len(shots.split()) != 1:
+        raise UserError(f"SHOTS is '{shots}': this script takes one shot count; the few-shot scripts "
+                        "(*_fewshot_train.sh) take several")
+    return [shots]
 
 
 def extra_options() -> list[str]:
@@ -206,43 +221,51 @@ def data_root(rest: list[str]) -> str:
 
 
 def family_jobs(family: Family, stage: str, args: list[str]) -> list[Job]:
-    """The jobs of a train or evaluation script: one per seed."""
+    """The jobs of a train or evaluation script: one per shot count and seed."""
     if family.source is not None and stage == "train":
         dataset, rest = family.source, args
     else:
         dataset, rest = dataset_and_rest(args)
-    root, seeds = data_root(rest), rest[1:] or DEFAULT_SEEDS
-    settings = env_settings(family, family.source or dataset)
-    fields = {"TRAINER": family.trainer, "CFG": os.environ.get("CFG", family.cfg),
-              "SHOTS": os.environ.get("SHOTS", "16"), **settings}
-    jobs = []
-    for seed in seeds:
-        values = {**fields, "SEED": seed, "DATASET": dataset}
-        train_dir = varied(family.train_dir.format(**values), family.train_dir, settings)
-        flags = ["--root", root, "--seed", seed, "--trainer", family.trainer, "--dataset-config-file",
-                 dataset_config(dataset), "--config-file", trainer_config(family, fields["CFG"])]
-        options = [*family.options.format(**values).split(), "DATASET.NUM_SHOTS", values["SHOTS"]]
-        if os.environ.get("ANCHOR") and family.variant == "anchoropt" and family.protocol != "anchor":
-            options += ["TRAINER.ANCHOROPT.ANCHOR_WEIGHTS", os.environ["ANCHOR"]]
-        if stage == "train":
-            options += ["OPTIM.MAX_EPOCH", values["EPO"], "DATASET.SUBSAMPLE_CLASSES", family.split("train")]
-            jobs.append(Job("train", train_dir, flags + options))
-            continue
-        flags += ["--model-dir", os.path.join(output_root(), train_dir), "--load-epoch", values["EPO"], "--eval-only"]
-        options += ["DATASET.SUBSAMPLE_CLASSES", family.split("eval")]
-        if family.eval_dir.startswith(IN_TRAINING):  # the training folder already names what was varied
-            eval_dir = family.eval_dir.format(**values, TRAIN_DIR=train_dir)
-        else:
-            eval_dir = varied(family.eval_dir.format(**values), family.eval_dir, settings)
-        jobs.append(Job("eval", eval_dir, flags + options))
-    return jobs
+    root = data_root(rest)
+    return [job(family, stage, dataset, root, shots, seed)
+            for shots in shot_counts(family) for seed in rest[1:] or DEFAULT_SEEDS]
+
+
+def folder_name(dataset: str, root: str) -> str:
+    """A dataset's name in output folders: its config key, or an image folder's own name (DATA_ROOT's)."""
+    return os.path.basename(os.path.normpath(root)) if dataset == IMAGE_FOLDER else dataset
+
+
+def job(family: Family, stage: str, dataset: str, root: str, shots: str, seed: str) -> Job:
+    """One seed's training or evaluation with `shots` per class."""
+    settings = env_settings(family, family.source or dataset, int(shots))
+    cfg = os.environ.get("CFG") or settings.pop("CFG", family.cfg)
+    values = {"TRAINER": family.trainer, "CFG": cfg, "SHOTS": shots, **settings, "SEED": seed,
+              "DATASET": folder_name(dataset, root)}
+    train_dir = varied(family.train_dir.format(**values), family.train_dir, settings)
+    flags = ["--root", root, "--seed", seed, "--trainer", family.trainer, "--dataset-config-file",
+             dataset_config(dataset), "--config-file", trainer_config(family, cfg)]
+    options = [*family.options.format(**values).split(), "DATASET.NUM_SHOTS", shots]
+    if os.environ.get("ANCHOR") and family.variant == "anchoropt" and family.protocol != "anchor":
+        options += ["TRAINER.ANCHOROPT.ANCHOR_WEIGHTS", os.environ["ANCHOR"]]
+    if stage == "train":
+        options += ["OPTIM.MAX_EPOCH", values["EPO"], "DATASET.SUBSAMPLE_CLASSES", family.split("train")]
+        return Job("train", train_dir, flags + options)
+    flags += ["--model-dir", os.path.join(output_root(), train_dir), "--load-epoch", values["EPO"], "--eval-only"]
+    options += ["DATASET.SUBSAMPLE_CLASSES", family.split("eval")]
+    if family.eval_dir.startswith(IN_TRAINING):  # the training folder already names what was varied
+        eval_dir = family.eval_dir.format(**values, TRAIN_DIR=train_dir)
+    else:
+        eval_dir = varied(family.eval_dir.format(**values), family.eval_dir, settings)
+    return Job("eval", eval_dir, flags + options)
 
 
 def zeroshot_jobs(family: Family, args: list[str]) -> list[Job]:
     """scripts/zsclip/zeroshot.sh DATASET [DATA_ROOT] [SUBSAMPLE ...]: one evaluation per class split."""
     dataset, rest = dataset_and_rest(args)
     cfg = os.environ.get("CFG", family.cfg)
-    return [Job("eval", varied(family.eval_dir.format(CFG=cfg, SUBSAMPLE=subsample, DATASET=dataset), "", {}),
+    name = folder_name(dataset, data_root(rest))
+    return [Job("eval", varied(family.eval_dir.format(CFG=cfg, SUBSAMPLE=subsample, DATASET=name), "", {}),
                 ["--root", data_root(rest), "--seed", "1", "--trainer", family.trainer, "--dataset-config-file",
                  dataset_config(dataset), "--config-file", trainer_config(family, cfg), "--eval-only",
                  "DATASET.SUBSAMPLE_CLASSES", subsample])
@@ -255,7 +278,8 @@ def search_jobs(family: Family, args: list[str]) -> list[Job]:
         raise UserError('usage: scripts/attribute_search/main.sh DATASET [DATA_ROOT] ["w1 w2 w3 w4 w5"]')
     dataset, rest = dataset_and_rest(args)
     settings = env_settings(family, dataset)
-    values = {"DATASET": dataset, "CFG": os.environ.get("CFG", family.cfg), "SHOTS": os.environ.get("SHOTS", "16"),
+    values = {"DATASET": folder_name(dataset, data_root(rest)), "CFG": os.environ.get("CFG", family.cfg),
+              "SHOTS": os.environ.get("SHOTS", "16"),
               **settings}
     bases = ["TRAINER.ATTRIBUTE_SEARCH.BASES", repr(rest[1].split())] if len(rest) == 2 else []
     return [Job("train", varied(family.train_dir.format(**values), family.train_dir, settings, bases),

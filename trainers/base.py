@@ -336,7 +336,7 @@ class PromptTrainer(CachedEvaluation, TrainerX):
             state = {k: v for k, v in checkpoint["state_dict"].items() if not FIXED_TOKEN_KEY.search(k)}
             if anchoropt.enabled(self.cfg):
                 state = self._adopt_anchor(checkpoint, state)
-            state = self.adapt_state_dict(state)
+            state = self.adapt_state_dict(state, checkpoint.get("meta") or {})
             self._adopt_layout(state)
             module = self._models[name]
             own = module.state_dict()
@@ -355,9 +355,10 @@ class PromptTrainer(CachedEvaluation, TrainerX):
             return {k: v for k, v in state.items() if not anchoropt.ANCHOR_KEY.search(k)}
         return state
 
-    def adapt_state_dict(self, state: dict) -> dict:
+    def adapt_state_dict(self, state: dict, meta: dict) -> dict:
         """Hook: fit a checkpoint's weights to the current data before they are checked and loaded (e.g. keep the
-        rows of a classifier head that the target classes use)."""
+        rows of a classifier head that the target classes use); `meta` is what our checkpoints say of their run
+        (empty for the original's)."""
         return state
 
     def _prefix(self) -> str:

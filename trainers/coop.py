@@ -23,6 +23,7 @@ from trainers.families import (
     anchoropt_base2new,
     atprompt_and_vanilla,
     benchmark_columns,
+    fewshot,
 )
 from trainers.method import BenchmarkCase, Method
 
@@ -89,6 +90,12 @@ FAMILIES = (
            {"EPO": 20, "NCTX": 4, "ANCHOR_LEN": 1, "PROMPT_CE_WEIGHT": 1.0, "KD_WEIGHT": 1.0, "KD_TEMPERATURE": 1.0},
            source=catalog.XD_SOURCE),
 )
+# All-class few-shot: CoOp's paper (50 epochs for 1-2 shots, 100 for 4-8, 200 for 16; ImageNet 50 throughout), for
+# every variant.
+FAMILIES += fewshot(FAMILIES, per_shots={1: {"CFG": "vit_b16_ep50", "EPO": 50}, 2: {"CFG": "vit_b16_ep50", "EPO": 50},
+                                         4: {"CFG": "vit_b16_ep100", "EPO": 100},
+                                         8: {"CFG": "vit_b16_ep100", "EPO": 100}, 16: {"CFG": "vit_b16", "EPO": 200}},
+                    per_dataset={"imagenet": {"CFG": "vit_b16_ep50", "EPO": 50}})
 
 
 @TRAINER_REGISTRY.register()

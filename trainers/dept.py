@@ -27,6 +27,7 @@ from trainers.families import (
     anchoropt_base2new,
     atprompt_and_vanilla,
     benchmark_columns,
+    fewshot,
 )
 from trainers.method import BenchmarkCase, Method
 from trainers.prompting import Outputs, PromptedCLIP, PromptLearner
@@ -68,14 +69,21 @@ class DePTCLIP(PromptedCLIP):
         super().__init__(clip_model, prompt_learner)
         if head_type not in HEAD_TYPES:
             raise UserError(f"TRAINER.DEPT.HEAD must be one of {', '.join(HEAD_TYPES)}, got '{head_type}'")
-        self.base_mode, self.head_type, self.weight, self.fusion = base_mode, head_type, weight, fusion
-        dim = clip_model.visual.output_dim
+        self.head_type, self.weight, self.fusion = head_type, weight, fusion
+        self.feature_dim = dim = clip_model.visual.output_dim
         self.film = film
         if film:
             self.film_lp_img = FiLM(dim)
             self.film_lp_text = FiLM(dim)
-        if base_mode and head_type == "linear":
-            self.linear_probe_proj = nn.Linear(dim, prompt_learner.n_cls).to(clip_model.dtype)
+        self.set_base_mode(base_mode)
+
+    def set_base_mode(self, base_mode: bool) -> None:
+        """Give the model the head of its classes (base mode, a linear head) or none."""
+        if getattr(self, "base_mode", None) == base_mode:
+            return
+        self.base_mode = base_mode
+        if base_mode and self.head_type == "linear":
+            self.linear_probe_proj = nn.Linear(self.feature_dim, self.prompt_learner.n_cls).to(self.dtype)
         else:
             self.linear_probe_proj = nn.Identity()
 
@@ -128,11 +136,21 @@ class DePTCLIP(PromptedCLIP):
         return (1 - self.weight) * logits + self.weight * head_logits
 
 
-def is_base_mode(cfg) -> bool:
-    """Whether the classes are those the head learns: base classes, or all classes of ImageNet (or a variant)."""
+def is_base_mode(cfg, trained: dict | None = None) -> bool:
+    """Whether the classes are those the head learns: those it trains on (base or all classes); in an evaluation,
+    those its checkpoint was trained on (`trained`: its settings), or the classes of ImageNet (or a variant) for a
+    head trained on all of ImageNet; without a record (the original's checkpoints), base classes or ImageNet's."""
     subsample = cfg.DATASET.SUBSAMPLE_CLASSES
+    if subsample == "new":
+        return False
     info = catalog.by_name(cfg.DATASET.NAME)
-    return subsample == "base" or (subsample == "all" and info is not None and info.imagenet_classes)
+    imagenet_head = subsample == "all" and info is not None and info.imagenet_classes
+    if trained is None:
+        return subsample == "base" or imagenet_head
+    same = (trained.get("DATASET.NAME"), trained.get("DATASET.SUBSAMPLE_CLASSES")) == (cfg.DATASET.NAME, subsample)
+    trained_info = catalog.by_name(trained.get("DATASET.NAME", ""))
+    return same or (imagenet_head and trained_info is not None and trained_info.imagenet_classes
+                    and trained.get("DATASET.SUBSAMPLE_CLASSES") == "all")
 
 
 def config() -> CN:
@@ -171,6 +189,8 @@ FAMILIES = (
                        options=(ANCHOROPT_PROMPT_OPTIONS
                                 + " TRAINER.ANCHOROPT.KD_WEIGHT 0.0 TRAINER.DEPT.WEIGHT {WEIGHT}")),
 )
+# All-class few-shot: no settings of the authors; those of base-to-novel (trainers/families.py `fewshot`).
+FAMILIES += fewshot(FAMILIES)
 
 
 @TRAINER_REGISTRY.register()
@@ -192,7 +212,9 @@ class DePT(CoOp):
     @classmethod
     def model_options(cls, cfg: CN, clip_model, classnames: list[str]) -> dict:
         opts = cls.options(cfg)
-        return {"base_mode": is_base_mode(cfg), "head_type": opts.HEAD, "film": opts.FILM, "weight": opts.WEIGHT,
+        # Built for training on its classes; an evaluation decides again from the checkpoint (adapt_state_dict).
+        base_mode = cfg.DATASET.SUBSAMPLE_CLASSES in ("base", "all")
+        return {"base_mode": base_mode, "head_type": opts.HEAD, "film": opts.FILM, "weight": opts.WEIGHT,
                 "fusion": opts.TEST_TIME_FUSION}
 
     @classmethod
@@ -200,17 +222,15 @@ class DePT(CoOp):
         return any(part in name for part in cls.options(cfg).NAMES_TO_UPDATE)
 
     def before_train(self) -> None:
-        if not is_base_mode(self.cfg):
-            raise UserError(
-                f"DePT trains its linear head on base classes, but DATASET.SUBSAMPLE_CLASSES is "
-                f"'{self.cfg.DATASET.SUBSAMPLE_CLASSES}' on {self.cfg.DATASET.NAME}: set DATASET.SUBSAMPLE_CLASSES "
-                f"base (or all, on ImageNet)"
-            )
+        if self.cfg.DATASET.SUBSAMPLE_CLASSES == "new":
+            raise UserError("DePT trains its linear head on the classes it learns, the base classes of base-to-novel "
+                            "(or all classes): DATASET.SUBSAMPLE_CLASSES is 'new'; set it base or all")
         super().before_train()
 
-    def adapt_state_dict(self, state: dict) -> dict:
+    def adapt_state_dict(self, state: dict, meta: dict) -> dict:
         """The head is for the classes it was trained on: evaluated on others (new classes, another dataset) it is
         not used; an ImageNet head evaluated on a variant with fewer classes (ImageNet-A/R: 200) keeps their rows."""
+        self.model.set_base_mode(is_base_mode(self.cfg, meta.get("settings")))
         if not self.model.base_mode:
             return {k: v for k, v in state.items() if not k.startswith("linear_probe_proj.")}
         indices = getattr(self.dm.dataset, "imagenet_indices", None)

@@ -21,6 +21,9 @@ PROTOCOLS: dict[str, dict[str, str]] = {
     "base2new": {"train": "base", "eval": "new", "eval_script": "test", "title": "base-to-novel"},
     "xd": {"train": "all", "eval": "all", "eval_script": "eval", "title": "cross-dataset"},
     "anchor": {"train": "base", "eval": "new", "eval_script": "eval", "title": "AnchorOPT stage I"},
+    # All-class few-shot classification: each shot count (SHOTS, default "1 2 4 8 16") trains on all classes; the
+    # final test, on the whole test set, is the result (no evaluation script).
+    "fewshot": {"train": "all", "title": "few-shot"},
     "zeroshot": {"eval": "", "title": "zero-shot"},
     "search": {"train": "base", "title": "attribute search"},
 }
@@ -32,6 +35,8 @@ XD = f"{catalog.XD_SOURCE}/{{TRAINER}}/{{CFG}}_{{SHOTS}}shots"
 EVAL = "evaluation/{TRAINER}/{CFG}_{SHOTS}shots"
 SEED = "/seed{SEED}"
 IN_TRAINING = "{TRAIN_DIR}/evaluation"  # an evaluation folder inside the training run's folder
+FEWSHOT = "fewshot/"  # the few-shot runs' own tree, apart from the base-to-novel folders of the same settings
+FEWSHOT_SHOTS = "1 2 4 8 16"
 XD_FOLDERS = XD + "_few_shots/nctx{NCTX}_csc_ctp/CTX_{NCTX}_epo_{EPO}" + SEED  # CoCoOp's and MaPLe's cross-dataset
 # The attribute blocks of the original's ATPrompt scripts: one block of NCTX soft tokens per attribute.
 ATP = ("TRAINER.ATPROMPT.USE_ATPROMPT True TRAINER.ATPROMPT.N_ATT1 {NCTX} TRAINER.ATPROMPT.N_ATT2 {NCTX} "
@@ -62,6 +67,7 @@ class Family:
     settings: Mapping[str, Any] = field(default_factory=dict)
     per_dataset: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     source: str | None = None
+    per_shots: Mapping[int, Mapping[str, Any]] = field(default_factory=dict)  # few-shot: settings by shot count
     scripts: Mapping[str, str] = field(default_factory=dict)
     summary: str = ""  # what the family is, for listings and script headers (default from variant and protocol)
 
@@ -75,15 +81,19 @@ class Family:
         if self.scripts:
             return dict(self.scripts)
         protocol = PROTOCOLS[self.protocol]
-        return {f"{self.name}_train": "train", f"{self.name}_{protocol['eval_script']}": "eval"}
+        stages = {f"{self.name}_train": "train"}
+        if "eval_script" in protocol:
+            stages[f"{self.name}_{protocol['eval_script']}"] = "eval"
+        return stages
 
     def split(self, stage: str) -> str:
         """DATASET.SUBSAMPLE_CLASSES of a stage."""
         return PROTOCOLS[self.protocol][stage]
 
-    def settings_for(self, dataset: str) -> dict[str, Any]:
-        """The hyper-parameters on the dataset with config key `dataset` (the source, for cross-dataset training)."""
-        return {**self.settings, **self.per_dataset.get(dataset, {})}
+    def settings_for(self, dataset: str, shots: int | None = None) -> dict[str, Any]:
+        """The hyper-parameters on the dataset with config key `dataset` (the source, for cross-dataset training)
+        with `shots` per class (few-shot families: their settings for that shot count, CFG among them)."""
+        return {**self.settings, **self.per_shots.get(shots, {}), **self.per_dataset.get(dataset, {})}
 
 
 def atprompt_and_vanilla(protocol: str, trainer: str, config_dir: str, cfg: str, train_dir: str, eval_dir: str,
@@ -106,6 +116,26 @@ def anchoropt_base2new(trainer: str, config_dir: str, cfg: str, settings: Mappin
     """AnchorOPT's stage II on base-to-novel, in the original's folders: the evaluation inside the training folder."""
     return Family("anchoropt", "base2new", f"{trainer}_AnchorOPT", config_dir, cfg, B2N + run + SEED, IN_TRAINING,
                   options, settings, per_dataset)
+
+
+def fewshot(families: tuple[Family, ...], per_shots: Mapping[int, Mapping[str, Any]] | None = None,
+            per_dataset: Mapping[str, Mapping[str, Any]] | None = None) -> tuple[Family, ...]:
+    """The all-class few-shot family of each base-to-novel family: the same trainer, config, options and prompt
+    settings, the training folder under `FEWSHOT`. Where the method's authors published few-shot settings, they
+    come as `per_shots` (e.g. CoOp's epochs and config by shot count) and `per_dataset` (its exceptions); the
+    base-to-novel epochs per dataset do not carry over."""
+    families = [f for f in families if f.protocol == "base2new"]
+    return tuple(Family(f.variant, "fewshot", f.trainer, f.config_dir, f.cfg, FEWSHOT + f.train_dir, "", f.options,
+                        f.settings, _fewshot_datasets(f.per_dataset, per_dataset or {}), per_shots=per_shots or {},
+                        summary=f.summary.replace("base-to-novel", "few-shot"))
+                 for f in families)
+
+
+def _fewshot_datasets(base2new: Mapping[str, Mapping[str, Any]],
+                      published: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    keys = set(base2new) | set(published)
+    return {key: {**{k: v for k, v in base2new.get(key, {}).items() if k != "EPO"}, **published.get(key, {})}
+            for key in keys}
 
 
 def benchmark_columns(table: Mapping[str, tuple]) -> dict[str, dict[str, Any]]:

@@ -20,7 +20,17 @@ from dassl.engine import TRAINER_REGISTRY
 from datasets import catalog
 from trainers.coop import TRAIN_PROMPT, CoOp
 from trainers.coop import config as coop_config
-from trainers.families import B2N, EVAL, SEED, XD, atprompt_and_vanilla
+from trainers.families import (
+    ANCHOROPT_OPTIONS,
+    ANCHOROPT_RUN,
+    B2N,
+    EVAL,
+    SEED,
+    XD,
+    anchoropt_base2new,
+    atprompt_and_vanilla,
+    fewshot,
+)
 from trainers.layout import clean_classname
 from trainers.method import BenchmarkCase, Method, OriginalDraws
 from trainers.prompting import FixedPrompts, Outputs, PromptedCLIP, PromptLearner
@@ -68,7 +78,14 @@ FAMILIES = (
                           XD + TRAIN_PROMPT + "_few_shots/CTX_{NCTX}_epo_{EPO}" + SEED,
                           EVAL + TRAIN_PROMPT + "/{DATASET}" + SEED, OPTIONS,
                           atprompt={"EPO": 10, "NCTX": 4, "WEIGHT": 2.0}, vanilla=None, source=catalog.XD_SOURCE),
+    # AnchorOPT: no table was published for KgCoOp; KgCoOp's epochs and weight with CoOp's AnchorOPT defaults.
+    anchoropt_base2new("KgCoOp", "KgCoOp", "vit_b16_ep100_ctxv4",
+                       {"EPO": 100, "NCTX": 4, "WEIGHT": 8.0, "ANCHOR_LEN": 1, "PROMPT_CE_WEIGHT": 100.0,
+                        "KD_WEIGHT": 1000.0, "KD_TEMPERATURE": 1.0}, {},
+                       run=ANCHOROPT_RUN + "_WT_{WEIGHT}", options=f"{ANCHOROPT_OPTIONS} TRAINER.KGCOOP.W {{WEIGHT}}"),
 )
+# All-class few-shot: no settings of the authors; those of base-to-novel (trainers/families.py `fewshot`).
+FAMILIES += fewshot(FAMILIES)
 
 
 @TRAINER_REGISTRY.register()

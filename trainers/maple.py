@@ -28,7 +28,16 @@ from dassl.utils.errors import UserError
 from datasets import catalog
 from trainers import anchoropt
 from trainers.base import PromptTrainer
-from trainers.families import B2N, EVAL, SEED, XD_FOLDERS, anchoropt_base2new, atprompt_and_vanilla, benchmark_columns
+from trainers.families import (
+    B2N,
+    EVAL,
+    SEED,
+    XD_FOLDERS,
+    anchoropt_base2new,
+    atprompt_and_vanilla,
+    benchmark_columns,
+    fewshot,
+)
 from trainers.layout import Anchoring, TokenSlots, arranged_context
 from trainers.method import BenchmarkCase, Method, OriginalDraws
 from trainers.prompting import PromptedCLIP, PromptLearner
@@ -182,6 +191,8 @@ FAMILIES = (
                            "KD_TEMPERATURE": (1.0, 2.0, 0.5, 0.0, 2.0, 1.0, 4.0, 4.0, 4.0, 2.0, 2.0),
                        })),
 )
+# All-class few-shot: no settings of the authors; those of base-to-novel (trainers/families.py `fewshot`).
+FAMILIES += fewshot(FAMILIES)
 
 
 @TRAINER_REGISTRY.register()
@@ -213,7 +224,7 @@ class MaPLe(PromptTrainer):
         return {"depth": cls.options(cfg).PROMPT_DEPTH,
                 "original_deep_anchor": cfg.TRAINER.ANCHOROPT.ORIGINAL_DEEP_ANCHOR}
 
-    def adapt_state_dict(self, state: dict) -> dict:
+    def adapt_state_dict(self, state: dict, meta: dict) -> dict:
         """The original's MaPLe_AnchorOPT checkpoints hold its two CLIPs under other names and the anchor in its
         anchor learner: the prompted CLIP's weights are ours, the unprompted copy is dropped, the anchor moves."""
         if not anchoropt.enabled(self.cfg):
