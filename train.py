@@ -24,6 +24,7 @@ from yacs.config import CfgNode
 import datasets  # noqa: F401  (registers the datasets)
 import trainers  # noqa: F401  (registers the trainers)
 from clip.clip import file_sha256
+from dassl.config.checks import check_settings
 from dassl.data.datasets import DATASET_REGISTRY
 from dassl.engine import TRAINER_REGISTRY, build_trainer
 from dassl.engine.distributed import init_distributed, is_main_process
@@ -49,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--root", type=str, default="", help="path to the datasets")
     parser.add_argument("--output-dir", type=str, default="", help="output directory")
     parser.add_argument("--resume", type=str, default="", help="checkpoint directory to resume from")
-    parser.add_argument("--seed", type=int, default=-1, help="fixed seed (>= 0)")
+    parser.add_argument("--seed", type=int, default=-1, help="fixed seed (0 to 2**32 - 1)")
     parser.add_argument("--source-domains", type=str, nargs="+", help="source domains for DA/DG")
     parser.add_argument("--target-domains", type=str, nargs="+", help="target domains for DA/DG")
     parser.add_argument("--transforms", type=str, nargs="+", help="data augmentation methods")
@@ -74,7 +75,7 @@ def reset_cfg(cfg, args: argparse.Namespace) -> None:
         cfg.OUTPUT_DIR = args.output_dir
     if args.resume:
         cfg.RESUME = args.resume
-    if args.seed >= 0:  # the original ignored --seed 0
+    if args.seed != -1:  # the original ignored --seed 0; SEED's range is checked with the other settings
         cfg.SEED = args.seed
     if args.source_domains:
         cfg.DATASET.SOURCE_DOMAINS = args.source_domains
@@ -114,7 +115,9 @@ def checkpoint_folders(folder: str) -> list[str]:
 
 
 def check_args(args: argparse.Namespace, cfg: CfgNode) -> None:
-    """Refuse unknown names, missing folders and contradictory flags before any output is created."""
+    """Refuse unknown names, missing folders, values out of range and contradictory flags before any output is
+    created."""
+    check_settings(cfg, training=not (args.eval_only or args.no_train))
     if cfg.TRAINER.NAME:
         TRAINER_REGISTRY.get(cfg.TRAINER.NAME)
     if cfg.DATASET.NAME:
@@ -192,6 +195,9 @@ def run(args: argparse.Namespace, cfg: CfgNode, folder: RunFolder) -> int:
     if cfg.SEED >= 0:
         print(f"Setting fixed seed: {cfg.SEED}")
         set_random_seed(cfg.SEED)
+    else:
+        print("Note: SEED is -1 (no fixed seed): this run's numbers cannot be repeated, so its record is never taken "
+              "for another run's, and the result tables leave it out")
     folder.open(cfg.OUTPUT_DIR if is_main_process() else None)  # rank 0 alone writes log.txt
     if torch.cuda.is_available() and cfg.USE_CUDA:
         torch.backends.cudnn.benchmark = True

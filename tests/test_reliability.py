@@ -272,6 +272,34 @@ BAD_INPUTS = [
          ("--eval-only is a flag but comes after the KEY VALUE config options",)),
     Case("precision-unknown", lambda c: c.args("TRAINER.COOP.PREC", "fp64"),
          ("TRAINER.COOP.PREC must be one of fp16, fp32, amp, bf16, got 'fp64'",)),
+    # ----- values out of range: refused before anything runs, with the range in the message
+    Case("lr-negative", lambda c: c.args("OPTIM.LR", "-0.1"), ("OPTIM.LR is -0.1: it takes a number above 0",)),
+    Case("lr-nan-in-yaml", lambda c: c.args(flags=["--config-file", yaml_file(c.tmp, "OPTIM:\n  LR: .nan")]),
+         ("OPTIM.LR is nan: it takes a number above 0",)),
+    Case("weight-decay-negative", lambda c: c.args("OPTIM.WEIGHT_DECAY", "-1.0"),
+         ("OPTIM.WEIGHT_DECAY is -1.0: it takes a number of at least 0",)),
+    Case("adam-beta-of-one-or-more", lambda c: c.args("OPTIM.NAME", "adam", "OPTIM.ADAM_BETA1", "1.5"),
+         ("OPTIM.ADAM_BETA1 is 1.5: it takes a number from 0 up to (not including) 1",)),
+    Case("gamma-negative", lambda c: c.args("OPTIM.GAMMA", "-1.0"),
+         ("OPTIM.GAMMA is -1.0: it takes a number above 0",)),
+    Case("warmup-lr-negative", lambda c: c.args("OPTIM.WARMUP_CONS_LR", "-1.0"),
+         ("OPTIM.WARMUP_CONS_LR is -1.0: it takes a number of at least 0",)),
+    Case("max-epoch-zero", lambda c: c.args("OPTIM.MAX_EPOCH", "0"),
+         ("OPTIM.MAX_EPOCH is 0: it takes an integer of at least 1", "evaluate with --eval-only")),
+    Case("max-epoch-negative", lambda c: c.args("OPTIM.MAX_EPOCH", "-3"), ("OPTIM.MAX_EPOCH is -3",)),
+    Case("train-batch-size-zero", lambda c: c.args("DATALOADER.TRAIN_X.BATCH_SIZE", "0"),
+         ("DATALOADER.TRAIN_X.BATCH_SIZE is 0: it takes an integer of at least 1",)),
+    Case("test-batch-size-zero", lambda c: c.args("DATALOADER.TEST.BATCH_SIZE", "0", flags=["--eval-only"]),
+         ("DATALOADER.TEST.BATCH_SIZE is 0: it takes an integer of at least 1",)),
+    Case("loader-workers-negative", lambda c: c.args("DATALOADER.NUM_WORKERS", "-1"),
+         ("DATALOADER.NUM_WORKERS is -1: it takes an integer of at least 0",)),
+    Case("print-freq-zero", lambda c: c.args("TRAIN.PRINT_FREQ", "0"),
+         ("TRAIN.PRINT_FREQ is 0: it takes an integer of at least 1",)),
+    Case("num-shots-zero", lambda c: c.args("DATASET.NUM_SHOTS", "0"),
+         ("DATASET.NUM_SHOTS is 0: it takes 1 or more images per class, or -1 for all of them",)),
+    Case("seed-negative", lambda c: c.args(flags=["--seed", "-2"]),
+         ("SEED is -2: it takes -1 (no fixed seed", "or a fixed seed from 0 to 4294967295")),
+    Case("seed-beyond-numpy", lambda c: c.args("SEED", str(2**32)), ("SEED is 4294967296", "the largest NumPy takes")),
     # ----- contradictory settings
     Case("dept-trained-on-new-classes", lambda c: c.args("DATASET.SUBSAMPLE_CLASSES", "new", trainer="DePT"),
          ("DePT trains its linear head on base classes", "set DATASET.SUBSAMPLE_CLASSES base")),
@@ -571,6 +599,31 @@ def test_same_seed_same_result_other_seed_other_result(tmp_path, data_root, tiny
     assert len(first[1]) == 7 and first[1] == second[1] and first[1] != other[1]
     for key in ("ctx", "ctx_att1", "ctx_att2"):
         assert torch.equal(first[0][key], second[0][key]) and not torch.equal(first[0][key], other[0][key])
+
+
+def _trained_with_seed(tmp_path: Path, name: str, data_root, clip, seed: str) -> dict:
+    args = cli(data_root, tmp_path / name, clip, trainer="CoOp_ATP")
+    args[args.index("--seed") + 1] = seed
+    assert train.main(args) == 0
+    close_logger()
+    return load_checkpoint(str(tmp_path / name / "prompt_learner" / "model.pth.tar-2"))["state_dict"]
+
+
+@pytest.mark.parametrize("seed", ["0", str(2**32 - 1)])
+def test_every_seed_the_engine_accepts_repeats_its_numbers(tmp_path, data_root, tiny_vit_path, capsys, seed):
+    """The ends of the range: 0 (which the original ignored) and the largest seed NumPy takes."""
+    first = _trained_with_seed(tmp_path, "a", data_root, tiny_vit_path, seed)
+    second = _trained_with_seed(tmp_path, "b", data_root, tiny_vit_path, seed)
+    assert all(torch.equal(first[key], second[key]) for key in ("ctx", "ctx_att1", "ctx_att2"))
+    assert read_record(str(tmp_path / "a"))["fingerprint"] == read_record(str(tmp_path / "b"))["fingerprint"]
+
+
+def test_a_run_without_a_fixed_seed_claims_no_repeatable_fingerprint(tmp_path, data_root, tiny_vit_path, capsys):
+    for name in ("a", "b"):
+        _trained_with_seed(tmp_path, name, data_root, tiny_vit_path, "-1")
+        assert "Note: SEED is -1 (no fixed seed): this run's numbers cannot be repeated" in capsys.readouterr().out
+    first, second = read_record(str(tmp_path / "a")), read_record(str(tmp_path / "b"))
+    assert first["seed"] == second["seed"] == -1 and first["fingerprint"] != second["fingerprint"]
 
 
 def test_checkpoints_load_with_weights_only(tmp_path, monkeypatch):

@@ -9,6 +9,7 @@ import torch
 import torchvision.transforms as T
 from torch.utils.data import DataLoader, Dataset
 
+from dassl.config.checks import check_node
 from dassl.engine import distributed
 from dassl.utils import read_image
 from dassl.utils.errors import UserError
@@ -65,6 +66,8 @@ class DataManager:
     """Builds the dataset named by DATASET.NAME and its train_x / train_u / val / test loaders."""
 
     def __init__(self, cfg, custom_tfm_train=None, custom_tfm_test=None, dataset_wrapper=None) -> None:
+        check_node(cfg.DATASET, "DATASET")
+        check_node(cfg.DATALOADER, "DATALOADER")
         with distributed.main_process_first():  # rank 0 writes any split cache, the other processes read it
             dataset = build_dataset(cfg)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 from typing import Any
 
 from yacs.config import CfgNode
@@ -53,9 +54,18 @@ def settings_of(cfg: CfgNode, kind: str) -> dict[str, Any]:
             if key not in NOT_DECIDING and not (kind == "eval" and key.startswith(TRAINING_ONLY))}
 
 
+def repeatable(settings: dict[str, Any]) -> bool:
+    """Whether a run of these settings gives the same numbers again: only with a fixed seed (SEED -1 fixes none)."""
+    return settings.get("SEED", 0) >= 0
+
+
 def fingerprint(kind: str, settings: dict[str, Any], model: dict[str, str] | None = None) -> str:
-    """The hash of what decides a run's numbers; `model`: the checksums of the checkpoint files an evaluation loads."""
-    payload = json.dumps({"kind": kind, "settings": settings, "model": model or {}}, sort_keys=True, default=str)
+    """The hash of what decides a run's numbers; `model`: the checksums of the checkpoint files an evaluation loads.
+    A run without a fixed seed gets one that no other run has: no rerun gives its numbers."""
+    content = {"kind": kind, "settings": settings, "model": model or {}}
+    if not repeatable(settings):
+        content["unrepeatable"] = secrets.token_hex(16)
+    payload = json.dumps(content, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 

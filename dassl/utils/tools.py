@@ -19,7 +19,10 @@ from .errors import UserError
 
 
 def set_random_seed(seed: int) -> None:
-    """Seed Python's `random`, NumPy, torch and every CUDA device."""
+    """Seed Python's `random`, NumPy, torch and every CUDA device (a seed all of them take, or a UserError)."""
+    from dassl.config.checks import check_value  # here: dassl.config imports this package
+
+    check_value("SEED", seed)
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
