@@ -25,9 +25,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
 import pytest
 import torch
 from fake_data import atprompt_switch, make_caltech101
+from PIL import Image
 
 import gpt_query
 import train
@@ -175,6 +177,14 @@ def corrupt_training_images(dataset_dir: Path) -> None:
         (dataset_dir / "101_ObjectCategories" / "face" / f"image_{i:04d}.jpg").write_bytes(b"not a jpeg")
 
 
+def sixteen_bit_training_images(dataset_dir: Path) -> None:
+    """16-bit grayscale PNGs (under the .jpg names the split lists), which a conversion to 8 bits would clip."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((32, 32), 40000, dtype=np.uint16)).save(buffer, format="PNG")
+    for i in range(4):
+        (dataset_dir / "101_ObjectCategories" / "face" / f"image_{i:04d}.jpg").write_bytes(buffer.getvalue())
+
+
 def long_classname(split: dict) -> None:
     for part in split.values():
         for entry in part:
@@ -244,6 +254,9 @@ BAD_INPUTS = [
     Case("image-corrupt-in-loader-worker",
          lambda c: c.args("DATALOADER.NUM_WORKERS", "1", root=c.data(corrupt_training_images)),
          ("Cannot read image", "face/image_000", "replace it")),
+    Case("image-of-16-bit-values", lambda c: c.args(root=c.data(sixteen_bit_training_images)),
+         ("Cannot read image", "face/image_000", "mode I;16 image with values from 40000 to 40000",
+          "save it as an 8-bit image")),
     Case("fewshot-cache-executes-code", lambda c: c.args(root=c.data(evil_fewshot_cache(c.marker))),
          ("Refusing to load", "shot_2-seed_1.pkl", "mkdir, which a few-shot cache never contains", "Delete the file")),
     # ----- names, keys and values
