@@ -26,6 +26,7 @@ import trainers  # noqa: F401  (registers the trainers)
 from clip.clip import file_sha256
 from dassl.config.checks import check_settings
 from dassl.data.datasets import DATASET_REGISTRY
+from dassl.data.identity import data_identity
 from dassl.engine import TRAINER_REGISTRY, build_trainer
 from dassl.engine.distributed import init_distributed, is_main_process
 from dassl.engine.failures import user_error_message
@@ -149,7 +150,8 @@ def check_args(args: argparse.Namespace, cfg: CfgNode) -> None:
 
 def run_identity(args: argparse.Namespace, cfg: CfgNode) -> dict:
     """What decides the numbers of the run these arguments describe: its kind, settings, the checksums of the
-    checkpoint files an evaluation loads, and their fingerprint (dassl/engine/records.py)."""
+    checkpoint files an evaluation loads, the identity of the data it reads (dassl/data/identity.py), and their
+    fingerprint (dassl/engine/records.py)."""
     trainer = TRAINER_REGISTRY.get(cfg.TRAINER.NAME)
     kind = "eval" if args.eval_only else getattr(trainer, "RECORD_KIND", "train")
     settings = settings_of(cfg, kind)
@@ -163,8 +165,9 @@ def run_identity(args: argparse.Namespace, cfg: CfgNode) -> dict:
     if os.path.isfile(backbone):  # a named release is fixed by its name; a local file may be replaced
         files = [backbone, *files]
     inputs = {path: file_sha256(path) for path in files}
-    return {"kind": kind, "settings": settings, "model": model, "inputs": inputs,
-            "fingerprint": fingerprint(kind, settings, {**model, **inputs})}
+    data = data_identity(cfg)
+    return {"kind": kind, "settings": settings, "model": model, "inputs": inputs, "data": data,
+            "fingerprint": fingerprint(kind, settings, {**model, **inputs}, data)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -214,8 +217,8 @@ def run(args: argparse.Namespace, cfg: CfgNode, folder: RunFolder) -> int:
     print("Collecting env info ...")
     print(f"** System info **\n{collect_env_info()}\n")
 
-    identity = run_identity(args, cfg)
     trainer = build_trainer(cfg)
+    identity = run_identity(args, cfg)  # after the reader made its split and few-shot files, if it had to
     if args.eval_only:
         trainer.load_model(args.model_dir, epoch=args.load_epoch)
         trainer.test(is_final=True)
@@ -232,7 +235,7 @@ def run_record(args: argparse.Namespace, cfg: CfgNode, trainer, identity: dict) 
         "status": "finished", "kind": identity["kind"], "trainer": cfg.TRAINER.NAME, "dataset": cfg.DATASET.NAME,
         "seed": cfg.SEED, "shots": cfg.DATASET.NUM_SHOTS, "subsample": cfg.DATASET.SUBSAMPLE_CLASSES,
         "metrics": trainer.test_results, "fingerprint": identity["fingerprint"], "settings": identity["settings"],
-        "inputs": identity["inputs"], "setting": setting_fingerprint(identity),
+        "inputs": identity["inputs"], "data": identity["data"], "setting": setting_fingerprint(identity),
         "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
         **(trainer.describe() if hasattr(trainer, "describe") else {}),
     }

@@ -19,7 +19,7 @@ import torch.nn as nn
 from dassl.engine import TRAINER_REGISTRY, TrainerX
 from dassl.engine.feature_cache import CachedEvaluation
 from dassl.engine.precision import PRECISIONS, autocast, resolve_precision
-from dassl.engine.records import differences, settings_of
+from dassl.engine.records import data_differences, differences, settings_of
 from dassl.metrics import compute_accuracy
 from dassl.optim import build_lr_scheduler, build_optimizer
 from dassl.utils import listdir_nohidden, load_checkpoint
@@ -217,7 +217,7 @@ class PromptTrainer(CachedEvaluation, TrainerX):
 
     def checkpoint_meta(self) -> dict:
         return {"trainer": self.cfg.TRAINER.NAME, "settings": settings_of(self.cfg, "train"),
-                "backbone": self.backbone, "prompt": self.describe()["prompt"]}
+                "backbone": self.backbone, "prompt": self.describe()["prompt"], "data": self.dm.data_identity}
 
     def state_to_save(self, name: str) -> dict:
         """The registered model's weights without the frozen CLIP's, which are the backbone's own (so a MaPLe or
@@ -229,6 +229,8 @@ class PromptTrainer(CachedEvaluation, TrainerX):
     def check_resumable(self, checkpoint: dict, path: str) -> None:
         meta = checkpoint.get("meta") or {}
         changed = differences(meta["settings"], settings_of(self.cfg, "train")) if "settings" in meta else []
+        if meta.get("data") is not None:  # checkpoints from before data identities are checked without one
+            changed += sum(data_differences(meta["data"], self.dm.data_identity), [])
         if meta.get("backbone", self.backbone)["sha256"] != self.backbone["sha256"]:
             changed.append(f"the backbone's weights: sha256 {meta['backbone']['sha256'][:12]}... -> "
                            f"{self.backbone['sha256'][:12]}...")

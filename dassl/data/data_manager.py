@@ -15,6 +15,7 @@ from dassl.utils import read_image
 from dassl.utils.errors import UserError
 
 from .datasets import build_dataset
+from .identity import data_identity
 from .samplers import build_sampler
 from .transforms import build_transform, interpolation_mode
 
@@ -109,6 +110,7 @@ class DataManager:
         self.test_loader = eval_loader(dataset.test)
 
         self.dataset = dataset
+        self.data_identity = data_identity(cfg)  # what decides the data read (dassl/data/identity.py)
         self._num_classes = dataset.num_classes
         self._num_source_domains = len(cfg.DATASET.SOURCE_DOMAINS)
         self._lab2cname = dataset.lab2cname
