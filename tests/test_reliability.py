@@ -201,6 +201,13 @@ def evil_fewshot_cache(marker: Path) -> Callable[[Path], None]:
     return apply
 
 
+def nan_anchor(tmp: Path) -> Path:
+    """An AnchorOPT anchor in the original's format whose values are NaN (a stage-I run that diverged)."""
+    path = tmp / "anchor.pth.tar"
+    torch.save({"state_dict": {"anchor_ctx_1": torch.full((1, 64), float("nan")).half()}, "epoch": 10}, path)
+    return path
+
+
 def yaml_file(tmp: Path, text: str) -> Path:
     path = tmp / "bad.yaml"
     path.write_text(text)
@@ -364,6 +371,13 @@ BAD_INPUTS = [
          ("the prompt for class 'airplane' needs", "more than CLIP's context of 77", "fewer or shorter attribute")),
     Case("class-name-too-long", lambda c: c.args(root=c.data(edit_split(long_classname))),
          ("the prompt for class 'airplane wing wing", "more than CLIP's context of 77", "a shorter class name")),
+    Case("class-name-too-long-zero-shot",
+         lambda c: c.args(root=c.data(edit_split(long_classname)), trainer="ZeroshotCLIP", flags=["--eval-only"]),
+         ("the prompt 'a photo of a airplane wing wing", "more than CLIP's context of 77", "a shorter class name")),
+    Case("anchor-not-finite",
+         lambda c: c.args("TRAINER.ANCHOROPT.USE_ANCHOROPT", "True", "TRAINER.ANCHOROPT.N_CTX", "2",
+                          "TRAINER.ANCHOROPT.ANCHOR_WEIGHTS", nan_anchor(c.tmp)),
+         ("the anchor in", "anchor.pth.tar holds values that are not finite (NaN or inf)", "train the anchor again")),
     # ----- resources
     Case("gpu-out-of-memory", lambda c: c.args(),
          ("CUDA out of memory", "TRAIN_X.BATCH_SIZE (now 4)", "TEST.BATCH_SIZE (now 8)", "ATTRIBUTE_SEARCH.CHUNK_SIZE"),
