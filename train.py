@@ -24,7 +24,9 @@ from yacs.config import CfgNode
 import datasets  # noqa: F401  (registers the datasets)
 import trainers  # noqa: F401  (registers the trainers)
 from clip.clip import file_sha256
+from dassl.config.checks import check_settings
 from dassl.data.datasets import DATASET_REGISTRY
+from dassl.data.identity import data_identity
 from dassl.engine import TRAINER_REGISTRY, build_trainer
 from dassl.engine.distributed import init_distributed, is_main_process
 from dassl.engine.failures import user_error_message
@@ -44,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--root", type=str, default="", help="path to the datasets")
     parser.add_argument("--output-dir", type=str, default="", help="output directory")
     parser.add_argument("--resume", type=str, default="", help="checkpoint directory to resume from")
-    parser.add_argument("--seed", type=int, default=-1, help="fixed seed (>= 0)")
+    parser.add_argument("--seed", type=int, default=-1, help="fixed seed (0 to 2**32 - 1)")
     parser.add_argument("--source-domains", type=str, nargs="+", help="source domains for DA/DG")
     parser.add_argument("--target-domains", type=str, nargs="+", help="target domains for DA/DG")
     parser.add_argument("--transforms", type=str, nargs="+", help="data augmentation methods")
@@ -70,7 +72,7 @@ def flag_values(args: argparse.Namespace) -> dict[str, object]:
               "DATASET.SOURCE_DOMAINS": args.source_domains, "DATASET.TARGET_DOMAINS": args.target_domains,
               "INPUT.TRANSFORMS": args.transforms, "TRAINER.NAME": args.trainer, "MODEL.BACKBONE.NAME": args.backbone}
     values = {key: value for key, value in values.items() if value}
-    if args.seed >= 0:  # the original ignored --seed 0
+    if args.seed != -1:  # the original ignored --seed 0; SEED's range is checked with the other settings
         values["SEED"] = args.seed
     return values
 
@@ -97,7 +99,9 @@ def checkpoint_folders(folder: str) -> list[str]:
 
 
 def check_args(args: argparse.Namespace, cfg: CfgNode) -> None:
-    """Refuse unknown names, missing folders and contradictory flags before any output is created."""
+    """Refuse unknown names, missing folders, values out of range and contradictory flags before any output is
+    created."""
+    check_settings(cfg, training=not (args.eval_only or args.no_train))
     if cfg.TRAINER.NAME:
         TRAINER_REGISTRY.get(cfg.TRAINER.NAME)
     if cfg.DATASET.NAME:
@@ -129,7 +133,8 @@ def check_args(args: argparse.Namespace, cfg: CfgNode) -> None:
 
 def run_identity(args: argparse.Namespace, cfg: CfgNode) -> dict:
     """What decides the numbers of the run these arguments describe: its kind, settings, the checksums of the
-    checkpoint files an evaluation loads, and their fingerprint (dassl/engine/records.py)."""
+    checkpoint files an evaluation loads, the identity of the data it reads (dassl/data/identity.py), and their
+    fingerprint (dassl/engine/records.py)."""
     trainer = TRAINER_REGISTRY.get(cfg.TRAINER.NAME)
     kind = "eval" if args.eval_only else getattr(trainer, "RECORD_KIND", "train")
     settings = run_settings(cfg, kind, trainer)
@@ -143,8 +148,9 @@ def run_identity(args: argparse.Namespace, cfg: CfgNode) -> dict:
     if os.path.isfile(backbone):  # a named release is fixed by its name; a local file may be replaced
         files = [backbone, *files]
     inputs = {path: file_sha256(path) for path in files}
-    return {"kind": kind, "settings": settings, "model": model, "inputs": inputs,
-            "fingerprint": fingerprint(kind, settings, {**model, **inputs})}
+    data = data_identity(cfg)
+    return {"kind": kind, "settings": settings, "model": model, "inputs": inputs, "data": data,
+            "fingerprint": fingerprint(kind, settings, {**model, **inputs}, data)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -175,6 +181,9 @@ def run(args: argparse.Namespace, cfg: CfgNode, folder: RunFolder, notes: list[s
     if cfg.SEED >= 0:
         print(f"Setting fixed seed: {cfg.SEED}")
         set_random_seed(cfg.SEED)
+    else:
+        print("Note: SEED is -1 (no fixed seed): this run's numbers cannot be repeated, so its record is never taken "
+              "for another run's, and the result tables leave it out")
     folder.open(cfg.OUTPUT_DIR if is_main_process() else None)  # rank 0 alone writes log.txt
     if torch.cuda.is_available() and cfg.USE_CUDA:
         torch.backends.cudnn.benchmark = True
@@ -193,8 +202,8 @@ def run(args: argparse.Namespace, cfg: CfgNode, folder: RunFolder, notes: list[s
     print("Collecting env info ...")
     print(f"** System info **\n{collect_env_info()}\n")
 
-    identity = run_identity(args, cfg)
     trainer = build_trainer(cfg)
+    identity = run_identity(args, cfg)  # after the reader made its split and few-shot files, if it had to
     if args.eval_only:
         trainer.load_model(args.model_dir, epoch=args.load_epoch)
         trainer.test(is_final=True)
@@ -211,7 +220,7 @@ def run_record(args: argparse.Namespace, cfg: CfgNode, trainer, identity: dict) 
         "status": "finished", "kind": identity["kind"], "trainer": cfg.TRAINER.NAME, "dataset": cfg.DATASET.NAME,
         "seed": cfg.SEED, "shots": cfg.DATASET.NUM_SHOTS, "subsample": cfg.DATASET.SUBSAMPLE_CLASSES,
         "metrics": trainer.test_results, "fingerprint": identity["fingerprint"], "settings": identity["settings"],
-        "inputs": identity["inputs"], "setting": setting_fingerprint(identity),
+        "inputs": identity["inputs"], "data": identity["data"], "setting": setting_fingerprint(identity),
         "dataset_label": getattr(trainer.dm.dataset, "label", None),  # an image folder's own name
         "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
         **(trainer.describe() if hasattr(trainer, "describe") else {}),

@@ -28,6 +28,7 @@ def _listed(names: list[str]) -> str:
 @DATASET_REGISTRY.register()
 class ImageFolder(SplitDataset):
     split_file = "split_zhou_ImageFolder.json"
+    split_of_own_folders = True
     layout = "<DATASET.ROOT>/{<class_a>/*.jpg, <class_b>/*.jpg, ...} (one folder per class, at least 4 images each)"
 
     @property

@@ -135,7 +135,7 @@ def test_evaluation_encodes_the_text_once(tmp_path, data_root, tiny_vit_path):
 
 def test_training_on_new_classes_is_refused(tmp_path, data_root, tiny_vit_path):
     trainer = build(data_root, tmp_path, "DePT_ATP", tiny_vit_path, subsample="new")
-    with pytest.raises(UserError, match="SUBSAMPLE_CLASSES is 'new'; set it base or all"):
+    with pytest.raises(UserError, match="SUBSAMPLE_CLASSES is 'new': set DATASET.SUBSAMPLE_CLASSES base"):
         trainer.train()
 
 

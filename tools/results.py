@@ -31,7 +31,15 @@ from pathlib import Path
 
 import numpy as np
 
-from dassl.engine.records import RECORD_FILE, differences, experiment_settings, read_record
+from dassl.engine.records import (
+    RECORD_FILE,
+    differences,
+    experiment_settings,
+    identity_problem,
+    load_record,
+    repeatable,
+    result_problem,
+)
 from dassl.utils.errors import UserError
 from datasets import catalog
 from trainers.families import FEWSHOT
@@ -198,19 +206,37 @@ class Run:
 
 
 def run_from_record(record: dict, rel: str) -> Run | None:
-    """The Run a finished record describes (None for a run that did not finish, or an attribute search)."""
-    if record.get("kind") not in ("train", "eval"):
-        return None
-    if record.get("status") != "finished" or "accuracy" not in record.get("metrics", {}):
+    """The Run a finished record describes (None for a run that did not finish, or an attribute search); the
+    record has no `identity_problem` or `result_problem` (dassl/engine/records.py)."""
+    if record.get("kind") not in ("train", "eval") or record.get("status") != "finished":
         return None
     source = record.get("source") or {}
     note = ""
     if source.get("epochs") and source.get("epoch") not in (None, source["epochs"]):
         note = f"{rel} evaluates epoch {source['epoch']} of a {source['epochs']}-epoch training run"
     method = record.get("method") or record["trainer"]
+    # The split it read names its data where two settings are told apart (the few shots differ by seed anyway).
+    data = {f"data {name}": checksum[:12] for name, checksum in ((record.get("data") or {}).get("split") or {}).items()}
     dataset = record.get("dataset_label") or record["dataset"]  # an image folder's own name
     return Run(method, record["setting"], dataset_key(dataset), record["seed"], record["kind"], record["subsample"],
-               rel, record["metrics"], record.get("settings", {}), source.get("setting"), note, record.get("shots"))
+               rel, record["metrics"], {**record["settings"], **data}, source.get("setting"), note,
+               record.get("shots"))
+
+
+def record_note(record: dict | None, problem: str, rel: str) -> str:
+    """Why a folder's record gives no table value ("" when it gives one, or is of no table: a search)."""
+    if record is None:
+        problem = problem or "is gone"  # removed while the tree was read
+    problem = problem or identity_problem(record) or result_problem(record)
+    if problem:
+        return f"{rel}/{RECORD_FILE} {problem}; left out of the tables (rerun its job to write it again)"
+    if record.get("kind") not in ("train", "eval"):
+        return ""
+    if record["status"] != "finished":
+        return f"{rel}: its record says it did not finish"
+    if not repeatable(record["settings"]) or record["seed"] < 0:
+        return f"{rel}: ran without a fixed seed (SEED -1), so its numbers cannot be repeated; left out of the tables"
+    return ""
 
 
 def _layout(parts: tuple[str, ...]) -> tuple[str, str, str, str, int] | None:
@@ -244,13 +270,13 @@ def collect_runs(root: str | Path) -> tuple[list[Run], list[str]]:
         dirnames.sort()
         here = Path(dirpath)
         parts = here.relative_to(root).parts
-        record = read_record(dirpath) if RECORD_FILE in filenames else None
-        if record is not None:
-            run = run_from_record(record, "/".join(parts))
-            if run is not None:
-                runs.append(run)
+        if RECORD_FILE in filenames:  # a run that writes records is never read from its log
+            record, problem = load_record(dirpath)
+            note = record_note(record, problem, "/".join(parts))
+            if note:
+                notes.append(note)
             elif record.get("kind") in ("train", "eval"):
-                notes.append(f"{'/'.join(parts)}: its record says it did not finish")
+                runs.append(run_from_record(record, "/".join(parts)))
             continue
         if not any(name == "log.txt" or name.startswith("log.txt-") for name in filenames):
             continue

@@ -42,7 +42,13 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import train  # noqa: E402
-from dassl.engine.records import NOT_DECIDING, differences, read_record  # noqa: E402
+from dassl.engine.records import (  # noqa: E402
+    NOT_DECIDING,
+    identity_problem,
+    load_record,
+    reuse_decision,
+    unusable_record,
+)
 from dassl.utils.errors import UserError  # noqa: E402
 from datasets import catalog  # noqa: E402
 from tools.results import final_result, log_files  # noqa: E402
@@ -310,29 +316,28 @@ def logged_as_finished(kind: str, folder: str) -> bool:
 
 
 def already_done(job: Job, folder: str, argv: list[str]) -> bool:
-    """Whether the folder holds this job's finished run; a finished run of other settings there is an error."""
-    record = read_record(folder)
-    if record is None:
+    """Whether the folder holds this job's finished run (dassl/engine/records.py decides); a finished run of other
+    settings or data there is an error, and why a job runs again is said in a note."""
+    record, problem = load_record(folder)
+    if record is None and not problem:
         return logged_as_finished(job.kind, folder)
-    if record.get("status") != "finished":
+    problem = problem or identity_problem(record)
+    if problem:
+        decision = unusable_record(job.kind, folder, problem)
+    elif record["status"] != "finished":
         return False
-    try:
-        args = train.build_parser().parse_args(argv)
-        planned = train.run_identity(args, train.setup_cfg(args))
-    except UserError:
-        return False  # train.py says what is wrong with this job
-    if planned["fingerprint"] == record["fingerprint"]:
-        return True
-    changed = differences(record.get("settings", {}), planned["settings"])
-    if record.get("source", {}).get("files", planned["model"]) != planned["model"]:
-        changed.append("the evaluated checkpoint (its files changed since)")
-    changed += [f"the content of {path}" for path, checksum in planned["inputs"].items()
-                if record.get("inputs", {}).get(path) != checksum]
-    if job.kind == "train":  # train.py resumes a run only with its own settings, so FORCE=1 cannot help
-        fix = "choose another OUTPUT, or move that folder away to train these settings there"
     else:
-        fix = "set FORCE=1 to evaluate there anyway (the record is replaced, the logs kept), or choose another OUTPUT"
-    raise UserError(f"{folder} holds a finished run of other settings ({'; '.join(changed)}): {fix}")
+        try:
+            args = train.build_parser().parse_args(argv)
+            planned = train.run_identity(args, train.setup_cfg(args))
+        except UserError:
+            return False  # train.py says what is wrong with this job
+        decision = reuse_decision(job.kind, folder, record, planned)
+    if decision.action == "refuse":
+        raise UserError(decision.reason)
+    if decision.reason:
+        print(f"Note: {decision.reason}")
+    return decision.action == "skip"
 
 
 def run(job: Job) -> int:

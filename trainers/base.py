@@ -22,7 +22,7 @@ from yacs.config import CfgNode
 from dassl.engine import TRAINER_REGISTRY, TrainerX
 from dassl.engine.feature_cache import CachedEvaluation
 from dassl.engine.precision import PRECISIONS, autocast, resolve_precision
-from dassl.engine.records import differences
+from dassl.engine.records import data_differences, differences
 from dassl.metrics import compute_accuracy
 from dassl.optim import build_lr_scheduler, build_optimizer
 from dassl.utils import listdir_nohidden, load_checkpoint
@@ -281,7 +281,7 @@ class PromptTrainer(CachedEvaluation, TrainerX):
 
     def checkpoint_meta(self) -> dict:
         return {"trainer": self.cfg.TRAINER.NAME, "settings": self.run_settings(),
-                "backbone": self.backbone, "prompt": self.describe()["prompt"]}
+                "backbone": self.backbone, "prompt": self.describe()["prompt"], "data": self.dm.data_identity}
 
     def state_to_save(self, name: str) -> dict:
         """The registered model's weights without the frozen CLIP's, which are the backbone's own (so a MaPLe or
@@ -296,6 +296,8 @@ class PromptTrainer(CachedEvaluation, TrainerX):
         now = self.run_settings()
         saved = {k: v for k, v in meta.get("settings", {}).items() if k in now}
         changed = differences(saved, now) if "settings" in meta else []
+        if meta.get("data") is not None:  # checkpoints from before data identities are checked without one
+            changed += sum(data_differences(meta["data"], self.dm.data_identity), [])
         if meta.get("backbone", self.backbone)["sha256"] != self.backbone["sha256"]:
             changed.append(f"the backbone's weights: sha256 {meta['backbone']['sha256'][:12]}... -> "
                            f"{self.backbone['sha256'][:12]}...")

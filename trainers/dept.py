@@ -223,8 +223,8 @@ class DePT(CoOp):
 
     def before_train(self) -> None:
         if self.cfg.DATASET.SUBSAMPLE_CLASSES == "new":
-            raise UserError("DePT trains its linear head on the classes it learns, the base classes of base-to-novel "
-                            "(or all classes): DATASET.SUBSAMPLE_CLASSES is 'new'; set it base or all")
+            raise UserError("DePT trains its linear head on base classes (or all classes, in the few-shot protocol), "
+                            "but DATASET.SUBSAMPLE_CLASSES is 'new': set DATASET.SUBSAMPLE_CLASSES base (or all)")
         super().before_train()
 
     def adapt_state_dict(self, state: dict, meta: dict) -> dict:

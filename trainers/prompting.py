@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from clip.clip import tokenize
 from clip.model import CLIP
 from dassl.utils.errors import UserError
-from trainers.layout import Anchoring, PromptLayout, arranged_context, arrangement
+from trainers.layout import Anchoring, PromptLayout, arranged_context, arrangement, tokenizer
 
 Outputs = dict[str, torch.Tensor]  # what a training forward gives its loss; "logits" is always there
 
@@ -235,6 +235,17 @@ class TextEncoder(nn.Module):
         return (x @ self.text_projection).reshape(*lead, -1)
 
 
+def fitting_token_ids(prompts: list[str], context_length: int) -> torch.Tensor:
+    """The token ids of hand-written prompts; a prompt longer than CLIP's context (a long class name in a template)
+    is one error naming it, as for learned prompts."""
+    for prompt in prompts:
+        length = len(tokenizer().encode(prompt)) + 2  # with the start and end tokens
+        if length > context_length:
+            raise UserError(f"the prompt {prompt!r} needs {length} tokens, more than CLIP's context of "
+                            f"{context_length}: use a shorter class name (or template)")
+    return tokenize(prompts, context_length)
+
+
 class FixedPrompts(nn.Module):
     """Hand-written prompts (templates, class descriptions): their normalised text features [N, E], computed once.
 
@@ -246,7 +257,7 @@ class FixedPrompts(nn.Module):
 
     def __init__(self, clip_model: CLIP, prompts: Sequence[str]) -> None:
         super().__init__()
-        ids = tokenize(list(prompts))
+        ids = fitting_token_ids(list(prompts), clip_model.context_length)
         eot = ids.argmax(dim=-1)
         with torch.no_grad():
             weight = clip_model.token_embedding.weight

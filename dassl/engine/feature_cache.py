@@ -49,7 +49,7 @@ from dassl.engine.precision import autocast
 from dassl.engine.trainer import SimpleTrainer, progress_bars_shown
 from dassl.utils import read_image
 
-FORMAT = 1  # of the key and the entries; raising it leaves the groups written before unused
+FORMAT = 2  # of the key and the entries; raising it leaves the groups written before unused
 DEFAULT_DIR = os.path.join("~", ".cache", "atprompt", "features")
 # Test transform steps that map one image to one tensor, always the same: nothing random can reach the cache.
 DETERMINISTIC_STEPS = (T.Resize, T.CenterCrop, T.ToTensor, T.PILToTensor, T.ConvertImageDtype, T.Normalize,
@@ -150,6 +150,23 @@ def _parallel(function: Callable[[int], object], n: int) -> list:
         return [value for chunk in pool.map(lambda r: [function(i) for i in r], _chunks(n)) for value in chunk]
 
 
+def _signature(vector: torch.Tensor) -> tuple:
+    return tuple(vector.shape), vector.dtype
+
+
+def unlike_the_rest(cached: dict[int, torch.Tensor], computed: dict[int, torch.Tensor]) -> list[int]:
+    """The cached entries whose shape or dtype differs from the encoder's output: that of the features just
+    computed, else the one most cached entries have. An entry of another width would otherwise fail the batch."""
+    if computed:
+        reference = _signature(next(iter(computed.values())))
+    elif cached:
+        signatures = [_signature(v) for v in cached.values()]
+        reference = max(set(signatures), key=signatures.count)
+    else:
+        return []
+    return [i for i, vector in cached.items() if _signature(vector) != reference]
+
+
 def draw_as_iterating(data_loader: DataLoader) -> None:
     """Draw from the global generator what iterating `data_loader` draws: torch's iterator takes its workers' base
     seed from it when it is made (a persistent one only the first time), and the cache reads no image through it.
@@ -248,13 +265,18 @@ class CachedEvaluation:
         damaged = sum(entry is DAMAGED for entry in looked_up)
         features = {i: entry for i, entry in enumerate(looked_up) if isinstance(entry, torch.Tensor)}
         missing = [i for i in range(len(items)) if i not in features]
-        hits = len(features)
-        if missing:
-            with torch.random.fork_rng(devices=[]):  # its loader's draws are those of draw_as_iterating
-                features.update(self._encode(data_loader, missing, split))
-            unchanged = _parallel(lambda j: keys[missing[j]] is not None
-                                  and file_digest(items[missing[j]].impath) == keys[missing[j]], len(missing))
-            for i, same in zip(missing, unchanged):
+        with torch.random.fork_rng(devices=[]):  # its loader's draws are those of draw_as_iterating
+            computed = self._encode(data_loader, missing, split) if missing else {}
+            unlike = unlike_the_rest(features, computed)
+            if unlike:  # not this encoder's output (another width or dtype): computed like a damaged entry
+                computed.update(self._encode(data_loader, unlike, split))
+        hits, damaged = len(features) - len(unlike), damaged + len(unlike)
+        features.update(computed)
+        if computed:
+            fresh = sorted(computed)
+            unchanged = _parallel(lambda j: keys[fresh[j]] is not None
+                                  and file_digest(items[fresh[j]].impath) == keys[fresh[j]], len(fresh))
+            for i, same in zip(fresh, unchanged):
                 if same:
                     store.write(keys[i], features[i])
         print(self._report(split, len(items), hits, damaged, store))

@@ -23,6 +23,7 @@ from torch import nn
 from tqdm import tqdm
 from yacs.config import CfgNode
 
+from dassl.config.checks import check_node, check_value
 from dassl.evaluation import build_evaluator
 from dassl.utils import AverageMeter, MetricMeter, load_checkpoint, mkdir_if_missing, save_checkpoint
 from dassl.utils.errors import UserError
@@ -433,6 +434,7 @@ class SimpleTrainer(TrainerBase):
 
     def __init__(self, cfg: CfgNode) -> None:
         super().__init__()
+        check_node(cfg.TRAIN, "TRAIN")
         self.check_cfg(cfg)
         use_cuda = cfg.USE_CUDA and torch.cuda.is_available()
         self.device = torch.device("cuda" if use_cuda else "cpu")
@@ -465,6 +467,7 @@ class SimpleTrainer(TrainerBase):
         raise NotImplementedError(f"{type(self).__name__} must implement build_model() and register its models")
 
     def train(self) -> None:
+        check_value("OPTIM.MAX_EPOCH", self.max_epoch)  # a run with no epoch would record the untrained model
         super().train(self.start_epoch, self.max_epoch)
 
     def before_train(self) -> None:
