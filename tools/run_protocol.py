@@ -26,7 +26,8 @@ the original's anchor_weights/ it names no folder, and a finished run trained wi
 checksum), FEATURE_CACHE=0 (recompute every test image's features instead of reading them from the shared feature
 cache, `FEATURE_CACHE.DIR`, default ~/.cache/atprompt/features, which the scripts use since a protocol evaluates the
 same images again and again; the numbers are the same either way), FORCE=1 (run even if the job already finished),
-DRY_RUN=1 (print the train.py commands instead of running them), PYTHON (default python3).
+DRY_RUN=1 (print the train.py commands instead of running them), PYTHON (default python3), LAUNCH (what starts
+train.py instead of PYTHON, e.g. "torchrun --nproc_per_node 4" for one job on several GPUs: docs/MULTI_GPU.md).
 """
 
 from __future__ import annotations
@@ -340,16 +341,33 @@ def already_done(job: Job, folder: str, argv: list[str]) -> bool:
     return decision.action == "skip"
 
 
-def run(job: Job) -> int:
-    folder = os.path.join(output_root(), job.folder)
+def train_argv(job: Job) -> list[str]:
+    """train.py's arguments for a job: its output folder under OUTPUT, its own, the feature cache's and EXTRA_OPTS."""
     cache = [] if os.environ.get("FEATURE_CACHE") == "0" else ["FEATURE_CACHE.ENABLED", "True"]
-    argv = ["--output-dir", folder, *job.argv, *cache, *extra_options()]
-    command = [os.environ.get("PYTHON", "python3"), str(REPO / "train.py"), *argv]
+    return ["--output-dir", os.path.join(output_root(), job.folder), *job.argv, *cache, *extra_options()]
+
+
+def to_run(job: Job) -> bool:
+    """Whether the job must run: not when its folder holds its finished run (FORCE=1 runs it anyway)."""
+    argv = train_argv(job)
+    folder = argv[1]
+    if not os.environ.get("FORCE") and already_done(job, folder, argv):
+        print(f"Results are available in {folder}. Skip this job")
+        return False
+    return True
+
+
+def launcher() -> list[str]:
+    """How train.py is started: PYTHON (default python3), or LAUNCH for a launcher such as torchrun."""
+    return shlex.split(os.environ.get("LAUNCH") or os.environ.get("PYTHON", "python3"))
+
+
+def run(job: Job) -> int:
+    command = [*launcher(), str(REPO / "train.py"), *train_argv(job)]
     if os.environ.get("DRY_RUN"):
         print(shlex.join(command))
         return 0
-    if not os.environ.get("FORCE") and already_done(job, folder, argv):
-        print(f"Results are available in {folder}. Skip this job")
+    if not to_run(job):
         return 0
     return subprocess.run(command).returncode
 

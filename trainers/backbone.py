@@ -2,24 +2,43 @@
 
 from __future__ import annotations
 
+import copy
+import functools
+import os
+
 from yacs.config import CfgNode
 
 from clip.clip import load_model, weights_sha256
 from clip.errors import CheckpointError
-from clip.model import CLIP, infer_config
+from clip.model import CLIP
 from clip.preprocessing import Preprocessing
 from dassl.utils.errors import UserError
 
 
 def load_clip(cfg: CfgNode) -> tuple[CLIP, Preprocessing]:
     """CLIP on the CPU from `MODEL.BACKBONE.NAME` (an OpenAI name, an open_clip tag or a file; docs/BACKBONES.md) in
-    OpenAI's fp16 layout, and the preprocessing its checkpoint was trained with."""
+    OpenAI's fp16 layout, and the preprocessing its checkpoint was trained with. A process that runs several jobs
+    (tools/sweep.py's workers) reads each file once: the next job gets a copy of the same weights."""
     root = cfg.MODEL.BACKBONE.get("DOWNLOAD_ROOT", "") or None
+    name = cfg.MODEL.BACKBONE.NAME
     try:
-        model, preprocessing = load_model(cfg.MODEL.BACKBONE.NAME, download_root=root)
+        model, preprocessing = _loaded(name, root, _file_state(os.path.expanduser(name)))
     except CheckpointError as err:
-        raise UserError(f"MODEL.BACKBONE.NAME {cfg.MODEL.BACKBONE.NAME}: {err}") from err
-    return model.eval(), preprocessing
+        raise UserError(f"MODEL.BACKBONE.NAME {name}: {err}") from err
+    return copy.deepcopy(model).eval(), preprocessing
+
+
+@functools.lru_cache(maxsize=1)
+def _loaded(name: str, root: str | None, file_state: tuple | None) -> tuple[CLIP, Preprocessing]:
+    return load_model(name, download_root=root)
+
+
+def _file_state(path: str) -> tuple | None:
+    """A local file's size and modification time: a file replaced since it was read is read again."""
+    if not os.path.isfile(path):
+        return None
+    stat = os.stat(path)
+    return stat.st_size, stat.st_mtime_ns
 
 
 def backbone_identity(cfg: CfgNode) -> dict[str, str]:
@@ -57,9 +76,3 @@ def load_clip_at(cfg: CfgNode, prec: str) -> CLIP:
     clip_model, preprocessing = load_clip(cfg)
     check_input(cfg, preprocessing)
     return clip_model if prec == "fp16" else clip_model.float()
-
-
-def replay_clip_construction(clip_model: CLIP) -> None:
-    """Draw the random numbers that building another CLIP of this architecture draws (its initialisation), and
-    drop it: for methods whose original loaded a second copy of CLIP at this point (KgCoOp)."""
-    CLIP(**infer_config(clip_model.state_dict()))
