@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import copy
-import functools
+import hashlib
 import os
 
+import torch
 from yacs.config import CfgNode
 
 from clip.clip import load_model, weights_sha256
@@ -17,20 +18,30 @@ from dassl.utils.errors import UserError
 
 def load_clip(cfg: CfgNode) -> tuple[CLIP, Preprocessing]:
     """CLIP on the CPU from `MODEL.BACKBONE.NAME` (an OpenAI name, an open_clip tag or a file; docs/BACKBONES.md) in
-    OpenAI's fp16 layout, and the preprocessing its checkpoint was trained with. A process that runs several jobs
-    (tools/sweep.py's workers) reads each file once: the next job gets a copy of the same weights."""
+    OpenAI's fp16 layout, and the preprocessing its checkpoint was trained with.
+
+    A process that runs several jobs (tools/sweep.py's workers) reads each file once: the next job gets a copy of
+    the same weights. Building CLIP draws random numbers (its initialisation, then overwritten), which the
+    original drew too and which decide every later draw of a seed; a copy is therefore served only where the
+    generator is in the state the first load started from, and leaves it in the state that load left."""
     root = cfg.MODEL.BACKBONE.get("DOWNLOAD_ROOT", "") or None
     name = cfg.MODEL.BACKBONE.NAME
-    try:
-        model, preprocessing = _loaded(name, root, _file_state(os.path.expanduser(name)))
-    except CheckpointError as err:
-        raise UserError(f"MODEL.BACKBONE.NAME {name}: {err}") from err
-    return copy.deepcopy(model).eval(), preprocessing
+    key = (name, root, _file_state(os.path.expanduser(name)), _rng_digest())
+    if _LOADED.get("key") != key:
+        try:
+            model, preprocessing = load_model(name, download_root=root)
+        except CheckpointError as err:
+            raise UserError(f"MODEL.BACKBONE.NAME {name}: {err}") from err
+        _LOADED.update(key=key, model=model, preprocessing=preprocessing, rng=torch.random.get_rng_state())
+    torch.random.set_rng_state(_LOADED["rng"])
+    return copy.deepcopy(_LOADED["model"]).eval(), _LOADED["preprocessing"]
 
 
-@functools.lru_cache(maxsize=1)
-def _loaded(name: str, root: str | None, file_state: tuple | None) -> tuple[CLIP, Preprocessing]:
-    return load_model(name, download_root=root)
+_LOADED: dict = {}  # the last CLIP loaded in this process, and the random state its building left
+
+
+def _rng_digest() -> str:
+    return hashlib.sha256(torch.random.get_rng_state().numpy().tobytes()).hexdigest()
 
 
 def _file_state(path: str) -> tuple | None:
