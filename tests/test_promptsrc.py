@@ -131,8 +131,8 @@ def test_unsupported_settings_are_explained(clip4):
         learner(clip4, text_depth=0)
     with pytest.raises(UserError, match="PROMPT_DEPTH_VISION is 5; it must be between 0 .* and 4"):
         learner(clip4, vision_depth=5)
-    with pytest.raises(UserError, match="ResNet image encoder.*or set it 0"):
-        learner(make_tiny_clip("rn"), text_depth=2, vision_depth=2)
+    with pytest.raises(UserError, match="IVLP prompts the vision transformer, but this CLIP has a ResNet"):
+        learner(make_tiny_clip("rn"), text_depth=2, vision_depth=0)
     with pytest.raises(UserError, match="TRAINER.PROMPTSRC.N_CTX_VISION is 0"):
         IVLPPromptLearner(clip4, NAMES, 2, 0, 2, 2, node="PROMPTSRC")
 

@@ -176,7 +176,8 @@ class PromptTrainer(CachedEvaluation, TrainerX):
         cfg = self.cfg
         self.prec = resolve_precision(self.options(cfg).PREC, self.device)
         print(f"Loading CLIP (backbone: {cfg.MODEL.BACKBONE.NAME})")
-        # Where the original drew its prompts while building CLIP, the prompt learner replays that construction.
+        # Where the original drew its prompts while building CLIP, the prompt learner replays that construction,
+        # which stands for loading CLIP's draws.
         replayed = self.METHOD.draws.prompts_in_clip and cfg.TRAINER.ORIGINAL_DRAWS
         with torch.random.fork_rng(devices=[]) if replayed else contextlib.nullcontext():
             self.clip_model = clip_model = load_clip_at(cfg, self.prec)

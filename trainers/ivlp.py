@@ -69,8 +69,7 @@ class IVLPPromptLearner(DeepPromptLearner):
         drawn = self.drawn
         del self.drawn
         if drawn is None:
-            vision_width = clip_model.visual.conv1.out_channels if self.vision_depth else 0
-            drawn = (normal_prompts(self.vision_depth, self.n_vision, vision_width),
+            drawn = (normal_prompts(self.vision_depth, self.n_vision, clip_model.visual.conv1.out_channels),
                      normal_prompts(self.text_depth - 1, self.n_ctx, self.ctx.shape[-1]))
         vision, text = drawn
         if vision:
@@ -91,6 +90,9 @@ class IVLPPromptLearner(DeepPromptLearner):
 
 def check_prompts(clip_model: CLIP, n_ctx: int, n_ctx_vision: int, text_depth: int, vision_depth: int,
                   node: str) -> None:
+    if not isinstance(clip_model.visual, VisionTransformer):
+        raise UserError(f"{node} prompts the vision transformer, but this CLIP has a ResNet image encoder; choose a "
+                        "ViT backbone (MODEL.BACKBONE.NAME, e.g. ViT-B/16)")
     text_layers = clip_model.transformer.layers
     if not 1 <= text_depth <= text_layers:
         raise UserError(f"TRAINER.{node}.PROMPT_DEPTH_TEXT is {text_depth}; it must be between 1 (the prompt alone) "
@@ -98,16 +100,11 @@ def check_prompts(clip_model: CLIP, n_ctx: int, n_ctx_vision: int, text_depth: i
     if text_depth > 1 and n_ctx < 1:
         raise UserError(f"TRAINER.{node}.N_CTX_TEXT is {n_ctx}; the deep text prompts replace the class context, "
                         "set it >= 1 (or PROMPT_DEPTH_TEXT 1)")
-    if not vision_depth:
-        return
-    if not isinstance(clip_model.visual, VisionTransformer):
-        raise UserError(f"TRAINER.{node}.PROMPT_DEPTH_VISION is {vision_depth}, but this CLIP has a ResNet image "
-                        "encoder: choose a ViT backbone (MODEL.BACKBONE.NAME, e.g. ViT-B/16), or set it 0")
     vision_layers = clip_model.visual.transformer.layers
     if not 0 <= vision_depth <= vision_layers:
         raise UserError(f"TRAINER.{node}.PROMPT_DEPTH_VISION is {vision_depth}; it must be between 0 (no vision "
                         f"prompts) and {vision_layers}, the number of vision transformer layers of this CLIP")
-    if n_ctx_vision < 1:
+    if vision_depth and n_ctx_vision < 1:
         raise UserError(f"TRAINER.{node}.N_CTX_VISION is {n_ctx_vision}; set it >= 1, or PROMPT_DEPTH_VISION 0 for "
                         "no vision prompts")
 

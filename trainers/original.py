@@ -172,7 +172,7 @@ def replay_prompted_construction(clip_model: CLIP, vision: tuple[int, int],
     That CLIP held its prompts in its modules, so their values were drawn amid CLIP's own initialisation: the vision
     tower's input prompt right after `conv1`, and each deep prompt right after its block (vision: (tokens, depth) with
     blocks 1..depth-1; text likewise), all N(0, 0.02^2) in fp32. The draws follow clip.model.CLIP's construction
-    order (tests/test_promptsrc.py checks that without prompts they are exactly CLIP's)."""
+    order (tests/test_original_draws.py checks them against building CLIP itself)."""
     n_vision, vision_depth = vision
     n_text, text_depth = text
     visual = clip_model.visual

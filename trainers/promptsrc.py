@@ -146,6 +146,9 @@ class PromptSRC(IVLP):
         opts, epochs = self.options(self.cfg), self.cfg.OPTIM.MAX_EPOCH
         learned = {name: p for name, p in self.model.named_parameters() if p.requires_grad}
         self.gpa = GaussianPromptAggregation(learned, opts.GPA_MEAN, opts.GPA_STD, epochs)
+
+    def before_train(self) -> None:
+        super().before_train()
         print(f"GPA: the final prompts average the epochs' with the weights {self.gpa.describe()}")
 
     def after_epoch(self) -> None:
