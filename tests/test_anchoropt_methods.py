@@ -1,12 +1,14 @@
-"""AnchorOPT on CoCoOp, MaPLe, DePT and KgCoOp (TRAINER.ANCHOROPT.USE_ANCHOROPT on each) on a tiny CLIP and a tiny
-Caltech101: the arranged prompts (MaPLe's deep ones too), what learns, each loss against a plain re-computation,
-checkpoints, base-to-new through train.py, every precision, and the settings the original ran with."""
+"""AnchorOPT on CoCoOp, MaPLe, DePT, KgCoOp, IVLP and PromptSRC (TRAINER.ANCHOROPT.USE_ANCHOROPT on each) on a tiny
+CLIP and a tiny Caltech101: the arranged prompts (MaPLe's and IVLP's deep ones too), what learns, each loss against
+a plain re-computation, checkpoints, base-to-new through train.py, every precision, and the settings the original
+ran with."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 from fake_data import assert_round_trip, build_from, images, make_caltech101, perturb, run_args
 from test_anchoropt import full_prompt_features
+from test_promptsrc import teacher_by_hand
 
 import train
 from dassl.engine.records import read_record
@@ -15,15 +17,20 @@ from trainers.base import training_step
 
 CPU = torch.device("cpu")
 CONFIGS = {"CoCoOp": "CoCoOp/vit_b16_c4_ep10_batch1_ctxv1.yaml", "MaPLe": "MaPLe/vit_b16_c2_ep5_batch4_2ctx.yaml",
-           "DePT": "DePT/vit_b16_ep10_bs4_lr35.yaml", "KgCoOp": "KgCoOp/vit_b16_ep100_ctxv4.yaml"}
-TRAINERS = {"CoCoOp": "CoCoOp_AnchorOPT", "MaPLe": "MaPLe_AnchorOPT", "DePT": "DePT_AnchorOPT",
-            "KgCoOp": "KgCoOp"}  # the original had no KgCoOp variant: the switch alone
+           "DePT": "DePT/vit_b16_ep10_bs4_lr35.yaml", "KgCoOp": "KgCoOp/vit_b16_ep100_ctxv4.yaml",
+           "IVLP": "IVLP/vit_b16_c2_ep20_batch4_4+4ctx.yaml",
+           "PromptSRC": "PromptSRC/vit_b16_c2_ep20_batch4_4+4ctx.yaml"}
+# The original had no KgCoOp, IVLP or PromptSRC variant: the switch alone for KgCoOp, names alike for the others.
+TRAINERS = {"CoCoOp": "CoCoOp_AnchorOPT", "MaPLe": "MaPLe_AnchorOPT", "DePT": "DePT_AnchorOPT", "KgCoOp": "KgCoOp",
+            "IVLP": "IVLP_AnchorOPT", "PromptSRC": "PromptSRC_AnchorOPT"}
 METHODS = list(CONFIGS)
 OPTS = [  # on top of fake_data.TINY_RUN
     "TRAINER.ANCHOROPT.USE_ANCHOROPT", "True",
     "DATALOADER.TRAIN_X.BATCH_SIZE", "2",
     "OPTIM.MAX_EPOCH", "1",
     "TRAINER.MAPLE.PROMPT_DEPTH", "2",
+    *[f"TRAINER.{node}.{key}" if i % 2 == 0 else key for node in ("IVLP", "PROMPTSRC") for i, key in enumerate(
+        ["PROMPT_DEPTH_TEXT", "2", "PROMPT_DEPTH_VISION", "2", "N_CTX_VISION", "3"])],
     "TRAINER.ANCHOROPT.N_CTX", "2",
     "TRAINER.ANCHOROPT.PROMPT_CE_WEIGHT", "2.0",
     "TRAINER.ANCHOROPT.KD_WEIGHT", "3.0",
@@ -90,10 +97,11 @@ def test_cocoop_shifts_the_context_before_the_arrangement(tmp_path, data_root, t
         torch.testing.assert_close(model(image), torch.stack(rows), rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("original", [False, True])
-def test_maple_deep_text_prompts_take_the_arrangement_and_the_anchors_hidden_state(tmp_path, data_root,
-                                                                                    tiny_vit_path, anchor, original):
-    built = build(data_root, tmp_path, "MaPLe", tiny_vit_path, anchor,
+@pytest.mark.parametrize(("method", "original"), [("MaPLe", False), ("MaPLe", True), ("IVLP", False)])
+def test_deep_text_prompts_take_the_arrangement_and_the_anchors_hidden_state(tmp_path, data_root, tiny_vit_path,
+                                                                              anchor, method, original):
+    """MaPLe's as its original; IVLP's (and so PromptSRC's) defined alike (docs/PromptSRC.md)."""
+    built = build(data_root, tmp_path, method, tiny_vit_path, anchor,
                   "TRAINER.ANCHOROPT.ORIGINAL_DEEP_ANCHOR", str(original))
     learner = built.model.prompt_learner.eval()
     perturb(learner)
@@ -102,7 +110,7 @@ def test_maple_deep_text_prompts_take_the_arrangement_and_the_anchors_hidden_sta
     with torch.no_grad():
         out = learner.text_hook(1, x, learner.positions())
         expected = x.clone()
-        deep = learner.compound_prompts_text[0]
+        deep = learner.deep_text_prompt(1)
         for row, (first, second, third) in enumerate(learner.layout.block_positions("ctx").tolist()):
             # The anchor's slot keeps the anchor's hidden state; the original read it one position early.
             expected[first, row] = x[first - int(original), row]
@@ -121,9 +129,10 @@ def test_maple_deep_prompts_give_an_anchor_no_slot_holds_no_gradient(tmp_path, d
     assert (positions.grad[:, 2].abs().sum() > 0) == held  # the anchor's column
 
 
-def test_maple_anchor_branch_scores_the_unprompted_image_features_without_a_second_clip(tmp_path, data_root,
-                                                                                         tiny_vit_path, anchor):
-    built = build(data_root, tmp_path, "MaPLe", tiny_vit_path, anchor)
+@pytest.mark.parametrize("method", ["MaPLe", "IVLP", "PromptSRC"])
+def test_the_anchor_branch_scores_the_unprompted_image_features_without_a_second_clip(tmp_path, data_root,
+                                                                                       tiny_vit_path, anchor, method):
+    built = build(data_root, tmp_path, method, tiny_vit_path, anchor)
     model = built.model.eval()
     perturb(model)
     image = images(3)
@@ -146,6 +155,8 @@ LEARNED = {
     "DePT": {"ctx", "ctx_pos_params", "film_lp_img.scale", "film_lp_img.bias", "film_lp_text.scale",
              "film_lp_text.bias", "linear_probe_proj.weight", "linear_probe_proj.bias"},
     "KgCoOp": {"ctx", "ctx_pos_params"},
+    "IVLP": {"ctx", "ctx_pos_params", "VPT", "deep_text.0", "deep_vision.0"},
+    "PromptSRC": {"ctx", "ctx_pos_params", "VPT", "deep_text.0", "deep_vision.0"},
 }  # fmt: skip
 
 
@@ -198,6 +209,19 @@ def dept_loss(model, text, image_features, label, w=0.6):
     return (1 - w) * F.cross_entropy(sim, label) + w * F.cross_entropy(head_logits, torch.cat([label, label]))
 
 
+def promptsrc_loss(built, image, logits) -> torch.Tensor:
+    """PromptSRC's loss written out from CLIP's own encoders (its text features drawn as the step drew them)."""
+    model, clip_model = built.model, built.clip_model
+    torch.manual_seed(5)
+    text = model.text_features()
+    features, frozen = model.image_features(image), plain_image_features(built, image)
+    teacher = teacher_by_hand(clip_model, [n.replace("_", " ") for n in built.dm.dataset.classnames])
+    p_frozen = F.softmax(clip_model.logit_scale.exp() * frozen @ teacher.t(), dim=1)
+    kl = (p_frozen * (p_frozen.log() - F.log_softmax(logits, dim=1))).sum() / logits.numel()
+    return (F.cross_entropy(logits, LABELS) + kl + 25 * (text - teacher).abs().mean()
+            + 10 * (features - frozen).abs().mean())
+
+
 @pytest.mark.parametrize("method", METHODS)
 def test_the_loss_equals_a_plain_recomputation(tmp_path, data_root, tiny_vit_path, anchor, method):
     built = build(data_root, tmp_path, method, tiny_vit_path, anchor)
@@ -220,6 +244,8 @@ def test_the_loss_equals_a_plain_recomputation(tmp_path, data_root, tiny_vit_pat
             distance = 1 - F.cosine_similarity(text, model.templates.encode(model.text_encoder), dim=1).mean()
             expected = (2.0 * (F.cross_entropy(logits, LABELS) + model.weight * distance)
                         + 3.0 * distillation(logits, anchor_logits, 2.0))
+        elif method == "PromptSRC":  # its loss x PROMPT_CE_WEIGHT; the anchor branch scores its frozen features
+            expected = 2.0 * promptsrc_loss(built, image, logits) + 3.0 * distillation(logits, anchor_logits, 2.0)
         else:
             expected = 2.0 * F.cross_entropy(logits, LABELS) + 3.0 * distillation(logits, anchor_logits, 2.0)
     torch.testing.assert_close(loss, expected, rtol=1e-4, atol=1e-5)
@@ -232,14 +258,14 @@ def test_kd_weight_zero_with_temperature_zero_trains_without_nan(tmp_path, data_
                   "TRAINER.ANCHOROPT.KD_TEMPERATURE", "0.0")
     loss, logits = training_step(built.model.train(), images(4), LABELS, "fp32", CPU)
     assert torch.isfinite(loss)
-    if method in ("CoCoOp", "MaPLe"):  # their loss is cross-entropy alone
+    if method in ("CoCoOp", "MaPLe", "IVLP"):  # their loss is cross-entropy alone
         torch.testing.assert_close(loss, 2.0 * F.cross_entropy(logits, LABELS))
 
 
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("prec", ["fp32", "bf16", "fp16", "amp"])
 def test_every_precision_trains_on_the_cpu(tmp_path, data_root, tiny_vit_path, anchor, method, prec):
-    node = {"CoCoOp": "COCOOP", "MaPLe": "MAPLE"}.get(method, "COOP")
+    node = {"CoCoOp": "COCOOP", "MaPLe": "MAPLE", "IVLP": "IVLP", "PromptSRC": "PROMPTSRC"}.get(method, "COOP")
     built = build(data_root, tmp_path, method, tiny_vit_path, anchor, f"TRAINER.{node}.PREC", prec)
     loss, logits = training_step(built.model.train(), images(4), LABELS, built.prec, CPU)
     assert torch.isfinite(loss) and torch.isfinite(logits).all()

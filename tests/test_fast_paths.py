@@ -74,7 +74,8 @@ def test_truncated_prompt_learner_equals_the_full_context(tiny):
     assert_same_grads(fast.prompt_learner, full.prompt_learner)
 
 
-@pytest.mark.parametrize("name", ["coop-train", "maple-train", "dept-train", "kgcoop-train", "cocoop-train"])
+@pytest.mark.parametrize("name", ["coop-train", "maple-train", "dept-train", "kgcoop-train", "cocoop-train",
+                                  "ivlp-train", "promptsrc-train"])
 def test_training_step_equals_the_plain_one(tiny, name):
     """Same logits, same gradients, hence the same parameters after the SGD step."""
     setup = make_setup(tiny)
@@ -102,14 +103,15 @@ def test_search_step_equals_one_call_per_candidate(tiny, chunk):
     assert_same_grads(fast.model, plain.model)  # prompts (training batch) and alpha (validation batch)
 
 
-@pytest.mark.parametrize("name", ["coop-eval", "maple-eval", "dept-eval", "kgcoop-eval", "cocoop-eval"])
+@pytest.mark.parametrize("name", ["coop-eval", "maple-eval", "dept-eval", "kgcoop-eval", "cocoop-eval",
+                                  "ivlp-eval", "promptsrc-eval"])
 def test_evaluation_equals_the_plain_one(tiny, name):
     setup = make_setup(tiny)
     fast, plain = eval_bench(CASE[name], setup, True), eval_bench(CASE[name], setup, False)
     torch.testing.assert_close(fast.step(), plain.step(), **TOL)
 
 
-@pytest.mark.parametrize("name", ["coop-eval", "maple-eval", "dept-eval", "kgcoop-eval"])
+@pytest.mark.parametrize("name", ["coop-eval", "maple-eval", "dept-eval", "kgcoop-eval", "promptsrc-eval"])
 def test_cached_text_features_equal_fresh_ones_and_follow_an_optimiser_step(tiny, name):
     setup = make_setup(tiny)
     model = eval_bench(CASE[name], setup, True).model

@@ -28,6 +28,8 @@ CONFIGS = {
     "KgCoOp": "KgCoOp/vit_b16_ep100_ctxv4.yaml",
     "ZeroshotCLIP": "CoOp/vit_b16.yaml",
     "MaPLe": "MaPLe/vit_b16_c2_ep5_batch4_2ctx.yaml",
+    "IVLP": "IVLP/vit_b16_c2_ep20_batch4_4+4ctx.yaml",
+    "PromptSRC": "PromptSRC/vit_b16_c2_ep20_batch4_4+4ctx.yaml",
 }
 REPORT = re.compile(r"Feature cache: (\d+) of (\d+) test image features from the cache, (\d+) computed")
 
@@ -134,6 +136,29 @@ def test_maple_never_uses_it(tmp_path, data_root, tiny_vit_path, anchor, capsys,
     assert "Feature cache: not used (the test logits of MaPLe do not come from a frozen image encoder" in \
         capsys.readouterr().out
     assert not (tmp_path / "cache").exists()
+
+
+@pytest.mark.parametrize("method", ["IVLP", "PromptSRC"])
+def test_ivlp_and_promptsrc_use_it_only_without_vision_prompts(tmp_path, data_root, tiny_vit_path, anchor, capsys,
+                                                              method):
+    """With vision prompts the test logits come from the prompted encoder (never cached); without them
+    (PROMPT_DEPTH_VISION 0) from the frozen one, whose cached features give the uncached logits, AnchorOPT's anchor
+    branch on new classes included."""
+    node = method.upper()
+    depth = [f"TRAINER.{node}.PROMPT_DEPTH_TEXT", "2", f"TRAINER.{node}.PROMPT_DEPTH_VISION"]
+    prompted = build(data_root, tmp_path / "a", tiny_vit_path, method, *depth, "2")
+    perturb(prompted.model)
+    assert torch.equal(evaluate(prompted), evaluate(prompted, cached=False))
+    assert f"Feature cache: not used (the test logits of {method} do not come" in capsys.readouterr().out
+    text_only = build(data_root, tmp_path / "b", tiny_vit_path, method, *depth, "0", *anchored(anchor),
+                      subsample="new")
+    perturb(text_only.model)
+    plain = evaluate(text_only, cached=False)
+    cold = evaluate(text_only)
+    assert counts(capsys) == (0, 9)
+    warm = evaluate(text_only)
+    assert counts(capsys) == (9, 0)
+    assert torch.equal(cold, plain) and torch.equal(warm, plain)
 
 
 def test_switch_off_never_uses_it(tmp_path, data_root, tiny_vit_path, capsys):

@@ -333,3 +333,14 @@ def test_a_checkpoint_of_another_depth_is_explained(tmp_path, data_root, tiny_vi
     shallow = build(data_root, tmp_path / "b", "MaPLe", tiny_vit_path, "TRAINER.MAPLE.PROMPT_DEPTH", "1")
     with pytest.raises(UserError, match="prompt_depth: checkpoint 2, model 1"):
         shallow.load_model(str(tmp_path / "ckpt"))
+
+
+def test_a_run_resumes_from_its_checkpoint_without_clips_weights(tmp_path, data_root, tiny_vit_path):
+    """A whole-model checkpoint leaves the frozen CLIP out; resuming takes it from the model built."""
+    trainer = build(data_root, tmp_path, "MaPLe_ATP", tiny_vit_path)
+    randomise(trainer.model)
+    trainer.save_model(0, str(tmp_path))
+    resumed = build(data_root, tmp_path, "MaPLe_ATP", tiny_vit_path)
+    assert resumed.resume_model_if_exist(str(tmp_path)) == 1
+    for name, param in trainer.model.prompt_learner.named_parameters():
+        assert torch.equal(resumed.model.prompt_learner.get_parameter(name), param), name

@@ -198,10 +198,12 @@ class AnchorBranch:
             self._anchor_cache = (key, F.normalize(features, dim=-1))
         return self._anchor_cache[1]
 
-    def anchor_logits(self, image: torch.Tensor | None, image_features: torch.Tensor) -> torch.Tensor:
+    def anchor_logits(self, image: torch.Tensor | None, image_features: torch.Tensor,
+                      features: torch.Tensor | None = None) -> torch.Tensor:
         """The anchor branch's logits, from the normal branch's `image_features` (`PromptedCLIP.anchor_image_features`
-        says which image features the anchor branch scores)."""
-        features = self.anchor_image_features(image, image_features)
+        says which image features the anchor branch scores), or from those `features` when the step has them."""
+        if features is None:
+            features = self.anchor_image_features(image, image_features)
         return self.logit_scale.exp() * features @ self.anchor_text_features().t()
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
@@ -223,7 +225,9 @@ class AnchorBranch:
         outputs = super().forward_train(image)
         if not self.kd_weight:  # only the distillation reads the anchor branch in training
             return outputs
-        return {**outputs, "anchor_logits": self.anchor_logits(image, outputs["image_features"])}
+        # A method whose step computed the anchor branch's image features already (PromptSRC) passes them.
+        anchor_logits = self.anchor_logits(image, outputs["image_features"], outputs.get("anchor_image_features"))
+        return {**outputs, "anchor_logits": anchor_logits}
 
     def loss(self, outputs: Outputs, label: torch.Tensor) -> torch.Tensor:
         """PROMPT_CE_WEIGHT x the method's loss (cross-entropy for CoOp) + KD_WEIGHT x the distillation."""

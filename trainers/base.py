@@ -11,6 +11,7 @@ learner and model classes (`LEARNER`, `MODEL`) with their own options, and which
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from collections.abc import Callable
@@ -118,7 +119,7 @@ class PromptTrainer(CachedEvaluation, TrainerX):
         draws = cls.METHOD.draws
         branch = anchoropt.anchor_prompts(cfg, clip_model, classnames, draws.anchor_second_clip)
         learner = cls.build_prompt_learner(cfg, clip_model, classnames, attributes)
-        if draws.clip_after_learner and cfg.TRAINER.ORIGINAL_DRAWS:
+        for _ in range(draws.clips_after_learner if cfg.TRAINER.ORIGINAL_DRAWS else 0):
             replay_clip_construction(clip_model)
         options = cls.model_options(cfg, clip_model, classnames)
         return anchoropt.build_model(cls.MODEL, cfg, branch, clip_model, learner,
@@ -129,8 +130,7 @@ class PromptTrainer(CachedEvaluation, TrainerX):
                              attributes: list[tuple[str, int]]) -> PromptLearner:
         """`LEARNER` with the method's context (N_CTX, CTX_INIT of its node) and the plug-ins: ATPrompt's attribute
         blocks, and AnchorOPT's anchoring (its context is TRAINER.ANCHOROPT.N_CTX random tokens)."""
-        opts = cls.options(cfg)
-        n_ctx, ctx_init, anchoring = anchoropt.context(cfg, opts.N_CTX, cls.context_init(cfg), attributes)
+        n_ctx, ctx_init, anchoring = anchoropt.context(cfg, cls.context_length(cfg), cls.context_init(cfg), attributes)
         word_length = bool(ctx_init) and cls.CTX_INIT_SETS_LENGTH
         learner = cls.LEARNER(
             clip_model,
@@ -146,6 +146,11 @@ class PromptTrainer(CachedEvaluation, TrainerX):
         if word_length and learner.n_ctx != n_ctx:
             print(f"Note: CTX_INIT '{ctx_init}' sets {learner.n_ctx} context tokens; N_CTX ({n_ctx}) is ignored")
         return learner
+
+    @classmethod
+    def context_length(cls, cfg: CfgNode) -> int:
+        """The number of learnable class-context tokens (the method's N_CTX)."""
+        return cls.options(cfg).N_CTX
 
     @classmethod
     def context_init(cls, cfg: CfgNode) -> str:
@@ -171,7 +176,11 @@ class PromptTrainer(CachedEvaluation, TrainerX):
         cfg = self.cfg
         self.prec = resolve_precision(self.options(cfg).PREC, self.device)
         print(f"Loading CLIP (backbone: {cfg.MODEL.BACKBONE.NAME})")
-        self.clip_model = clip_model = load_clip_at(cfg, self.prec)
+        # Where the original drew its prompts while building CLIP, the prompt learner replays that construction,
+        # which stands for loading CLIP's draws.
+        replayed = self.METHOD.draws.prompts_in_clip and cfg.TRAINER.ORIGINAL_DRAWS
+        with torch.random.fork_rng(devices=[]) if replayed else contextlib.nullcontext():
+            self.clip_model = clip_model = load_clip_at(cfg, self.prec)
         self.backbone = backbone_identity(cfg)
         self.attributes = attributes_from_cfg(cfg, None if self.METHOD.plugins else False)
         if cfg.TRAINER.NAME.endswith("_ATP") and not self.attributes:
@@ -289,6 +298,12 @@ class PromptTrainer(CachedEvaluation, TrainerX):
         frozen = {t.data_ptr() for t in self.clip_model.state_dict().values()}
         state = self._models[name].state_dict()
         return type(state)((k, v) for k, v in state.items() if not (torch.is_tensor(v) and v.data_ptr() in frozen))
+
+    def state_to_resume(self, name: str, saved: dict) -> dict:
+        """A checkpoint's weights completed with the frozen CLIP's, which `state_to_save` left out."""
+        frozen = {t.data_ptr() for t in self.clip_model.state_dict().values()}
+        own = self._models[name].state_dict()
+        return {**{k: v for k, v in own.items() if torch.is_tensor(v) and v.data_ptr() in frozen}, **saved}
 
     def check_resumable(self, checkpoint: dict, path: str) -> None:
         meta = checkpoint.get("meta") or {}

@@ -119,14 +119,17 @@ def anchoropt_base2new(trainer: str, config_dir: str, cfg: str, settings: Mappin
 
 
 def fewshot(families: tuple[Family, ...], per_shots: Mapping[int, Mapping[str, Any]] | None = None,
-            per_dataset: Mapping[str, Mapping[str, Any]] | None = None) -> tuple[Family, ...]:
+            per_dataset: Mapping[str, Mapping[str, Any]] | None = None, cfg: str = "",
+            settings: Mapping[str, Any] | None = None, options: str = "") -> tuple[Family, ...]:
     """The all-class few-shot family of each base-to-novel family: the same trainer, config, options and prompt
     settings, the training folder under `FEWSHOT`. Where the method's authors published few-shot settings, they
-    come as `per_shots` (e.g. CoOp's epochs and config by shot count) and `per_dataset` (its exceptions); the
-    base-to-novel epochs per dataset do not carry over."""
+    come as `cfg` (a config of their own), `settings` (over the base-to-novel ones) with `options` that pass them,
+    `per_shots` (e.g. CoOp's epochs and config by shot count) and `per_dataset` (its exceptions); the base-to-novel
+    epochs per dataset do not carry over."""
     families = [f for f in families if f.protocol == "base2new"]
-    return tuple(Family(f.variant, "fewshot", f.trainer, f.config_dir, f.cfg, FEWSHOT + f.train_dir, "", f.options,
-                        f.settings, _fewshot_datasets(f.per_dataset, per_dataset or {}), per_shots=per_shots or {},
+    return tuple(Family(f.variant, "fewshot", f.trainer, f.config_dir, cfg or f.cfg, FEWSHOT + f.train_dir, "",
+                        f.options + options, {**f.settings, **(settings or {})},
+                        _fewshot_datasets(f.per_dataset, per_dataset or {}), per_shots=per_shots or {},
                         summary=f.summary.replace("base-to-novel", "few-shot"))
                  for f in families)
 

@@ -96,7 +96,7 @@ class KgCoOp(CoOp):
         "KgCoOp", "kgcoop", "KGCOOP", order=50, config=config, families=FAMILIES,
         benchmark=(BenchmarkCase("train", {0: 1.5, 500: 3.0}), BenchmarkCase("eval", {0: 8.0})),
         # The original loaded a second CLIP after its prompt learner, for the template features.
-        draws=OriginalDraws(clip_after_learner=True),
+        draws=OriginalDraws(clips_after_learner=1),
         summary="CoOp whose class text features stay near CLIP's hand-written ones",
     )
     MODEL = KgCoOpCLIP

@@ -4,8 +4,8 @@ The text tower receives the attribute-anchored prompt of `PromptLearner`; at tex
 context's hidden states are replaced by learnable deep prompts. Each deep text prompt is mapped by its own linear
 coupling function into a visual deep prompt that replaces the vision tower's prompt tokens at the same layer; the
 vision tower's input carries `proj(ctx)` after the patch tokens. Only the class context is coupled to vision:
-attribute blocks and words flow through the text layers untouched. Where the prompt tokens sit in either tower is
-`trainers.layout.TokenSlots`' business.
+attribute blocks and words flow through the text layers untouched. The deep prompts' placement is shared with IVLP
+(trainers/deep_prompts.py).
 
 Unlike the original, the replaced positions come from the prompt layout (any number of attributes, attribute
 words of any token length, any N_ATT), widths come from the CLIP model, and every precision works.
@@ -14,20 +14,19 @@ words of any token length, any N_ATT), widths come from the CLIP model, and ever
 from __future__ import annotations
 
 import copy
-import functools
 from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from yacs.config import CfgNode as CN
 
-from clip.model import CLIP, InputHook, LayerHook, VisionTransformer
+from clip.model import CLIP, VisionTransformer
 from dassl.engine import TRAINER_REGISTRY
 from dassl.utils.errors import UserError
 from datasets import catalog
 from trainers import anchoropt
 from trainers.base import PromptTrainer
+from trainers.deep_prompts import DeepPromptedCLIP, DeepPromptLearner
 from trainers.families import (
     B2N,
     EVAL,
@@ -38,13 +37,13 @@ from trainers.families import (
     benchmark_columns,
     fewshot,
 )
-from trainers.layout import Anchoring, TokenSlots, arranged_context
+from trainers.layout import Anchoring
 from trainers.method import BenchmarkCase, Method, OriginalDraws
-from trainers.prompting import PromptedCLIP, PromptLearner
 
 
-class MultiModalPromptLearner(PromptLearner):
-    """`PromptLearner` plus MaPLe's vision coupling; parameter names are the original's so its checkpoints load.
+class MultiModalPromptLearner(DeepPromptLearner):
+    """MaPLe's deep prompts (trainers/deep_prompts.py), coupled from the text to the vision tower; parameter names are
+    the original's so its checkpoints load.
 
     - `proj`: Linear(text width -> vision width), maps `ctx` to the shallow visual prompt;
     - `compound_prompts_text`: J-1 deep text prompts [n_ctx, text width];
@@ -77,13 +76,13 @@ class MultiModalPromptLearner(PromptLearner):
             )
         if n_ctx < 1:
             raise UserError(f"TRAINER.MAPLE.N_CTX is {n_ctx}; MaPLe couples the class context to vision, set it >= 1")
-        self.depth = depth  # a plain int may be set before Module.__init__; init_method_parts needs it
-        super().__init__(clip_model, classnames, n_ctx, attributes, ctx_init, single_token_words=single_token_words,
-                         unused_blocks=unused_blocks, anchoring=anchoring)
-        self.text_slots = TokenSlots.of_block(self.layout, "ctx")
-        self.vision_slots = TokenSlots.after_patches(clip_model.visual.positional_embedding.shape[0], n_ctx)
-        if anchoring:  # where deep layers read the anchor's hidden state (the original: one position early)
-            self.anchor_slots = TokenSlots(self.layout.block_positions("ctx") - int(original_deep_anchor))
+        super().__init__(clip_model, classnames, n_ctx, depth, depth, n_ctx, attributes, ctx_init,
+                         single_token_words=single_token_words, unused_blocks=unused_blocks, anchoring=anchoring,
+                         original_deep_anchor=original_deep_anchor)
+
+    @property
+    def depth(self) -> int:
+        return self.text_depth
 
     def init_method_parts(self, clip_model: CLIP) -> None:
         text_width, vision_width = self.ctx.shape[-1], clip_model.visual.conv1.out_channels
@@ -96,62 +95,21 @@ class MultiModalPromptLearner(PromptLearner):
         coupling = nn.Linear(text_width, vision_width)
         self.compound_prompt_projections = nn.ModuleList(copy.deepcopy(coupling) for _ in range(self.depth - 1))
 
-    def text_hook(self, i: int, x: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
-        """Before text layer i in 1..J-1, the class context's hidden states become deep prompt i-1. x: [L, N, D].
+    def deep_text_prompt(self, i: int) -> torch.Tensor:
+        return self.compound_prompts_text[i - 1]
 
-        With AnchorOPT the class-context slots become P @ [deep prompt; the anchor's hidden state], the anchor's
-        state read where P put the anchor (its first slot), as the original's deep layers did; an anchor token no
-        slot holds is left out of the product. `positions` is the arrangement P of this forward."""
-        if not 1 <= i < self.depth:
-            return x
-        deep = self.compound_prompts_text[i - 1]
-        if not self.anchoring:
-            return self.text_slots.write(x, deep)
-        holders = positions[:, self.n_ctx :].argmax(dim=0)  # [L]: the first slot holding each anchor token
-        # Left out as the original did, so that its column of P gets no gradient from a state no slot shows.
-        held = positions[:, self.n_ctx :].sum(dim=0) > 0
-        positions = torch.cat([positions[:, : self.n_ctx], positions[:, self.n_ctx :] * held], dim=1)
-        anchor_states = self.anchor_slots.read(x)[holders].transpose(0, 1)  # [N, L, D]
-        slots = arranged_context(deep.to(x.dtype).expand(x.shape[1], -1, -1), anchor_states, positions)
-        return self.text_slots.write(x, slots.transpose(0, 1))
-
-    def vision_prompts(self) -> tuple[InputHook, LayerHook]:
-        """The hooks that insert the shallow visual prompt proj(ctx) and then put in the visual deep prompts."""
-        shared_ctx = self.proj(self.ctx)
+    def vision_tokens(self) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """proj(ctx), and each deep text prompt through its coupling function."""
         deep = [couple(p) for couple, p in zip(self.compound_prompt_projections, self.compound_prompts_text)]
-
-        def insert(x: torch.Tensor) -> torch.Tensor:
-            return self.vision_slots.insert(x, shared_ctx)
-
-        def hook(i: int, x: torch.Tensor) -> torch.Tensor:
-            return self.vision_slots.write(x, deep[i - 1]) if 1 <= i < self.depth else x
-
-        return insert, hook
+        return self.proj(self.ctx), deep
 
     def get_extra_state(self) -> dict:
         return {**super().get_extra_state(), "prompt_depth": self.depth}
 
 
-class MaPLeCLIP(PromptedCLIP):
-    """CLIP with MaPLe's prompts in both towers. The text features depend only on the prompt learner, so they are
-    cached during evaluation (`PromptedCLIP.text_features`); the visual prompts are a few small matrix products."""
-
-    TEST_LOGITS_FROM_ENCODER = False  # the image encoder is prompted
-
-    def _encode_text(self) -> torch.Tensor:
-        learner = self.prompt_learner
-        positions = learner.positions()  # AnchorOPT: one arrangement for the prompts and their deep layers
-        hook = functools.partial(learner.text_hook, positions=positions)
-        return F.normalize(self.text_encoder(learner(positions=positions), learner.eot, layer_hook=hook), dim=-1)
-
-    def image_features(self, image: torch.Tensor) -> torch.Tensor:
-        insert, hook = self.prompt_learner.vision_prompts()
-        return F.normalize(self.image_encoder(image.type(self.dtype), input_hook=insert, layer_hook=hook), dim=-1)
-
-    def anchor_image_features(self, image: torch.Tensor, image_features: torch.Tensor) -> torch.Tensor:
-        """AnchorOPT's anchor branch scores the unprompted image features: the same encoder without the prompts
-        (the original kept a second CLIP for them)."""
-        return F.normalize(self.image_encoder(image.type(self.dtype)), dim=-1)
+class MaPLeCLIP(DeepPromptedCLIP):
+    """CLIP with MaPLe's prompts in both towers (trainers/deep_prompts.py); the visual prompts are a few small matrix
+    products of the text ones."""
 
 
 def config() -> CN:

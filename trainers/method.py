@@ -29,11 +29,14 @@ class OriginalDraws:
     TRAINER.ORIGINAL_DRAWS) so that a seed gives the original's numbers (trainers/original.py).
 
     `anchor_second_clip`: where its AnchorOPT variant built a second CLIP relative to the anchor's initial values
-    ("before", "after", or None for none); `clip_after_learner`: whether it built a second CLIP after its prompt
-    learner (KgCoOp, for the template features)."""
+    ("before", "after", or None for none); `clips_after_learner`: how many more CLIPs it built after its prompt
+    learner (KgCoOp one, for the template features; PromptSRC two, its frozen copies); `prompts_in_clip`: whether it
+    drew its deep prompts while building CLIP (IVLP, PromptSRC), so that its prompt learner replays that
+    construction (trainers/original.py `replay_prompted_construction`) and loading CLIP draws nothing."""
 
     anchor_second_clip: str | None = "after"
-    clip_after_learner: bool = False
+    clips_after_learner: int = 0
+    prompts_in_clip: bool = False
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ gives its numbers; a reader who wants the methods themselves can skip this file.
 - `ORIGINAL_KEYS`: config keys the original read under another method's name, mapped to the method's own node;
   `IGNORED_KEYS`: keys its scripts pass that no code ever read (accepted, with a note);
 - `replay_clip_construction`, `unused_attribute_blocks`: random draws of things it built and never used;
+  `replay_prompted_construction`: the draws of its IVLP/PromptSRC CLIP, whose prompts it drew while building CLIP;
 - `FIXED_TOKEN_KEY`, `UNUSED_BLOCK_KEY`: what its checkpoints hold that a model here rebuilds or never had;
 - `SCRIPT_ALIASES`: its script names where ours differ.
 Folder names keep the original's layout where the methods declare their script families (trainers/families.py).
@@ -15,10 +16,13 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 
+import torch
+import torch.nn as nn
 from yacs.config import CfgNode as CN
 
-from clip.model import CLIP, infer_config
+from clip.model import CLIP, ResidualAttentionBlock, infer_config
 from dassl.engine import TRAINER_REGISTRY
 
 
@@ -43,6 +47,11 @@ ALIASES: dict[str, Alias] = {
     "DePT_ATP": Alias("DePT"),
     "DePT_AnchorOPT": Alias("DePT", anchoropt=True),
     "KgCoOp_ATP": Alias("KgCoOp"),
+    "PromptSRC_ATP": Alias("PromptSRC"),
+    # Not the original's (it had no such variants), but named alike for the scripts' folders.
+    "PromptSRC_AnchorOPT": Alias("PromptSRC", anchoropt=True),
+    "IVLP_ATP": Alias("IVLP"),
+    "IVLP_AnchorOPT": Alias("IVLP", anchoropt=True),
     "AttributeCompute": Alias("AttributeSearch"),
 }
 
@@ -76,6 +85,8 @@ ORIGINAL_KEYS: dict[str, dict[str, str]] = {
 # Keys the original's scripts pass and its code never read: its attribute search script passes N_ATT2..5 (only
 # N_ATT1 was read).
 IGNORED_KEYS = {f"TRAINER.COOP.N_ATT{k}": "the attribute search reads TRAINER.COOP.N_ATT1 alone" for k in range(2, 6)}
+# And a key of the ATPrompt code's IVLP, an altered experiment it never imported.
+IGNORED_KEYS["TRAINER.IVLP.IMG_WEIGHT"] = "only the ATPrompt code's unused IVLP variant had it"
 # Nodes that exist only to accept the original's keys (their values are moved to the method's own node).
 ORIGINAL_ONLY_NODES = ("TRAINER.LINEAR_PROBE", "TRAINER.FILM", "TRAINER.NAMES_TO_UPDATE")
 
@@ -94,6 +105,7 @@ def add_original_keys(cfg: CN) -> None:
     cfg.TRAINER.FILM = CN()
     cfg.TRAINER.FILM.LINEAR_PROBE = True
     cfg.TRAINER.NAMES_TO_UPDATE = ["prompt_learner", "linear_probe", "film"]
+    cfg.TRAINER.IVLP.IMG_WEIGHT = 0.5
 
 
 def _get(cfg: CN, key: str):
@@ -151,6 +163,47 @@ def replay_clip_construction(clip_model: CLIP) -> None:
     """Draw the random numbers that building another CLIP of this architecture draws (its initialisation), and
     drop it: where the original loaded a second copy of CLIP (KgCoOp's template features, AnchorOPT's branches)."""
     CLIP(**infer_config(clip_model.state_dict()))
+
+
+def replay_prompted_construction(clip_model: CLIP, vision: tuple[int, int],
+                                 text: tuple[int, int]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Draw what building the original IVLP/PromptSRC CLIP drew, and return the prompts among those draws.
+
+    That CLIP held its prompts in its modules, so their values were drawn amid CLIP's own initialisation: the vision
+    tower's input prompt right after `conv1`, and each deep prompt right after its block (vision: (tokens, depth) with
+    blocks 1..depth-1; text likewise), all N(0, 0.02^2) in fp32. The draws follow clip.model.CLIP's construction
+    order (tests/test_original_draws.py checks them against building CLIP itself)."""
+    n_vision, vision_depth = vision
+    n_text, text_depth = text
+    visual = clip_model.visual
+
+    def prompt(n: int, width: int) -> torch.Tensor:
+        return nn.init.normal_(torch.empty(n, width), std=0.02)
+
+    def blocks(transformer, n: int, depth: int, drawn: list[torch.Tensor]) -> list[ResidualAttentionBlock]:
+        built = []
+        for i, block in enumerate(transformer.resblocks):
+            built.append(ResidualAttentionBlock(transformer.width, 1, mlp_width=block.mlp.c_fc.out_features))
+            if 1 <= i < depth:
+                drawn.append(prompt(n, transformer.width))
+        return built
+
+    width = visual.conv1.out_channels
+    vision_prompts, text_prompts = [], []
+    nn.Conv2d(3, width, kernel_size=visual.conv1.kernel_size, stride=visual.conv1.stride, bias=False)
+    if vision_depth:
+        vision_prompts.append(prompt(n_vision, width))
+    torch.randn(visual.class_embedding.shape)
+    torch.randn(visual.positional_embedding.shape)
+    blocks(visual.transformer, n_vision, vision_depth, vision_prompts)
+    torch.randn(visual.proj.shape)
+    text_blocks = blocks(clip_model.transformer, n_text, text_depth, text_prompts)
+    embedding = nn.Embedding(*clip_model.token_embedding.weight.shape)
+    transformer = SimpleNamespace(width=clip_model.transformer.width, layers=len(text_blocks), resblocks=text_blocks)
+    CLIP.initialize_parameters(SimpleNamespace(
+        token_embedding=embedding, positional_embedding=torch.empty(clip_model.positional_embedding.shape),
+        visual=None, transformer=transformer, text_projection=torch.empty(clip_model.text_projection.shape)))
+    return vision_prompts, text_prompts
 
 
 def unused_attribute_blocks(cfg: CN, attributes: Sequence[tuple[str, int]]) -> list[int]:

@@ -249,30 +249,37 @@ def fitting_token_ids(prompts: list[str], context_length: int) -> torch.Tensor:
 class FixedPrompts(nn.Module):
     """Hand-written prompts (templates, class descriptions): their normalised text features [N, E], computed once.
 
-    The token embeddings are kept, truncated after the last EOT, until the features are first asked for; they are
-    then encoded where the model runs, `CHUNK` prompts per call, and only the features are kept.
+    The prompts' token ids are kept, truncated after the last EOT, until the features are first asked for; they are
+    then embedded and encoded where the model runs, `CHUNK` prompts per call, and only the features are kept. With
+    `ensemble` > 1 the prompts are that many groups of N (one group per template, each listing the N classes): a
+    class's feature is then the normalised mean of its prompts' raw features (PromptSRC's text teacher).
     """
 
     CHUNK = 1024
 
-    def __init__(self, clip_model: CLIP, prompts: Sequence[str]) -> None:
+    def __init__(self, clip_model: CLIP, prompts: Sequence[str], ensemble: int = 1) -> None:
         super().__init__()
         ids = fitting_token_ids(list(prompts), clip_model.context_length)
+        if len(ids) % ensemble:
+            raise ValueError(f"{len(ids)} prompts do not make {ensemble} groups of the same size")
         eot = ids.argmax(dim=-1)
-        with torch.no_grad():
-            weight = clip_model.token_embedding.weight
-            embeds = clip_model.token_embedding(ids[:, : int(eot.max()) + 1].to(weight.device)).type(clip_model.dtype)
-        self.register_buffer("embeds", embeds, persistent=False)
-        self.register_buffer("eot", eot.to(weight.device), persistent=False)
+        self.ensemble, self.dtype = ensemble, clip_model.dtype
+        self.token_embedding = clip_model.token_embedding.weight.detach()  # CLIP's own, wherever it stays
+        self.register_buffer("ids", ids[:, : int(eot.max()) + 1], persistent=False)
+        self.register_buffer("eot", eot, persistent=False)
         self.register_buffer("features", None, persistent=False)
 
     @torch.no_grad()
     def encode(self, text_encoder: TextEncoder) -> torch.Tensor:
         if self.features is None:
-            chunks = [text_encoder(self.embeds[i : i + self.CHUNK], self.eot[i : i + self.CHUNK]).float()
-                      for i in range(0, len(self.eot), self.CHUNK)]
-            self.features = F.normalize(torch.cat(chunks), dim=-1)
-            self.embeds = None
+            chunks = []
+            for i in range(0, len(self.eot), self.CHUNK):
+                ids = self.ids[i : i + self.CHUNK]
+                embeds = F.embedding(ids.to(self.token_embedding.device), self.token_embedding).type(self.dtype)
+                chunks.append(text_encoder(embeds.to(ids.device), self.eot[i : i + self.CHUNK]).float())
+            features = torch.cat(chunks)
+            self.features = F.normalize(features.view(self.ensemble, -1, features.shape[-1]).mean(dim=0), dim=-1)
+            self.ids = None
         return self.features
 
 

@@ -224,6 +224,9 @@ class TrainerBase:
         scaler = self.__dict__.get("scaler")
         if scaler is not None and hasattr(scaler, "state_dict"):
             state["scaler"] = scaler.state_dict()
+        training = self.training_state()
+        if training:
+            state["training_state"] = training
         return state
 
     def save_model(
@@ -269,6 +272,18 @@ class TrainerBase:
         """The weights of registered model `name` that its checkpoints keep (all of them here)."""
         return self._models[name].state_dict()
 
+    def state_to_resume(self, name: str, saved: dict[str, Any]) -> dict[str, Any]:
+        """The full state of registered model `name` from the weights its checkpoint kept (`state_to_save`)."""
+        return saved
+
+    def training_state(self) -> dict[str, Any]:
+        """Hook: what a trainer accumulates over the epochs besides its models (e.g. a running average of weights),
+        saved with every checkpoint so that a resumed run continues it ({}: nothing)."""
+        return {}
+
+    def load_training_state(self, state: dict[str, Any]) -> None:
+        """Hook: take up the `training_state` a checkpoint holds."""
+
     def checkpoint_meta(self) -> Optional[dict[str, Any]]:
         """What checkpoints record about the run that made them (None: nothing); `check_resumable` reads it."""
         return None
@@ -294,7 +309,7 @@ class TrainerBase:
             print(f'Loading checkpoint from "{fpath}"')
             self.check_resumable(checkpoint, fpath)
             try:
-                self._models[name].load_state_dict(checkpoint["state_dict"])
+                self._models[name].load_state_dict(self.state_to_resume(name, checkpoint["state_dict"]))
             except (RuntimeError, ValueError, UserError) as err:
                 raise UserError(
                     f'Cannot resume from "{fpath}": it does not fit the model ({err}). It was saved with other '
@@ -325,6 +340,8 @@ class TrainerBase:
         scaler = self.__dict__.get("scaler")
         if scaler is not None and "scaler" in state:
             scaler.load_state_dict(state["scaler"])
+        if "training_state" in state:
+            self.load_training_state(state["training_state"])
         if state.get("batches_done"):
             self._partial_epoch = state
             print(f"The checkpoint was saved after batch {state['batches_done']} of the next epoch; continuing there")
