@@ -31,7 +31,7 @@ from dassl.engine import TRAINER_REGISTRY, build_trainer
 from dassl.engine.distributed import init_distributed, is_main_process
 from dassl.engine.failures import user_error_message
 from dassl.engine.records import fingerprint, read_record, setting_fingerprint, write_record
-from dassl.engine.run_folder import RunFolder
+from dassl.engine.run_folder import RunFolder, checkpoint_folders
 from dassl.utils import collect_env_info, set_random_seed
 from dassl.utils.errors import UserError
 from trainers import config as trainer_config
@@ -89,23 +89,16 @@ def setup_cfg(args: argparse.Namespace) -> CfgNode:
 
 
 # ----- checks before anything is written ----------------------------------------------------------------------
-def checkpoint_folders(folder: str) -> list[str]:
-    """The sub-folders of `folder` that hold training checkpoints (a Dassl `checkpoint` pointer or model files)."""
-    if not os.path.isdir(folder):
-        return []
-    return [name for name in sorted(os.listdir(folder)) if os.path.isdir(os.path.join(folder, name))
-            and any(f == "checkpoint" or f.startswith("model") and ".pth" in f
-                    for f in os.listdir(os.path.join(folder, name)))]
-
-
 def check_args(args: argparse.Namespace, cfg: CfgNode) -> None:
     """Refuse unknown names, missing folders, values out of range and contradictory flags before any output is
     created."""
     check_settings(cfg, training=not (args.eval_only or args.no_train))
-    if cfg.TRAINER.NAME:
-        TRAINER_REGISTRY.get(cfg.TRAINER.NAME)
     if cfg.DATASET.NAME:
         DATASET_REGISTRY.get(cfg.DATASET.NAME)
+    if cfg.TRAINER.NAME:
+        trainer = TRAINER_REGISTRY.get(cfg.TRAINER.NAME)
+        if hasattr(trainer, "check_settings"):  # the method's own settings (ATPrompt's attributes, ...)
+            trainer.check_settings(cfg)
     if not args.eval_only and (args.model_dir or args.load_epoch is not None):
         raise UserError("--model-dir and --load-epoch choose the weights to evaluate and need --eval-only; a "
                         "training run resumes from its --output-dir (or from --resume DIR)")

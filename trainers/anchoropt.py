@@ -127,6 +127,16 @@ def seen_classes(cfg: CfgNode, trained: dict | None = None) -> bool:
     return trained.get("DATASET.NAME") == cfg.DATASET.NAME and trained.get("DATASET.SUBSAMPLE_CLASSES") == split
 
 
+def adopt_anchor(cfg: CfgNode, model: PromptedCLIP, state: dict, trained: dict | None) -> dict:
+    """Loading a checkpoint: the test rule follows the classes it was trained on (`trained`: its settings), and the
+    anchor is the one it carries unless TRAINER.ANCHOROPT.TARGET_ANCHOR asks for the evaluated dataset's own (the
+    original's choice); returns the weights to load."""
+    model.seen_classes = seen_classes(cfg, trained)
+    if cfg.TRAINER.ANCHOROPT.TARGET_ANCHOR:
+        return {k: v for k, v in state.items() if not ANCHOR_KEY.search(k)}
+    return state
+
+
 # --------------------------------------------------------------------------------------------------------------
 # The anchor prompt
 # --------------------------------------------------------------------------------------------------------------

@@ -282,8 +282,9 @@ class AttributeSearch(PromptTrainer):
     )
     RECORD_KIND = "search"  # its record is a search, not a classifier of a result table
 
-    def check_cfg(self, cfg) -> None:
-        super().check_cfg(cfg)
+    @classmethod
+    def check_settings(cls, cfg) -> None:
+        super().check_settings(cfg)
         if cfg.TRAINER.ATTRIBUTE_SEARCH.VALIDATION not in ("all", "first_batch"):
             raise UserError(f"TRAINER.ATTRIBUTE_SEARCH.VALIDATION is '{cfg.TRAINER.ATTRIBUTE_SEARCH.VALIDATION}'; "
                             "use all (the whole validation set, in turn) or first_batch (the original's)")
