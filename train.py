@@ -37,6 +37,7 @@ from dassl.utils.errors import UserError
 from trainers import config as trainer_config
 from trainers.base import checkpoint_file
 from trainers.method import run_settings
+from trainers.trained import find_model
 
 DEBUG_ENV = "ATPROMPT_DEBUG"
 
@@ -79,9 +80,16 @@ def flag_values(args: argparse.Namespace) -> dict[str, object]:
 
 def config_and_notes(args: argparse.Namespace) -> tuple[CfgNode, list[str]]:
     """Defaults, dataset yaml, trainer yaml, command-line flags, then `KEY VALUE` options (last wins), and what is
-    to be said in the log about the keys given (trainers/config.py `setup_cfg`)."""
+    to be said in the log about the keys given (trainers/config.py `setup_cfg`). An evaluation of a model of ours
+    (--eval-only --model-dir) takes every setting of the model from its checkpoint's record of its training run."""
     files = [(args.dataset_config_file, "--dataset-config-file"), (args.config_file, "--config-file")]
-    return trainer_config.setup_cfg(files, flag_values(args), args.opts or [])
+    model = find_model(args.model_dir, args.load_epoch) if args.eval_only and args.model_dir else None
+    training = model.training() if model else None
+    cfg, notes = trainer_config.setup_cfg(files, flag_values(args), args.opts or [], training)
+    if model and not training:
+        notes.append(f"Note: {model.path} records no settings (a checkpoint of the original code): it is evaluated "
+                     "with the settings given")
+    return cfg, notes
 
 
 def setup_cfg(args: argparse.Namespace) -> CfgNode:

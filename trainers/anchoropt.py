@@ -73,6 +73,10 @@ def config_node() -> CN:
     return node
 
 
+# What an evaluation decides itself (trainers/config.py): which anchor file it reads, when it reads one.
+EVALUATION_KEYS = tuple(f"TRAINER.ANCHOROPT.{key}" for key in ("TARGET_ANCHOR", "ANCHOR_WEIGHTS", "ANCHOR_DIR"))
+
+
 def enabled(cfg: CfgNode) -> bool:
     """Whether the run uses AnchorOPT: the switch, or an original `<Method>_AnchorOPT` name (trainers/original.py)."""
     return cfg.TRAINER.ANCHOROPT.USE_ANCHOROPT or name_turns_on_anchoropt(cfg.TRAINER.NAME)

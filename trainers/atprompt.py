@@ -35,6 +35,11 @@ def config_node() -> CN:
     return node
 
 
+# The keys that give the attribute words and their soft-token counts, in their several spellings.
+LAYOUT_KEYS = tuple(f"TRAINER.ATPROMPT.{key}" for key in (
+    "ATTRIBUTES", "ATT_NUM", "ATT1_TEXT", "ATT2_TEXT", "ATT3_TEXT", "N_ATTS", "N_ATT1", "N_ATT2", "N_ATT3"))
+
+
 def attributes_from_cfg(cfg: CN, enabled: bool | None = None) -> list[tuple[str, int]]:
     """The (word, number of soft tokens) pairs a config asks for; [] when ATPrompt is off.
 
