@@ -106,7 +106,7 @@ def check_args(args: argparse.Namespace, cfg: CfgNode) -> None:
     if cfg.TRAINER.NAME:
         trainer = TRAINER_REGISTRY.get(cfg.TRAINER.NAME)
         if hasattr(trainer, "check_settings"):  # the method's own settings (ATPrompt's attributes, ...)
-            trainer.check_settings(cfg)
+            trainer.check_settings(cfg, "eval" if args.eval_only else "train")
     if not args.eval_only and (args.model_dir or args.load_epoch is not None):
         raise UserError("--model-dir and --load-epoch choose the weights to evaluate and need --eval-only; a "
                         "training run resumes from its --output-dir (or from --resume DIR)")

@@ -350,16 +350,22 @@ class SplitDataset(DatasetBase):
             split = read_split(split_path, self.image_dir)
             self.check_split(split, split_path)
             return split
-        print(f"Note: {split_path} not found; making a new split from the raw data. It differs from the published "
-              f"split, so results are not comparable with the paper's: download the split file ({LAYOUT_DOC}).")
+        if self.split_of_own_folders:
+            print(f"Note: {split_path} not found: splitting the class folders into train / val / test with a fixed "
+                  "seed; every later run and seed reads this split (edit or replace the file to use your own)")
+        else:
+            print(f"Note: {split_path} not found; making a new split from the raw data. It differs from the published "
+                  f"split, so results are not comparable with the paper's: download the split file ({LAYOUT_DOC}).")
         train, val, test = self.make_split()
         try:
             save_split(train, val, test, split_path, self.image_dir)
         except OSError as err:
             if err.errno not in NOT_WRITABLE:
                 raise
+            fix = ("make the folder writable" if self.split_of_own_folders else
+                   f"put the split file there ({LAYOUT_DOC})")
             print(f"Note: cannot save the new split to {split_path} ({err.strerror}); it serves this run only, and "
-                  f"the next run makes it again. Put the split file there ({LAYOUT_DOC}) to have a fixed split.")
+                  f"the next run makes it again. To have a fixed split, {fix}.")
         return train, val, test
 
     def make_split(self) -> Split:

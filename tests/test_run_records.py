@@ -8,11 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from fake_data import make_caltech101, run_args
-from PIL import Image
+from fake_data import image_folder, make_caltech101, run_args
 from tiny_clip import make_tiny_clip, save_state_dict
 
 import train
@@ -433,16 +431,6 @@ def test_an_evaluation_folder_with_an_unusable_record_is_refused(tmp_path):
 
 
 # -- the data a run read ----------------------------------------------------------------------------------------
-def image_folder(root: Path, classes: list[str], seed: int = 0) -> Path:
-    """A DATASET.ROOT for ImageFolder: 6 random 32-pixel images per class."""
-    rng = np.random.default_rng(seed)
-    for name in classes:
-        (root / name).mkdir(parents=True)
-        for i in range(6):
-            Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(root / name / f"{i}.jpg")
-    return root
-
-
 def test_a_finished_run_is_never_reused_on_other_data(tmp_path, tiny_vit_path, capsys):
     """The folder's classes replaced, and its split file deleted (as the error for changed class folders says): the
     same command is refused instead of testing the 3-class model on the 4 new classes."""

@@ -64,7 +64,10 @@ def attributes_from_cfg(cfg: CN, enabled: bool | None = None) -> list[tuple[str,
         else:
             words = [w for w in given if w != "none"]
     if not words:
-        fix = "TRAINER.ATPROMPT.USE_ATPROMPT is on, so set TRAINER.ATPROMPT.ATTRIBUTES, e.g. \"['color', 'shape']\""
+        fix = ("TRAINER.ATPROMPT.USE_ATPROMPT is on, so give the attribute words with TRAINER.ATPROMPT.ATTRIBUTES, "
+               "e.g. \"['color', 'shape']\" (to a run script: EXTRA_OPTS=\"TRAINER.ATPROMPT.ATTRIBUTES "
+               "\\\"['color', 'shape']\\\"\"), or find them with gpt_query.py and the attribute search "
+               "(docs/Attribute_Search.md)")
         words = catalog.paper_words(cfg.DATASET.NAME, "attributes", fix)
     return list(zip(words, _tokens_per_attribute(atp, len(words))))
 

@@ -106,8 +106,9 @@ class PromptTrainer(CachedEvaluation, TrainerX):
         self.check_settings(cfg)
 
     @classmethod
-    def check_settings(cls, cfg: CfgNode) -> None:
-        """Refuse settings this method cannot run with; train.py calls it before anything is loaded or written."""
+    def check_settings(cls, cfg: CfgNode, kind: str | None = None) -> None:
+        """Refuse settings this method cannot run with; train.py calls it before anything is loaded or written, with
+        the run's `kind` ("train" or "eval"; None when not known)."""
         prec = cls.options(cfg).PREC
         if prec not in PRECISIONS:
             raise UserError(f"TRAINER.{cls.METHOD.node}.PREC must be one of {', '.join(PRECISIONS)}, got '{prec}'")
