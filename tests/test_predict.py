@@ -144,6 +144,14 @@ def test_a_class_names_file_and_the_runs_own_classes(tmp_path, runs, data_root, 
     assert load_classifier(str(run), device="cpu").classnames == ["airplane", "face", "leopard"]  # its base classes
 
 
+def test_the_trained_classes_given_by_name_are_the_trained_ones(runs):
+    """DePT's head serves its classes in their order, whatever their spelling in the prompts; in another order they
+    are other classes (its rows would not match)."""
+    run = runs("DePT", "")
+    assert load_classifier(str(run), ["airplane", "face", "leopard"], device="cpu").model.base_mode
+    assert not load_classifier(str(run), ["face", "airplane", "leopard"], device="cpu").model.base_mode
+
+
 def strip_meta(run, tmp_path, *keys):
     """A copy of `run` whose checkpoint lacks `keys` of its record (all of it when none are named)."""
     copy = tmp_path / "copy"

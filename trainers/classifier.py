@@ -29,6 +29,7 @@ from dassl.utils.errors import UserError
 from trainers.backbone import backbone_identity, load_clip_at
 from trainers.base import PromptTrainer
 from trainers.config import cfg_of_settings
+from trainers.layout import clean_classname
 from trainers.prompting import PromptedCLIP
 from trainers.trained import TrainedModel, find_model
 
@@ -76,14 +77,11 @@ def load_classifier(run_dir: str, classnames: Sequence[str] | None = None, devic
                         "<model>/model.pth.tar-N)")
     trainer, cfg = _trainer_and_config(found)
     names = _class_names(found, classnames)
-    try:
-        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    except RuntimeError as err:
-        raise UserError(f"device {device!r} is not a device torch knows ({err}): use e.g. cpu or cuda") from err
+    device = _device(device)
     prec = resolve_precision(trainer.options(cfg).PREC, device)
     clip_model = load_clip_at(cfg, prec)
     attributes = found.attributes() or []
-    cfg = _for_classes(cfg, names == found.classnames)
+    cfg = _for_classes(cfg, _same_classes(names, found.classnames))
     with torch.random.fork_rng(devices=[]):  # the model's initial values are replaced: draw them aside
         model = trainer.build_custom_clip(cfg, clip_model, names, attributes)
     trainer.set_trainable(cfg, model)  # what the checkpoint must hold
@@ -123,6 +121,21 @@ def _class_names(found: TrainedModel, given: Sequence[str] | None) -> list[str]:
         raise UserError(f"{found.path} does not name the classes it was trained on (a checkpoint of an older "
                         "version): give the class names (--classnames or --classnames-file)")
     return list(found.classnames)
+
+
+def _same_classes(names: list[str], trained: list[str] | None) -> bool:
+    """Whether `names` are the classes the run was trained on, in its order, as its prompts spell them."""
+    return trained is not None and [clean_classname(n) for n in names] == [clean_classname(n) for n in trained]
+
+
+def _device(name: str | torch.device | None) -> torch.device:
+    try:
+        device = torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
+    except RuntimeError as err:
+        raise UserError(f"device {name!r} is not a device torch knows ({err}): use e.g. cpu or cuda") from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device {name!r}: this machine has no GPU torch can use; use cpu")
+    return device
 
 
 def _for_classes(cfg: CfgNode, trained_classes: bool) -> CfgNode:
