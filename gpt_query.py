@@ -84,7 +84,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--output",
         help='JSON file to write (default: output/attributes/<dataset or "classes">.json, or output/descriptions/...'
-        " with --descriptions); with --descriptions an existing file is completed, not replaced",
+        " with --descriptions; <dataset> is an image_folder's own folder name); with --descriptions an existing file "
+        "is completed, not replaced",
     )
     args = parser.parse_args(argv)
     if args.dataset_config_file and not args.root:
@@ -445,9 +446,19 @@ def print_result(attributes: list[str], model: str, output: Path, dataset: str |
     print(f'  TRAINER.ATTRIBUTE_SEARCH.BASES "{attributes!r}"')
 
 
+def output_name(dataset: str | None, root: str | None) -> str:
+    """The default output file's name: the dataset's, or for your own images (image_folder) their folder's, so that
+    two folders of images never complete one file."""
+    if dataset is None:
+        return "classes"
+    from datasets import catalog  # the dataset readers are loaded already (dataset_classnames)
+
+    return catalog.data_label(dataset, root)
+
+
 def run_attributes(args: argparse.Namespace, chat: Chat, names: list[str], dataset: str | None) -> None:
     descriptions, attributes = propose_attributes(chat, names, args.num_attributes, args.chunk_size)
-    output = Path(args.output or f"output/attributes/{dataset or 'classes'}.json")
+    output = Path(args.output or f"output/attributes/{output_name(dataset, args.root)}.json")
     created = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     record = {
         "model": args.model,
@@ -462,7 +473,7 @@ def run_attributes(args: argparse.Namespace, chat: Chat, names: list[str], datas
 
 
 def run_descriptions(args: argparse.Namespace, chat: Chat, names: list[str], dataset: str | None) -> None:
-    output = Path(args.output or f"output/descriptions/{dataset or 'classes'}.json")
+    output = Path(args.output or f"output/descriptions/{output_name(dataset, args.root)}.json")
     names = list(dict.fromkeys(names))  # a repeated name is one key of the file
     asked = describe_classes(chat, names, args.per_class, output)
     print(f"{len(names)} classes with at least {args.per_class} descriptions each in {output} ({asked} asked now)")

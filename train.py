@@ -31,12 +31,13 @@ from dassl.engine import TRAINER_REGISTRY, build_trainer
 from dassl.engine.distributed import init_distributed, is_main_process
 from dassl.engine.failures import user_error_message
 from dassl.engine.records import fingerprint, read_record, setting_fingerprint, write_record
-from dassl.engine.run_folder import RunFolder
+from dassl.engine.run_folder import RunFolder, checkpoint_folders
 from dassl.utils import collect_env_info, set_random_seed
 from dassl.utils.errors import UserError
 from trainers import config as trainer_config
 from trainers.base import checkpoint_file
 from trainers.method import run_settings
+from trainers.trained import find_model
 
 DEBUG_ENV = "ATPROMPT_DEBUG"
 
@@ -79,9 +80,16 @@ def flag_values(args: argparse.Namespace) -> dict[str, object]:
 
 def config_and_notes(args: argparse.Namespace) -> tuple[CfgNode, list[str]]:
     """Defaults, dataset yaml, trainer yaml, command-line flags, then `KEY VALUE` options (last wins), and what is
-    to be said in the log about the keys given (trainers/config.py `setup_cfg`)."""
+    to be said in the log about the keys given (trainers/config.py `setup_cfg`). An evaluation of a model of ours
+    (--eval-only --model-dir) takes every setting of the model from its checkpoint's record of its training run."""
     files = [(args.dataset_config_file, "--dataset-config-file"), (args.config_file, "--config-file")]
-    return trainer_config.setup_cfg(files, flag_values(args), args.opts or [])
+    model = find_model(args.model_dir, args.load_epoch) if args.eval_only and args.model_dir else None
+    training = model.training() if model else None
+    cfg, notes = trainer_config.setup_cfg(files, flag_values(args), args.opts or [], training)
+    if model and not training:
+        notes.append(f"Note: {model.path} records no settings (a checkpoint of the original code): it is evaluated "
+                     "with the settings given")
+    return cfg, notes
 
 
 def setup_cfg(args: argparse.Namespace) -> CfgNode:
@@ -89,23 +97,16 @@ def setup_cfg(args: argparse.Namespace) -> CfgNode:
 
 
 # ----- checks before anything is written ----------------------------------------------------------------------
-def checkpoint_folders(folder: str) -> list[str]:
-    """The sub-folders of `folder` that hold training checkpoints (a Dassl `checkpoint` pointer or model files)."""
-    if not os.path.isdir(folder):
-        return []
-    return [name for name in sorted(os.listdir(folder)) if os.path.isdir(os.path.join(folder, name))
-            and any(f == "checkpoint" or f.startswith("model") and ".pth" in f
-                    for f in os.listdir(os.path.join(folder, name)))]
-
-
 def check_args(args: argparse.Namespace, cfg: CfgNode) -> None:
     """Refuse unknown names, missing folders, values out of range and contradictory flags before any output is
     created."""
     check_settings(cfg, training=not (args.eval_only or args.no_train))
-    if cfg.TRAINER.NAME:
-        TRAINER_REGISTRY.get(cfg.TRAINER.NAME)
     if cfg.DATASET.NAME:
         DATASET_REGISTRY.get(cfg.DATASET.NAME)
+    if cfg.TRAINER.NAME:
+        trainer = TRAINER_REGISTRY.get(cfg.TRAINER.NAME)
+        if hasattr(trainer, "check_settings"):  # the method's own settings (ATPrompt's attributes, ...)
+            trainer.check_settings(cfg, "eval" if args.eval_only else "train")
     if not args.eval_only and (args.model_dir or args.load_epoch is not None):
         raise UserError("--model-dir and --load-epoch choose the weights to evaluate and need --eval-only; a "
                         "training run resumes from its --output-dir (or from --resume DIR)")

@@ -11,6 +11,7 @@ families, trainers/families.py).
 from __future__ import annotations
 
 import difflib
+import os
 from dataclasses import dataclass
 
 from dassl.utils.errors import UserError
@@ -33,6 +34,7 @@ class DatasetInfo:
     # Its zip in the authors' Hugging Face repository (ARCHIVE_REPO), with the split file inside; "" = not there
     # (ImageNet: its licence allows no copies). tools/download_datasets.py fetches and unpacks it.
     archive: str = ""
+    own_data: bool = False  # your own images: DATASET.ROOT is its folder, and its name is that folder's
 
 
 _IMAGENET_TEMPLATE = "a photo of a {}."
@@ -89,7 +91,7 @@ DATASETS: tuple[DatasetInfo, ...] = (
     DatasetInfo("attribute_world", "AttributeWorld", "AttributeWorld", "a photo of a {}.", ("color", "shape"),
                 ("color", "shape", "size", "pattern", "texture"),
                 anchor_folder="AttributeWorld", descriptions="world_prompts_full.json"),
-    DatasetInfo("image_folder", "ImageFolder", "ImageFolder", "a photo of a {}."),
+    DatasetInfo("image_folder", "ImageFolder", "ImageFolder", "a photo of a {}.", own_data=True),
 )
 
 # The authors' copies of the datasets: a model repository on the Hugging Face hub (huggingface.co/<repo>, not
@@ -117,6 +119,15 @@ def by_key(key: str) -> DatasetInfo:
     close = [k for k in _BY_KEY if k.lower() == key.lower()] or difflib.get_close_matches(key, _BY_KEY, n=3)
     hint = f" Did you mean {' or '.join(close)}?" if close else ""
     raise UserError(f"unknown dataset '{key}'.{hint} Valid datasets: {', '.join(_BY_KEY)}")
+
+
+def data_label(key: str, root: str) -> str:
+    """The name of a dataset's outputs (folders, description files): its config key, or, for your own images, the
+    name of their folder (DATA_ROOT), so that two folders of images never share one."""
+    info = _BY_KEY.get(key)
+    if info is not None and info.own_data:
+        return os.path.basename(os.path.normpath(os.path.expanduser(root)))
+    return key
 
 
 def lookup(name_or_key: str) -> DatasetInfo | None:

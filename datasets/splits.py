@@ -91,15 +91,20 @@ def check_labels(items: list[Datum], filepath: str) -> None:
                     + f". Fix the labels in the file, or download it again ({LAYOUT_DOC}).")
 
 
-def save_split(train: list[Datum], val: list[Datum], test: list[Datum], filepath: str, path_prefix: str) -> None:
-    """Write a split file in the original format: ``[relative_path, label, classname]`` entries, 4-space indent."""
+def save_split(train: list[Datum], val: list[Datum], test: list[Datum], filepath: str, path_prefix: str,
+               keep_existing: bool = False) -> bool:
+    """Write a split file in the original format: ``[relative_path, label, classname]`` entries, 4-space indent.
+    With `keep_existing`, a file written meanwhile (by a run beside this one) stays; returns whether it was written."""
 
     def extract(items: list[Datum]) -> list:
         return [[os.path.relpath(item.impath, path_prefix), item.label, item.classname] for item in items]
 
     split = {"train": extract(train), "val": extract(val), "test": extract(test)}
-    write_json(split, filepath)  # atomic, in the original's format (4-space indent, "," and ": " separators)
-    print(f"Saved split to {filepath}")
+    # atomic, in the original's format (4-space indent, "," and ": " separators)
+    written = write_json(split, filepath, keep_existing)
+    if written:
+        print(f"Saved split to {filepath}")
+    return written
 
 
 def split_trainval(trainval: list[Datum], p_val: float = 0.2) -> tuple[list[Datum], list[Datum]]:
@@ -350,16 +355,26 @@ class SplitDataset(DatasetBase):
             split = read_split(split_path, self.image_dir)
             self.check_split(split, split_path)
             return split
-        print(f"Note: {split_path} not found; making a new split from the raw data. It differs from the published "
-              f"split, so results are not comparable with the paper's: download the split file ({LAYOUT_DOC}).")
+        if self.split_of_own_folders:
+            print(f"Note: {split_path} not found: splitting the class folders into train / val / test with a fixed "
+                  "seed; every later run and seed reads this split (edit or replace the file to use your own)")
+        else:
+            print(f"Note: {split_path} not found; making a new split from the raw data. It differs from the published "
+                  f"split, so results are not comparable with the paper's: download the split file ({LAYOUT_DOC}).")
         train, val, test = self.make_split()
         try:
-            save_split(train, val, test, split_path, self.image_dir)
+            # Runs started together (a sweep's workers) may each make a split, from different seeds: the first one
+            # saved is the split of all of them, or their few-shot caches would be drawn from different splits.
+            if not save_split(train, val, test, split_path, self.image_dir, keep_existing=True):
+                print(f"Note: a run beside this one saved {split_path} meanwhile; this run reads that split")
+                return read_split(split_path, self.image_dir)
         except OSError as err:
             if err.errno not in NOT_WRITABLE:
                 raise
+            fix = ("make the folder writable" if self.split_of_own_folders else
+                   f"put the split file there ({LAYOUT_DOC})")
             print(f"Note: cannot save the new split to {split_path} ({err.strerror}); it serves this run only, and "
-                  f"the next run makes it again. Put the split file there ({LAYOUT_DOC}) to have a fixed split.")
+                  f"the next run makes it again. To have a fixed split, {fix}.")
         return train, val, test
 
     def make_split(self) -> Split:

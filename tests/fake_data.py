@@ -34,6 +34,16 @@ def make_caltech101(root: str, per_split: tuple[int, int, int] = (4, 2, 3), size
     return root
 
 
+def image_folder(root, classes: list[str], seed: int = 0):
+    """A DATASET.ROOT for ImageFolder: 6 random 32-pixel images per class; returns root."""
+    rng = np.random.default_rng(seed)
+    for name in classes:
+        (root / name).mkdir(parents=True)
+        for i in range(6):
+            Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(root / name / f"{i}.jpg")
+    return root
+
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # What every tiny end-to-end run shares: 32-pixel images for the tiny CLIP, no loader workers, 2 shots.
 TINY_RUN = [

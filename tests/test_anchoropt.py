@@ -424,7 +424,8 @@ def bad_json(tmp_path, name: str, content: str):
 @pytest.mark.parametrize(
     "case, message",
     [
-        ("descriptions-missing", "no class-description file .*nothing.json: write one with"),
+        ("descriptions-missing", "no class-description file .*nothing.json: write it with `python3 gpt_query.py "
+                                 "--descriptions --dataset-config-file configs/datasets/caltech101.yaml"),
         ("descriptions-not-a-table", r'is not a JSON object \{"class name": \["sentence", ...\]\}'),
         ("descriptions-of-other-classes", "has no descriptions of 3 of the 3 classes .*'airplane'"),
         ("anchor-missing", "no anchor at .*none.pth: train one with scripts/coop/anchoropt_pretrain_anchor.sh"),

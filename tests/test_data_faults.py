@@ -105,6 +105,33 @@ def test_caches_of_an_earlier_split_are_drawn_again_with_a_new_split(tmp_path, c
     assert json.loads(cache.read_text())["train"] == stale["train"][::-1]
 
 
+def test_a_split_saved_meanwhile_by_a_run_beside_is_the_one_every_run_uses(tmp_path, monkeypatch, capsys):
+    # Two runs of other seeds started together (a sweep's workers) both find no split file and each make one; the
+    # second to save it must adopt the first's, or its few-shot cache would not fit the split later runs read.
+    fake.dtd(tmp_path)
+    split_file = tmp_path / "dtd" / "split_zhou_DescribableTextures.json"
+    load(tmp_path, "DescribableTextures", seed=2)
+    saved_by_the_other = split_file.read_text()
+    split_file.unlink()
+    make_split = datasets.dtd.DescribableTextures.make_split
+
+    def made_while_the_other_saves(self):
+        split = make_split(self)
+        split_file.write_text(saved_by_the_other)
+        return split
+
+    monkeypatch.setattr(datasets.dtd.DescribableTextures, "make_split", made_while_the_other_saves)
+    capsys.readouterr()
+    mine = load(tmp_path, "DescribableTextures", shots=2, seed=1)
+    note = f"Note: a run beside this one saved {split_file} meanwhile; this run reads that split"
+    assert note in capsys.readouterr().out
+    assert split_file.read_text() == saved_by_the_other
+    monkeypatch.undo()
+    again = load(tmp_path, "DescribableTextures", shots=2, seed=1)  # its cache fits the split on disk
+    assert triples(again.train_x) == triples(mine.train_x) and triples(again.test) == triples(mine.test)
+    assert not [name for name in os.listdir(split_file.parent) if name.endswith(".tmp")]
+
+
 # ---------------------------------------------------------------- 3. split files whose labels leave gaps
 
 

@@ -8,11 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from fake_data import make_caltech101, run_args
-from PIL import Image
+from fake_data import image_folder, make_caltech101, run_args
 from tiny_clip import make_tiny_clip, save_state_dict
 
 import train
@@ -96,10 +94,11 @@ def test_resume_refuses_other_settings(tmp_path, data_root, tiny_vit_path, train
 
 
 @pytest.mark.parametrize(("case", "message"), [
-    ("cocoop-as-coop", "was trained by CoCoOp, not CoOp"),
-    ("class-position", "class_position: checkpoint 'end', model 'front'"),
+    ("cocoop-as-coop", "TRAINER.NAME is 'CoOp' (on the command line) but 'CoCoOp' in training"),
+    ("class-position", "TRAINER.COOP.CLASS_TOKEN_POSITION is 'front' (on the command line) but 'end' in training"),
     ("csc-on-new-classes", "class-specific context (CSC) only fits the classes it was learned for"),
-    ("another-clip", "weights sha256"),
+    ("another-clip", "MODEL.BACKBONE.NAME is "),
+    ("clip-replaced", "weights sha256"),
 ])  # fmt: skip
 def test_evaluation_refuses_a_checkpoint_of_another_set_up(tmp_path, data_root, tiny_vit_path, trained, capsys,
                                                            case, message):
@@ -110,9 +109,14 @@ def test_evaluation_refuses_a_checkpoint_of_another_set_up(tmp_path, data_root, 
         model, opts = trained["coop"], ("TRAINER.COOP.CLASS_TOKEN_POSITION", "front")
     elif case == "csc-on-new-classes":
         model, opts = trained["csc"], ("TRAINER.COOP.CSC", "True")
-    else:
+    elif case == "another-clip":
         model, opts, clip = trained["coop"], (), tmp_path / "other_clip.pt"
         save_state_dict(make_tiny_clip("vit", seed=5), clip)  # the same sizes, other weights
+    else:  # the file the model was trained on, replaced since by other weights of the same sizes
+        model, opts, clip = tmp_path / "model", (), tmp_path / "clip.pt"
+        shutil.copy(tiny_vit_path, clip)
+        assert train.main(args(data_root, model, clip, "DATASET.SUBSAMPLE_CLASSES", "base")) == 0
+        save_state_dict(make_tiny_clip("vit", seed=5), clip)
     trainer = "CoOp_ATP" if model == trained["coop"] else "CoOp"
     assert train.main(evaluate(data_root, tmp_path / "eval", clip, model, *opts, trainer=trainer)) == 2
     err = capsys.readouterr().err
@@ -427,16 +431,6 @@ def test_an_evaluation_folder_with_an_unusable_record_is_refused(tmp_path):
 
 
 # -- the data a run read ----------------------------------------------------------------------------------------
-def image_folder(root: Path, classes: list[str], seed: int = 0) -> Path:
-    """A DATASET.ROOT for ImageFolder: 6 random 32-pixel images per class."""
-    rng = np.random.default_rng(seed)
-    for name in classes:
-        (root / name).mkdir(parents=True)
-        for i in range(6):
-            Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(root / name / f"{i}.jpg")
-    return root
-
-
 def test_a_finished_run_is_never_reused_on_other_data(tmp_path, tiny_vit_path, capsys):
     """The folder's classes replaced, and its split file deleted (as the error for changed class folders says): the
     same command is refused instead of testing the 3-class model on the 4 new classes."""

@@ -47,9 +47,11 @@ from dassl.engine.records import (  # noqa: E402
     NOT_DECIDING,
     identity_problem,
     load_record,
+    read_record,
     reuse_decision,
     unusable_record,
 )
+from dassl.engine.run_folder import checkpoint_folders  # noqa: E402
 from dassl.utils.errors import UserError  # noqa: E402
 from datasets import catalog  # noqa: E402
 from tools.results import final_result, log_files  # noqa: E402
@@ -58,7 +60,6 @@ from trainers.method import Method, methods  # noqa: E402
 from trainers.original import SCRIPT_ALIASES, SCRIPT_FOLDER_ALIASES  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-IMAGE_FOLDER = "image_folder"  # your own data: DATA_ROOT is the folder of class folders
 DEFAULT_SEEDS = ["1", "2", "3", "4", "5"]
 
 
@@ -67,6 +68,7 @@ class Job:
     kind: str  # "train" or "eval"
     folder: str
     argv: list[str]  # train.py arguments after --output-dir FOLDER
+    missing: str = ""  # why the job cannot run (an evaluation without its training run): said instead of running
 
 
 @dataclass(frozen=True)
@@ -201,20 +203,38 @@ def extra_options() -> list[str]:
 
 def _readable(value: str) -> str:
     """A config value as part of a folder name: "['shape', 'material']" -> "shape+material", "ViT-L/14" ->
-    "ViT-L-14"."""
+    "ViT-L-14", a file (or a folder given by its path) -> its name without extensions ("descriptions/pets.json" ->
+    "pets"): the record names the file and its checksum, the folder need not."""
+    path = os.path.expanduser(value)
+    if os.path.isfile(path) or (os.sep in value and os.path.isdir(path)):
+        name = os.path.basename(os.path.normpath(path))
+        return name.split(".", 1)[0] or name
     items = [item.strip(" '\"") for item in value.strip("[]()").split(",")]
     return "+".join(items).replace("/", "-").replace(" ", "-")
 
 
+def setting_parts(template: str, settings: dict[str, str]) -> list[str]:
+    """The settings the environment overrides that `template` does not show, as folder-name parts ("epo4")."""
+    return [f"{key.lower()}{value}" for key, value in settings.items()
+            if key in os.environ and "{" + key + "}" not in template]
+
+
+def option_parts(options: list[str] = ()) -> list[str]:
+    """The `KEY VALUE` options (EXTRA_OPTS first) that can change numbers, as folder-name parts."""
+    pairs = [*extra_options(), *options]
+    return [f"{'.'.join(key.lower().split('.')[-2:])}-{_readable(value)}"
+            for key, value in zip(pairs[::2], pairs[1::2]) if key not in NOT_DECIDING]
+
+
+def with_component(folder: str, component: str) -> str:
+    """`folder` with one more component before its last ("" adds none)."""
+    return os.path.join(os.path.dirname(folder), component, os.path.basename(folder)) if component else folder
+
+
 def varied(folder: str, template: str, settings: dict[str, str], options: list[str] = ()) -> str:
     """`folder` with one more component before its last naming what the user varied that `template` does not show:
-    the settings the environment overrides and the `KEY VALUE` options (EXTRA_OPTS first) that can change numbers."""
-    parts = [f"{key.lower()}{value}" for key, value in settings.items()
-             if key in os.environ and "{" + key + "}" not in template]
-    pairs = [*extra_options(), *options]
-    parts += [f"{'.'.join(key.lower().split('.')[-2:])}-{_readable(value)}"
-              for key, value in zip(pairs[::2], pairs[1::2]) if key not in NOT_DECIDING]
-    return os.path.join(os.path.dirname(folder), "_".join(parts), os.path.basename(folder)) if parts else folder
+    the settings the environment overrides and the options that can change numbers."""
+    return with_component(folder, "_".join(setting_parts(template, settings) + option_parts(options)))
 
 
 def dataset_and_rest(args: list[str]) -> tuple[str, list[str]]:
@@ -240,7 +260,7 @@ def family_jobs(family: Family, stage: str, args: list[str]) -> list[Job]:
 
 def folder_name(dataset: str, root: str) -> str:
     """A dataset's name in output folders: its config key, or an image folder's own name (DATA_ROOT's)."""
-    return os.path.basename(os.path.normpath(root)) if dataset == IMAGE_FOLDER else dataset
+    return catalog.data_label(dataset, root)
 
 
 def job(family: Family, stage: str, dataset: str, root: str, shots: str, seed: str) -> Job:
@@ -251,20 +271,87 @@ def job(family: Family, stage: str, dataset: str, root: str, shots: str, seed: s
               "DATASET": folder_name(dataset, root)}
     train_dir = varied(family.train_dir.format(**values), family.train_dir, settings)
     flags = ["--root", root, "--seed", seed, "--trainer", family.trainer, "--dataset-config-file",
-             dataset_config(dataset), "--config-file", trainer_config(family, cfg)]
-    options = [*family.options.format(**values).split(), "DATASET.NUM_SHOTS", shots]
+             dataset_config(dataset)]
+    model = ["--config-file", trainer_config(family, cfg), *family.options.format(**values).split()]
+    data = ["DATASET.NUM_SHOTS", shots]
     if os.environ.get("ANCHOR") and family.variant == "anchoropt" and family.protocol != "anchor":
-        options += ["TRAINER.ANCHOROPT.ANCHOR_WEIGHTS", os.environ["ANCHOR"]]
+        data += ["TRAINER.ANCHOROPT.ANCHOR_WEIGHTS", os.environ["ANCHOR"]]
     if stage == "train":
-        options += ["OPTIM.MAX_EPOCH", values["EPO"], "DATASET.SUBSAMPLE_CLASSES", family.split("train")]
-        return Job("train", train_dir, flags + options)
-    flags += ["--model-dir", os.path.join(output_root(), train_dir), "--load-epoch", values["EPO"], "--eval-only"]
-    options += ["DATASET.SUBSAMPLE_CLASSES", family.split("eval")]
+        options = ["OPTIM.MAX_EPOCH", values["EPO"], "DATASET.SUBSAMPLE_CLASSES", family.split("train")]
+        return Job("train", train_dir, flags + model + data + options)
+    trained = training_run(family, family.train_dir.format(**values), train_dir)
+    # A run of ours records its settings, which the evaluation takes from it (train.py --eval-only): nothing of the
+    # training is repeated, so a training with EXTRA_OPTS needs none here. A folder without a record (the original
+    # code's) is evaluated with the family's settings.
+    epochs = str(trained.record.get("epochs", values["EPO"])) if trained.record else values["EPO"]
+    flags += ["--model-dir", os.path.join(output_root(), trained.folder), "--load-epoch", epochs, "--eval-only"]
+    options = data + ["DATASET.SUBSAMPLE_CLASSES", family.split("eval")]
     if family.eval_dir.startswith(IN_TRAINING):  # the training folder already names what was varied
-        eval_dir = family.eval_dir.format(**values, TRAIN_DIR=train_dir)
-    else:
-        eval_dir = varied(family.eval_dir.format(**values), family.eval_dir, settings)
-    return Job("eval", eval_dir, flags + options)
+        eval_dir = family.eval_dir.format(**values, TRAIN_DIR=trained.folder)
+    else:  # named as if the training's options had been repeated (as EXTRA_OPTS) for the evaluation
+        trained_options = _beyond(trained.component, "_".join(setting_parts(family.train_dir, settings)))
+        own = [part for part in option_parts() if f"_{part}_" not in f"_{trained_options}_"]
+        parts = [*setting_parts(family.eval_dir, settings), *filter(None, [trained_options]), *own]
+        eval_dir = with_component(family.eval_dir.format(**values), "_".join(parts))
+    argv = flags + options if trained.record else flags + model + options
+    return Job("eval", eval_dir, argv, trained.missing)
+
+
+def _beyond(component: str, prefix: str) -> str:
+    """What a folder component names beyond `prefix` (the parts the environment gave it): its options."""
+    if prefix and (component == prefix or component.startswith(prefix + "_")):
+        return component[len(prefix) + 1:]
+    return component
+
+
+@dataclass(frozen=True)
+class TrainingRun:
+    """The training run an evaluation job evaluates: its folder under OUTPUT, the folder component it has beyond the
+    family's layout when it was found beside the expected one, its record (None: none, or not ours), and why there
+    is none to evaluate."""
+
+    folder: str
+    component: str = ""
+    record: dict | None = None
+    missing: str = ""
+
+
+def training_run(family: Family, plain: str, expected: str) -> TrainingRun:
+    """The run in `expected` (the family's training folder `plain`, with what the environment and EXTRA_OPTS name);
+    else the one run of the family for this dataset, shots and seed beside it, in a folder that names other options
+    (a training with EXTRA_OPTS evaluated without them). Several such runs are an error listing them."""
+    if holds_training(expected):
+        return TrainingRun(expected, record=training_record(expected))
+    parent, seed = os.path.split(plain)
+    components = sorted(os.listdir(os.path.join(output_root(), parent))) if os.path.isdir(
+        os.path.join(output_root(), parent)) else []
+    found = [(c, os.path.join(parent, c, seed)) for c in ["", *components]
+             if os.path.join(parent, c, seed) != expected and holds_training(os.path.join(parent, c, seed))]
+    if len(found) > 1:
+        listed = ", ".join(c or "(none)" for c, _ in found)
+        raise UserError(f"{os.path.join(output_root(), parent)} holds several training runs of {seed} (folders of "
+                        f"options: {listed}), none of them in {os.path.join(output_root(), expected)}: set EXTRA_OPTS "
+                        "to the options of the one to evaluate, as its training had them")
+    if found:
+        component, folder = found[0]
+        return TrainingRun(folder, component.rstrip(os.sep), training_record(folder))
+    script = next(stem for stem, stage in family.script_stages().items() if stage == "train")
+    return TrainingRun(expected, missing=(
+        f"no training run to evaluate in {os.path.join(output_root(), expected)}, nor beside it in a folder of other "
+        f"options: run {script}.sh first, with the same DATASET, DATA_ROOT, seeds and SHOTS, EPO, NCTX, ... (an "
+        "evaluation needs no EXTRA_OPTS repeated)"))
+
+
+def holds_training(folder: str) -> bool:
+    """Whether `folder` (under OUTPUT) holds a training run: checkpoints, or a record of one."""
+    path = os.path.join(output_root(), folder)
+    return bool(checkpoint_folders(path)) or training_record(folder) is not None
+
+
+def training_record(folder: str) -> dict | None:
+    """The record of a finished training run in `folder` (under OUTPUT), if it holds one of ours."""
+    record = read_record(os.path.join(output_root(), folder))
+    return record if record and record.get("kind") == "train" and not identity_problem(record) else None
 
 
 def zeroshot_jobs(family: Family, args: list[str]) -> list[Job]:
@@ -349,6 +436,8 @@ def train_argv(job: Job) -> list[str]:
 
 def to_run(job: Job) -> bool:
     """Whether the job must run: not when its folder holds its finished run (FORCE=1 runs it anyway)."""
+    if job.missing:
+        raise UserError(job.missing)
     argv = train_argv(job)
     folder = argv[1]
     if not os.environ.get("FORCE") and already_done(job, folder, argv):

@@ -57,10 +57,14 @@ FAILED = "train.py ended with exit status"
 
 @dataclass
 class Task:
-    """One job of the sweep, and the training it needs first (an evaluation's)."""
+    """One job of the sweep (the `index`-th of `script` with `args`), and the training it needs first (an
+    evaluation's)."""
 
     job: Job
     label: str
+    script: str
+    args: list[str]
+    index: int
     after: Task | None = None
     state: str = "waiting"  # waiting, running, done, skipped, failed, blocked
     seconds: float = 0.0
@@ -74,6 +78,11 @@ class Task:
     def log(self) -> Path:
         """The sweep's copy of the job's console output (train.py's own log.txt is in the job's folder)."""
         return Path(output_root()) / "sweep_logs" / (self.job.folder.replace("/", "__") + ".log")
+
+    def refresh(self) -> None:
+        """Build the job again now that what it follows has run: an evaluation takes its training's settings and
+        folder from the training's record, which did not exist when the sweep was planned."""
+        self.job = run_protocol.jobs_of(self.script, self.args)[self.index]
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -104,8 +113,8 @@ def tasks_of(protocol: str, method_names: list[str], datasets: list[str], data: 
             else:
                 targets = [[dataset, data, *seeds] for dataset in datasets]
             for args in targets:
-                for job in run_protocol.jobs_of(str(script), args):
-                    tasks.setdefault(job.folder, Task(job, label(method, protocol, job)))
+                for index, job in enumerate(run_protocol.jobs_of(str(script), args)):
+                    tasks.setdefault(job.folder, Task(job, label(method, protocol, job), str(script), args, index))
     for task in tasks.values():  # an evaluation comes after the training that writes its --model-dir
         if "--model-dir" in task.job.argv:
             model_dir = task.job.argv[task.job.argv.index("--model-dir") + 1]
@@ -287,18 +296,19 @@ def run_local(tasks: list[Task], slots: list[dict[str, str]]) -> None:
     try:
         while pending or busy:
             started = False
-            for task in list(pending):
-                if not idle:
-                    break
+            for task in list(pending):  # finished ones are skipped at once, whether a worker is free or not
                 if task.after is not None and task.after.state in ("failed", "blocked"):
                     pending.remove(task)
                     task.state = "blocked"
                     continue
                 if task.after is not None and task.after.state not in ("done", "skipped"):
                     continue
-                pending.remove(task)
                 if not needs_running(task):
+                    pending.remove(task)
                     continue
+                if not idle:
+                    break
+                pending.remove(task)
                 worker = idle.pop()
                 worker.start(task)
                 selector.register(worker.process.stdout, selectors.EVENT_READ, worker)
@@ -327,6 +337,8 @@ def run_local(tasks: list[Task], slots: list[dict[str, str]]) -> None:
 def needs_running(task: Task) -> bool:
     """Whether a task runs; a finished one is skipped, and one whose folder holds other settings fails here."""
     try:
+        if task.after is not None:
+            task.refresh()
         if run_protocol.to_run(task.job):
             return True
         task.state = "skipped"

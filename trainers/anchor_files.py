@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 
 import torch
 from yacs.config import CfgNode
@@ -29,15 +30,10 @@ ANCHOR_PARAM = "anchor_ctx_1"  # the stage-I parameter, in our checkpoints and t
 STAGE_ONE_FOLDER = "anchor_prompt_learner"
 
 
-def _dataset_file(cfg: CfgNode, field: str, key: str, what: str) -> str:
-    """The catalog's per-dataset file name, or an error naming the key that gives the file directly."""
+def _dataset_file(cfg: CfgNode, field: str) -> str:
+    """The catalog's per-dataset file name (the original's); "" for a dataset that has none."""
     info = catalog.by_name(cfg.DATASET.NAME)
-    name = getattr(info, field, "") if info else ""
-    if not name:
-        known = ", ".join(i.name for i in catalog.DATASETS if getattr(i, field))
-        raise UserError(f"there is no default {what} for dataset {cfg.DATASET.NAME}: set TRAINER.ANCHOROPT.{key} "
-                        f"(defaults exist for {known})")
-    return name
+    return getattr(info, field, "") if info else ""
 
 
 # -- descriptions ------------------------------------------------------------------------------------------------
@@ -46,13 +42,41 @@ def descriptions_path(cfg: CfgNode) -> str:
     opts = cfg.TRAINER.ANCHOROPT
     if opts.DESCRIPTIONS:
         return opts.DESCRIPTIONS
-    return os.path.join(opts.DESCRIPTIONS_DIR, _dataset_file(cfg, "descriptions", "DESCRIPTIONS", "description file"))
+    name = _dataset_file(cfg, "descriptions")
+    if not name:
+        info = catalog.by_name(cfg.DATASET.NAME)
+        output = f"output/descriptions/{catalog.data_label(info.key, cfg.DATASET.ROOT) if info else 'classes'}.json"
+        raise UserError(f"dataset {cfg.DATASET.NAME or '(none)'} has no class descriptions of the original's for "
+                        f"AnchorOPT's stage I: write them with `{describe_command(cfg, output)}` (an LLM describes "
+                        'each class), or as a JSON file of your own {"class name": ["sentence", ...]}, and give the '
+                        f'file as TRAINER.ANCHOROPT.DESCRIPTIONS (to a run script: EXTRA_OPTS="TRAINER.ANCHOROPT.'
+                        f'DESCRIPTIONS {output}")')
+    return os.path.join(opts.DESCRIPTIONS_DIR, name)
+
+
+def describe_command(cfg: CfgNode, output: str) -> str:
+    """The gpt_query.py command that writes descriptions of the run's dataset's classes to `output`."""
+    info = catalog.by_name(cfg.DATASET.NAME)
+    config = f"configs/datasets/{info.key}.yaml" if info else "configs/datasets/<dataset>.yaml"
+    return (f"python3 gpt_query.py --descriptions --dataset-config-file {config} --root "
+            f"{shlex.quote(cfg.DATASET.ROOT or 'DATA_ROOT')} --output {shlex.quote(output)}")
+
+
+def check_descriptions(cfg: CfgNode) -> str:
+    """The description file stage I reads: refused, saying how to get one, when there is none (before any data or
+    CLIP is loaded)."""
+    path = descriptions_path(cfg)
+    if not os.path.isfile(path):
+        raise UserError(f"no class-description file {path}: write it with `{describe_command(cfg, path)}`, or copy "
+                        "the original's templates/*_prompts_full.json (docs/AnchorOPT.md); one elsewhere is given as "
+                        "TRAINER.ANCHOROPT.DESCRIPTIONS")
+    return path
 
 
 def read_descriptions(path: str, classnames: list[str], limit: int) -> list[list[str]]:
     """The first `limit` sentences of each class, in class order. A class with fewer keeps all it has."""
-    how = ("write one with `python3 gpt_query.py --descriptions`, or use the original's templates/*_prompts_full.json "
-           "(docs/AnchorOPT.md)")
+    how = ("write one with `python3 gpt_query.py --descriptions --dataset-config-file configs/datasets/<dataset>.yaml "
+           "--root DATA_ROOT --output FILE`, or use the original's templates/*_prompts_full.json (docs/AnchorOPT.md)")
     if not os.path.isfile(path):
         raise UserError(f"no class-description file {path}: {how}, and point TRAINER.ANCHOROPT.DESCRIPTIONS (or "
                         "DESCRIPTIONS_DIR) at it")
@@ -84,7 +108,11 @@ def anchor_path(cfg: CfgNode) -> str:
     opts = cfg.TRAINER.ANCHOROPT
     if opts.ANCHOR_WEIGHTS:
         return opts.ANCHOR_WEIGHTS
-    folder = _dataset_file(cfg, "anchor_folder", "ANCHOR_WEIGHTS", "anchor")
+    folder = _dataset_file(cfg, "anchor_folder")
+    if not folder:
+        raise UserError(f"dataset {cfg.DATASET.NAME or '(none)'} has no anchor of the original's: learn one with "
+                        "AnchorOPT's stage I (scripts/coop/anchoropt_pretrain_anchor.sh) and give its output folder as "
+                        "TRAINER.ANCHOROPT.ANCHOR_WEIGHTS (to a run script: ANCHOR=<folder>)")
     return os.path.join(opts.ANCHOR_DIR, folder, STAGE_ONE_FOLDER, "model.pth.tar")
 
 

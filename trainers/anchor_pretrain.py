@@ -94,6 +94,12 @@ class AnchorPretrain(PromptTrainer):
         return cls.SAVE_NAME
 
     @classmethod
+    def check_settings(cls, cfg, kind: str | None = None) -> None:
+        super().check_settings(cfg, kind)
+        if kind == "train":  # the descriptions it learns from, before the data and CLIP load
+            anchor_files.check_descriptions(cfg)
+
+    @classmethod
     def input_files(cls, cfg, kind: str) -> list[str]:
         path = anchor_files.descriptions_path(cfg)
         return [path] if kind == "train" and os.path.isfile(path) else []

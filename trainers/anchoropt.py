@@ -73,6 +73,10 @@ def config_node() -> CN:
     return node
 
 
+# What an evaluation decides itself (trainers/config.py): which anchor file it reads, when it reads one.
+EVALUATION_KEYS = tuple(f"TRAINER.ANCHOROPT.{key}" for key in ("TARGET_ANCHOR", "ANCHOR_WEIGHTS", "ANCHOR_DIR"))
+
+
 def enabled(cfg: CfgNode) -> bool:
     """Whether the run uses AnchorOPT: the switch, or an original `<Method>_AnchorOPT` name (trainers/original.py)."""
     return cfg.TRAINER.ANCHOROPT.USE_ANCHOROPT or name_turns_on_anchoropt(cfg.TRAINER.NAME)
@@ -125,6 +129,16 @@ def seen_classes(cfg: CfgNode, trained: dict | None = None) -> bool:
     if trained is None:
         return split == "all"  # a training run tests the classes it trains on
     return trained.get("DATASET.NAME") == cfg.DATASET.NAME and trained.get("DATASET.SUBSAMPLE_CLASSES") == split
+
+
+def adopt_anchor(cfg: CfgNode, model: PromptedCLIP, state: dict, trained: dict | None) -> dict:
+    """Loading a checkpoint: the test rule follows the classes it was trained on (`trained`: its settings), and the
+    anchor is the one it carries unless TRAINER.ANCHOROPT.TARGET_ANCHOR asks for the evaluated dataset's own (the
+    original's choice); returns the weights to load."""
+    model.seen_classes = seen_classes(cfg, trained)
+    if cfg.TRAINER.ANCHOROPT.TARGET_ANCHOR:
+        return {k: v for k, v in state.items() if not ANCHOR_KEY.search(k)}
+    return state
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -35,6 +35,11 @@ def config_node() -> CN:
     return node
 
 
+# The keys that give the attribute words and their soft-token counts, in their several spellings.
+LAYOUT_KEYS = tuple(f"TRAINER.ATPROMPT.{key}" for key in (
+    "ATTRIBUTES", "ATT_NUM", "ATT1_TEXT", "ATT2_TEXT", "ATT3_TEXT", "N_ATTS", "N_ATT1", "N_ATT2", "N_ATT3"))
+
+
 def attributes_from_cfg(cfg: CN, enabled: bool | None = None) -> list[tuple[str, int]]:
     """The (word, number of soft tokens) pairs a config asks for; [] when ATPrompt is off.
 
@@ -59,7 +64,10 @@ def attributes_from_cfg(cfg: CN, enabled: bool | None = None) -> list[tuple[str,
         else:
             words = [w for w in given if w != "none"]
     if not words:
-        fix = "TRAINER.ATPROMPT.USE_ATPROMPT is on, so set TRAINER.ATPROMPT.ATTRIBUTES, e.g. \"['color', 'shape']\""
+        fix = ("TRAINER.ATPROMPT.USE_ATPROMPT is on, so give the attribute words with TRAINER.ATPROMPT.ATTRIBUTES, "
+               "e.g. \"['color', 'shape']\" (to a run script: EXTRA_OPTS=\"TRAINER.ATPROMPT.ATTRIBUTES "
+               "\\\"['color', 'shape']\\\"\"), or find them with gpt_query.py and the attribute search "
+               "(docs/Attribute_Search.md)")
         words = catalog.paper_words(cfg.DATASET.NAME, "attributes", fix)
     return list(zip(words, _tokens_per_attribute(atp, len(words))))
 

@@ -282,8 +282,9 @@ class AttributeSearch(PromptTrainer):
     )
     RECORD_KIND = "search"  # its record is a search, not a classifier of a result table
 
-    def check_cfg(self, cfg) -> None:
-        super().check_cfg(cfg)
+    @classmethod
+    def check_settings(cls, cfg, kind: str | None = None) -> None:
+        super().check_settings(cfg, kind)
         if cfg.TRAINER.ATTRIBUTE_SEARCH.VALIDATION not in ("all", "first_batch"):
             raise UserError(f"TRAINER.ATTRIBUTE_SEARCH.VALIDATION is '{cfg.TRAINER.ATTRIBUTE_SEARCH.VALIDATION}'; "
                             "use all (the whole validation set, in turn) or first_batch (the original's)")
@@ -421,8 +422,9 @@ class AttributeSearch(PromptTrainer):
         print(f"Search result written to {osp.join(self.output_dir, RESULT_FILE)} and {PLOT_FILE}")
         print("Train with them by adding to train.py:")
         print(f"  {result['train_overrides']}")
-        words = ",".join(f"'{w}'" for w in best["attributes"])
-        print(f"or, to the run scripts' environment: EXTRA_OPTS=\"TRAINER.ATPROMPT.ATTRIBUTES [{words}]\"")
+        # EXTRA_OPTS is split like a shell line: the list is quoted, else its quotes go and it is no list.
+        words = repr(list(best["attributes"]))
+        print(f"or, to the run scripts' environment: EXTRA_OPTS=\"TRAINER.ATPROMPT.ATTRIBUTES \\\"{words}\\\"\"")
         super().after_train()
 
     def search_result(self) -> dict:

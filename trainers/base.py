@@ -20,6 +20,7 @@ import torch
 import torch.nn as nn
 from yacs.config import CfgNode
 
+from dassl.data.datasets import DatasetBase
 from dassl.engine import TRAINER_REGISTRY, TrainerX
 from dassl.engine.feature_cache import CachedEvaluation
 from dassl.engine.precision import PRECISIONS, autocast, resolve_precision
@@ -103,13 +104,25 @@ class PromptTrainer(CachedEvaluation, TrainerX):
 
     # -- construction -------------------------------------------------------------------------------------------
     def check_cfg(self, cfg: CfgNode) -> None:
-        prec = self.options(cfg).PREC
+        self.check_settings(cfg)
+
+    @classmethod
+    def check_settings(cls, cfg: CfgNode, kind: str | None = None) -> None:
+        """Refuse settings this method cannot run with; train.py calls it before anything is loaded or written, with
+        the run's `kind` ("train" or "eval"; None when not known)."""
+        prec = cls.options(cfg).PREC
         if prec not in PRECISIONS:
-            raise UserError(f"TRAINER.{self.METHOD.node}.PREC must be one of {', '.join(PRECISIONS)}, got '{prec}'")
-        if anchoropt.enabled(cfg) and not self.METHOD.plugins:
+            raise UserError(f"TRAINER.{cls.METHOD.node}.PREC must be one of {', '.join(PRECISIONS)}, got '{prec}'")
+        if anchoropt.enabled(cfg) and not cls.METHOD.plugins:
             others = ", ".join(card.name for _, card in methods() if card.plugins)
             raise UserError(f"{cfg.TRAINER.NAME} has no AnchorOPT variant: set TRAINER.ANCHOROPT.USE_ANCHOROPT "
                             f"False, or use it with {others}")
+        cls.attributes_of(cfg)  # ATPrompt's words must be known before the data and CLIP load
+
+    @classmethod
+    def attributes_of(cls, cfg: CfgNode) -> list[tuple[str, int]]:
+        """The attribute words and soft-token counts the config asks for ([] without ATPrompt)."""
+        return attributes_from_cfg(cfg, None if cls.METHOD.plugins else False)
 
     @classmethod
     def build_custom_clip(cls, cfg: CfgNode, clip_model: nn.Module, classnames: list[str],
@@ -182,7 +195,7 @@ class PromptTrainer(CachedEvaluation, TrainerX):
         with torch.random.fork_rng(devices=[]) if replayed else contextlib.nullcontext():
             self.clip_model = clip_model = load_clip_at(cfg, self.prec)
         self.backbone = backbone_identity(cfg)
-        self.attributes = attributes_from_cfg(cfg, None if self.METHOD.plugins else False)
+        self.attributes = self.attributes_of(cfg)
         if cfg.TRAINER.NAME.endswith("_ATP") and not self.attributes:
             print(f"Note: TRAINER.ATPROMPT.USE_ATPROMPT is False, so {cfg.TRAINER.NAME} runs without ATPrompt, as "
                   "the original did; set it True for the attribute blocks")
@@ -193,12 +206,15 @@ class PromptTrainer(CachedEvaluation, TrainerX):
         self.model = self.build_custom_clip(cfg, clip_model, self.dm.dataset.classnames, self.attributes)
         self._freeze_and_register()
 
+    @classmethod
+    def set_trainable(cls, cfg: CfgNode, model: nn.Module) -> list[str]:
+        """Let the parameters that learn (`is_trainable`) have gradients and freeze the rest; their names."""
+        for name, param in model.named_parameters():
+            param.requires_grad_(cls.is_trainable(cfg, name))
+        return [name for name, param in model.named_parameters() if param.requires_grad]
+
     def _freeze_and_register(self) -> None:
-        trainable = []
-        for name, param in self.model.named_parameters():
-            param.requires_grad_(self.is_trainable(self.cfg, name))
-            if param.requires_grad:
-                trainable.append(name)
+        trainable = self.set_trainable(self.cfg, self.model)
         print(f"Parameters to be updated: {sorted(trainable)}")
         if not any(p.numel() for p in self.model.parameters() if p.requires_grad):
             raise UserError(f"{self.cfg.TRAINER.NAME} has nothing to learn here: no context tokens (N_CTX 0) and no "
@@ -289,8 +305,10 @@ class PromptTrainer(CachedEvaluation, TrainerX):
         return run_settings(self.cfg, "train", type(self))
 
     def checkpoint_meta(self) -> dict:
-        return {"trainer": self.cfg.TRAINER.NAME, "settings": self.run_settings(),
-                "backbone": self.backbone, "prompt": self.describe()["prompt"], "data": self.dm.data_identity}
+        """What a checkpoint says of its run: enough to rebuild the model without the data (trainers/classifier.py)."""
+        return {"trainer": self.cfg.TRAINER.NAME, "settings": self.run_settings(), "backbone": self.backbone,
+                "prompt": self.describe()["prompt"], "data": self.dm.data_identity,
+                "classnames": list(self.dm.dataset.classnames)}
 
     def state_to_save(self, name: str) -> dict:
         """The registered model's weights without the frozen CLIP's, which are the backbone's own (so a MaPLe or
@@ -322,18 +340,20 @@ class PromptTrainer(CachedEvaluation, TrainerX):
                 "with the settings it was trained with, or train with these in a new --output-dir."
             )
 
-    def _check_origin(self, checkpoint: dict, path: str) -> None:
-        """A checkpoint of another method, or of another CLIP, is refused for evaluation (before its weights are
-        looked at). The original's checkpoints carry no such record and are checked by their weights alone."""
+    @classmethod
+    def check_origin(cls, cfg: CfgNode, checkpoint: dict, path: str, backbone: dict[str, str]) -> None:
+        """A checkpoint of another method, or of another CLIP (`backbone`: the one here), is refused for evaluation
+        (before its weights are looked at). The original's checkpoints carry no such record and are checked by
+        their weights alone."""
         meta = checkpoint.get("meta") or {}
         trainer = meta.get("trainer")
-        if trainer and trainer in TRAINER_REGISTRY and TRAINER_REGISTRY.get(trainer) is not type(self):
-            raise UserError(f"{path} was trained by {trainer}, not {self.cfg.TRAINER.NAME}: evaluate it with "
+        if trainer and trainer in TRAINER_REGISTRY and TRAINER_REGISTRY.get(trainer) is not cls:
+            raise UserError(f"{path} was trained by {trainer}, not {cfg.TRAINER.NAME}: evaluate it with "
                             f"--trainer {trainer} and the settings it was trained with")
         saved = meta.get("backbone")
-        if saved and saved["sha256"] != self.backbone["sha256"]:
+        if saved and saved["sha256"] != backbone["sha256"]:
             raise UserError(f"{path} was trained on {saved['name']} (weights sha256 {saved['sha256'][:12]}...), but "
-                            f"the backbone {self.backbone['name']} here has sha256 {self.backbone['sha256'][:12]}...:"
+                            f"the backbone {backbone['name']} here has sha256 {backbone['sha256'][:12]}...:"
                             " evaluate it with the CLIP it was trained on (MODEL.BACKBONE.NAME)")
 
     def load_model(self, directory: str | None, epoch: int | None = None) -> None:
@@ -349,33 +369,38 @@ class PromptTrainer(CachedEvaluation, TrainerX):
         for name in self.get_model_names():
             path = checkpoint_file(directory, name, epoch)
             checkpoint = load_checkpoint(path)
-            self._check_origin(checkpoint, path)
-            state = {k: v for k, v in checkpoint["state_dict"].items() if not FIXED_TOKEN_KEY.search(k)}
-            if anchoropt.enabled(self.cfg):
-                state = self._adopt_anchor(checkpoint, state)
-            state = self.adapt_state_dict(state, checkpoint.get("meta") or {})
-            self._adopt_layout(state)
-            module = self._models[name]
-            own = module.state_dict()
-            state = {k: v for k, v in state.items() if k in own or not UNUSED_BLOCK_KEY.search(k)}
-            self._check_layout(state, module, path)
-            self._check_fits(state, module, path)
+            self.check_origin(self.cfg, checkpoint, path, self.backbone)
+            self._adopt_layout({k: v for k, v in checkpoint["state_dict"].items() if not FIXED_TOKEN_KEY.search(k)})
             print(f'Loading weights to {name} from "{path}" (epoch = {checkpoint["epoch"]})')
-            module.load_state_dict(state, strict=False)
+            self.load_weights(self.cfg, self.model, checkpoint, path, self.backbone, self.dm.dataset)
             self.loaded_epoch = checkpoint["epoch"]
 
-    def _adopt_anchor(self, checkpoint: dict, state: dict) -> dict:
-        """AnchorOPT: the test rule follows the classes the checkpoint was trained on, and the anchor is the one it
-        carries unless TRAINER.ANCHOROPT.TARGET_ANCHOR asks for this dataset's own (the original's choice)."""
-        self.model.seen_classes = anchoropt.seen_classes(self.cfg, (checkpoint.get("meta") or {}).get("settings"))
-        if self.cfg.TRAINER.ANCHOROPT.TARGET_ANCHOR:
-            return {k: v for k, v in state.items() if not anchoropt.ANCHOR_KEY.search(k)}
-        return state
+    @classmethod
+    def load_weights(cls, cfg: CfgNode, model: PromptedCLIP, checkpoint: dict, path: str, backbone: dict[str, str],
+                     dataset: DatasetBase | None = None) -> None:
+        """Load a checkpoint (ours or the original's, read from `path`) into `model`, a model of this method built
+        for the classes it is evaluated on, and set its test rule for them; `dataset`: the evaluated dataset, when
+        there is one. Whatever does not fit is refused, naming it; a trainer and the classifier both load this way.
+        `model`'s trainable parameters (`set_trainable`) are those the checkpoint must hold."""
+        cls.check_origin(cfg, checkpoint, path, backbone)
+        meta = checkpoint.get("meta") or {}
+        state = {k: v for k, v in checkpoint["state_dict"].items() if not FIXED_TOKEN_KEY.search(k)}
+        if anchoropt.enabled(cfg):
+            state = anchoropt.adopt_anchor(cfg, model, state, meta.get("settings"))
+        state = cls.adapt_state_dict(cfg, model, state, meta, dataset)
+        module = model if cls.SAVE_WHOLE_MODEL else model.prompt_learner
+        own = module.state_dict()
+        state = {k: v for k, v in state.items() if k in own or not UNUSED_BLOCK_KEY.search(k)}
+        cls._check_layout(state, module, path)
+        cls._check_fits(state, module, path)
+        module.load_state_dict(state, strict=False)
 
-    def adapt_state_dict(self, state: dict, meta: dict) -> dict:
-        """Hook: fit a checkpoint's weights to the current data before they are checked and loaded (e.g. keep the
-        rows of a classifier head that the target classes use); `meta` is what our checkpoints say of their run
-        (empty for the original's)."""
+    @classmethod
+    def adapt_state_dict(cls, cfg: CfgNode, model: PromptedCLIP, state: dict, meta: dict,
+                         dataset: DatasetBase | None = None) -> dict:
+        """Hook: fit a checkpoint's weights to the evaluated classes before they are checked and loaded (e.g. keep
+        the rows of a classifier head that the target classes use); `meta` is what our checkpoints say of their
+        run (empty for the original's), `dataset` the evaluated dataset when there is one."""
         return state
 
     def _prefix(self) -> str:
@@ -395,8 +420,7 @@ class PromptTrainer(CachedEvaluation, TrainerX):
     def _replace_model(self, new_model: nn.Module) -> None:
         """Evaluate with `new_model`, built for a checkpoint, instead of the model built from the config."""
         new_model.to(self.device)
-        for param_name, param in new_model.named_parameters():
-            param.requires_grad_(self.is_trainable(self.cfg, param_name))
+        self.set_trainable(self.cfg, new_model)
         self.model = new_model
         self._models[self.save_name(self.cfg)] = new_model if self.SAVE_WHOLE_MODEL else new_model.prompt_learner
 

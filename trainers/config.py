@@ -13,11 +13,14 @@ import difflib
 import os
 import re
 import shlex
+from dataclasses import dataclass
+from typing import Any
 
 import yaml
 from yacs.config import CfgNode as CN
 
 from dassl.config import get_cfg_default
+from dassl.engine.records import TRAINING_ONLY
 from dassl.utils.errors import UserError
 from trainers import anchoropt, atprompt, method, original
 
@@ -44,37 +47,166 @@ def get_cfg() -> CN:
     return extend_cfg(get_cfg_default())
 
 
-def setup_cfg(files: list[tuple[str, str]], flags: dict[str, object], opts: list[str]) -> tuple[CN, list[str]]:
+def setup_cfg(files: list[tuple[str, str]], flags: dict[str, object], opts: list[str],
+              trained: Training | None = None) -> tuple[CN, list[str]]:
     """The frozen config of a run and notes for its log: defaults, then the yaml `files` ((path, flag) pairs, in
     order), then the values of command-line flags (`flags`: key -> value), then the `KEY VALUE` options (last wins).
-    The original's keys given for a method that owns them under its own node are moved there."""
+    The original's keys given for a method that owns them under its own node are moved there. An evaluation of a
+    trained model (`trained`) then takes the model's settings from its training run (`adopt_training`)."""
     cfg = get_cfg()
-    given: list[str] = []  # the keys set, in order
+    given: list[tuple[str, str]] = []  # (key, where it was set), in the order set
     for path, flag in files:
         if path:
-            given += merge_file(cfg, path, flag)
+            given += [(key, f"{flag} {path}") for key in merge_file(cfg, path, flag)]
     for key, value in flags.items():
         cfg.merge_from_list([key, value])
-        given.append(key)
-    given += merge_options(cfg, opts)
-    notes = resolve_keys(cfg, {key: place for place, key in enumerate(given)})
+        given.append((key, "on the command line"))
+    given += [(key, "on the command line") for key in merge_options(cfg, opts)]
+    notes, moved = resolve_keys(cfg, {key: place for place, (key, _) in enumerate(given)})
+    sources = dict(given)
+    sources |= {new: sources[old] for old, new in moved}
+    if trained is not None:
+        notes += adopt_training(cfg, sources, trained)
     cfg.freeze()
     return cfg, notes
 
 
-def resolve_keys(cfg: CN, given: dict[str, int]) -> list[str]:
-    """Move the original's keys to the run's method (trainers/original.py) and say which given keys it never reads."""
+def resolve_keys(cfg: CN, given: dict[str, int]) -> tuple[list[str], list[tuple[str, str]]]:
+    """Move the original's keys to the run's method (trainers/original.py) and say which given keys it never reads;
+    the notes, and the (original, own) keys moved."""
     from dassl.engine import TRAINER_REGISTRY  # the registry holds every method once trainers/ is imported
 
     if not cfg.TRAINER.NAME or cfg.TRAINER.NAME not in TRAINER_REGISTRY:
-        return []
+        return [], []
     trainer = TRAINER_REGISTRY.get(cfg.TRAINER.NAME)
     card = method.card_of(trainer)
     if card is None:
-        return []
+        return [], []
     owners = {c.node: c.name for _, c in method.methods() if c.config is not None}
     done = original.resolve_original_keys(cfg, given, trainer.__name__, (card.node, *card.reads), owners)
-    return [f"Note: {note}" for note in done.notes] + [f"Note: the original's key {m}" for m in done.moved]
+    notes = [f"Note: {note}" for note in done.notes] + [f"Note: the original's key {old} -> {new}"
+                                                        for old, new in done.moved]
+    return notes, done.moved
+
+
+# ----- an evaluation takes the model's settings from its training run --------------------------------------------
+@dataclass(frozen=True)
+class Training:
+    """What an evaluation takes from the run that trained its model: that run's settings (dassl/engine/records.py),
+    the attribute words and soft-token counts it learned with (None: not recorded), and where they are recorded."""
+
+    settings: dict[str, Any]
+    attributes: list[tuple[str, int]] | None
+    source: str
+
+
+# What an evaluation decides itself: its data and seed, how it tests and loads, and AnchorOPT's anchor file when it
+# reads one; what only training reads is left as given. Every other setting decides the model: the training run's.
+EVALUATION_KEYS = ("SEED", "DATASET.", "TEST.", "DATALOADER.", *TRAINING_ONLY, *anchoropt.EVALUATION_KEYS)
+
+
+def adopt_training(cfg: CN, given: dict[str, str], trained: Training) -> list[str]:
+    """Give an evaluation's config the training run's value of every key that decides the model, whatever the
+    defaults and files say; a key given (`given`: key -> where) with another value is refused, naming both. The
+    seed, and without a dataset given the data, are the training run's unless given. Returns notes for the log."""
+    conflicts = []
+    for key, value in trained.settings.items():
+        if not _taken_from_training(key, given):
+            continue
+        try:
+            now = _config_value(cfg, key)
+        except KeyError:
+            continue  # a key this version no longer has
+        value = _recorded(now, value)
+        if key in given and key in atprompt.LAYOUT_KEYS:
+            continue  # compared by the attributes they give, below
+        if key in given and not _same_setting(key, now, value, trained.settings):
+            conflicts.append(f"{key} is {now!r} ({given[key]}) but {value!r} in training")
+            continue
+        _set_value(cfg, key, value)
+    conflicts += _attribute_conflicts(cfg, given, trained)
+    if conflicts:
+        raise UserError(f"{trained.source} was trained with other settings than given here "
+                        f"({'; '.join(conflicts)}): leave them out, since an evaluation takes every setting of the "
+                        "model from its training run, or evaluate another model")
+    return _fix_attributes(cfg, trained) + [f"Note: the settings of the model are those of its training run "
+                                            f"({trained.source})"]
+
+
+def _taken_from_training(key: str, given: dict[str, str]) -> bool:
+    """Whether an evaluation takes `key` from the training run: every key that decides the model; the seed unless
+    one is given; the data (DATASET.*) when no dataset is given."""
+    if key == "SEED" or key.startswith("DATASET."):
+        return key not in given and (key == "SEED" or "DATASET.NAME" not in given)
+    return not key.startswith(EVALUATION_KEYS)
+
+
+def _recorded(default, value):
+    """A recorded value in the config's type (records hold lists for tuples)."""
+    return tuple(value) if isinstance(default, tuple) and isinstance(value, list) else value
+
+
+def _same_setting(key: str, now, trained_value, settings: dict) -> bool:
+    """Whether a given value is the training run's. AnchorOPT is on by its switch or by an original
+    `<Method>_AnchorOPT` name, so the switch and the trainer name are compared by what they run: trainer names are
+    the same when they name one method, and the one given turns AnchorOPT on only if training had it on."""
+    if now == trained_value:
+        return True
+    trained_anchoropt = bool(settings.get("TRAINER.ANCHOROPT.USE_ANCHOROPT")) or original.name_turns_on_anchoropt(
+        settings.get("TRAINER.NAME", ""))
+    if key == "TRAINER.ANCHOROPT.USE_ANCHOROPT":
+        return bool(now) == trained_anchoropt
+    if key != "TRAINER.NAME":
+        return False
+    from dassl.engine import TRAINER_REGISTRY
+
+    if not {now, trained_value} <= set(TRAINER_REGISTRY.registered_names()):
+        return False
+    if TRAINER_REGISTRY.get(now) is not TRAINER_REGISTRY.get(trained_value):
+        return False
+    return trained_anchoropt or not original.name_turns_on_anchoropt(now)
+
+
+def _attributes_or_none(cfg: CN) -> list[tuple[str, int]] | None:
+    try:
+        return atprompt.attributes_from_cfg(cfg)
+    except UserError:  # e.g. no attribute table for the evaluated dataset
+        return None
+
+
+def _attribute_conflicts(cfg: CN, given: dict[str, str], trained: Training) -> list[str]:
+    """ATPrompt's words and counts have several spellings (ATTRIBUTES, ATT*_TEXT, the dataset's table; N_ATTS,
+    N_ATT*): those given are compared by the attributes they give."""
+    keys = [key for key in atprompt.LAYOUT_KEYS if key in given]
+    if not keys or trained.attributes is None:
+        return []
+    words = _attributes_or_none(cfg)
+    if words == trained.attributes:
+        return []
+    return [f"{', '.join(keys)} ({given[keys[0]]}) give the attributes {words} but {trained.attributes} in training"]
+
+
+def _fix_attributes(cfg: CN, trained: Training) -> list[str]:
+    """Name the trained attributes outright when the evaluated dataset's table would give others (or none)."""
+    if trained.attributes is None or _attributes_or_none(cfg) == trained.attributes:
+        return []
+    node = cfg.TRAINER.ATPROMPT
+    node.ATTRIBUTES = [word for word, _ in trained.attributes]
+    if _attributes_or_none(cfg) != trained.attributes:
+        node.N_ATTS = [count for _, count in trained.attributes]
+    return [f"Note: the attributes of the model, {node.ATTRIBUTES}, are named in TRAINER.ATPROMPT.ATTRIBUTES: the "
+            f"table of {cfg.DATASET.NAME or 'the evaluated data'} would give others"]
+
+
+def cfg_of_settings(settings: dict[str, Any]) -> CN:
+    """The config a run's recorded settings describe: the defaults, with every recorded key this version knows."""
+    cfg = get_cfg()
+    for key, value in settings.items():
+        try:
+            _set_value(cfg, key, _recorded(_config_value(cfg, key), value))
+        except KeyError:
+            continue
+    return cfg
 
 
 # Merging with errors that name the key, where it came from, the expected type and an example.
@@ -93,6 +225,14 @@ def _config_keys(node: CN, prefix: str = "") -> list[str]:
     for name, value in node.items():
         keys += _config_keys(value, f"{prefix}{name}.") if isinstance(value, CN) else [prefix + name]
     return keys
+
+
+def _set_value(cfg: CN, key: str, value) -> None:
+    *path, leaf = key.split(".")
+    node = cfg
+    for part in path:
+        node = node[part]
+    node[leaf] = value
 
 
 def _config_value(node: CN, key: str):

@@ -227,19 +227,20 @@ class DePT(CoOp):
                             "but DATASET.SUBSAMPLE_CLASSES is 'new': set DATASET.SUBSAMPLE_CLASSES base (or all)")
         super().before_train()
 
-    def adapt_state_dict(self, state: dict, meta: dict) -> dict:
+    @classmethod
+    def adapt_state_dict(cls, cfg: CN, model: DePTCLIP, state: dict, meta: dict, dataset=None) -> dict:
         """The head is for the classes it was trained on: evaluated on others (new classes, another dataset) it is
         not used; an ImageNet head evaluated on a variant with fewer classes (ImageNet-A/R: 200) keeps their rows."""
-        self.model.set_base_mode(is_base_mode(self.cfg, meta.get("settings")))
-        if not self.model.base_mode:
+        model.set_base_mode(is_base_mode(cfg, meta.get("settings")))
+        if not model.base_mode:
             return {k: v for k, v in state.items() if not k.startswith("linear_probe_proj.")}
-        indices = getattr(self.dm.dataset, "imagenet_indices", None)
+        indices = getattr(dataset, "imagenet_indices", None)
         weight = state.get("linear_probe_proj.weight")
         if indices is None or weight is None or weight.shape[0] <= max(indices):
             return state  # not an ImageNet head, or already one row per class
         if list(indices) == list(range(weight.shape[0])):
             return state
-        print(f"Keeping the {len(indices)} of {weight.shape[0]} head rows that {self.cfg.DATASET.NAME} uses")
+        print(f"Keeping the {len(indices)} of {weight.shape[0]} head rows that {cfg.DATASET.NAME} uses")
         rows = torch.tensor(indices, dtype=torch.long)
         state = dict(state)
         for key in ("linear_probe_proj.weight", "linear_probe_proj.bias"):

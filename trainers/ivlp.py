@@ -175,7 +175,8 @@ class IVLP(PromptTrainer):
                 "vision_depth": opts.PROMPT_DEPTH_VISION, "original_construction": cfg.TRAINER.ORIGINAL_DRAWS,
                 "node": cls.METHOD.node}
 
-    def adapt_state_dict(self, state: dict, meta: dict) -> dict:
+    @classmethod
+    def adapt_state_dict(cls, cfg: CN, model, state: dict, meta: dict, dataset=None) -> dict:
         """The original's checkpoints hold the prompts inside CLIP's modules (`image_encoder.VPT`, `*.transformer.
         resblocks.<i>.VPT_shallow`) and PromptSRC's a second image encoder: the prompts move to the prompt learner,
         the copy is dropped."""

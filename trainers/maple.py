@@ -182,10 +182,11 @@ class MaPLe(PromptTrainer):
         return {"depth": cls.options(cfg).PROMPT_DEPTH,
                 "original_deep_anchor": cfg.TRAINER.ANCHOROPT.ORIGINAL_DEEP_ANCHOR}
 
-    def adapt_state_dict(self, state: dict, meta: dict) -> dict:
+    @classmethod
+    def adapt_state_dict(cls, cfg: CN, model, state: dict, meta: dict, dataset=None) -> dict:
         """The original's MaPLe_AnchorOPT checkpoints hold its two CLIPs under other names and the anchor in its
         anchor learner: the prompted CLIP's weights are ours, the unprompted copy is dropped, the anchor moves."""
-        if not anchoropt.enabled(self.cfg):
+        if not anchoropt.enabled(cfg):
             return state
         renamed = {}
         for key, value in state.items():

@@ -127,7 +127,7 @@ def _set(cfg: CN, key: str, value) -> None:
 class KeyResolution:
     """What `resolve_original_keys` did, for the log: the keys it moved and the notes about unread ones."""
 
-    moved: list[str] = field(default_factory=list)
+    moved: list[tuple[str, str]] = field(default_factory=list)  # (the original's key, the key it means here)
     notes: list[str] = field(default_factory=list)
 
 
@@ -142,7 +142,7 @@ def resolve_original_keys(cfg: CN, given: dict[str, int], method: str, own_nodes
     for old, new in mapping.items():
         if old in given and given[old] > given.get(new, -1):
             _set(cfg, new, _get(cfg, old))
-            done.moved.append(f"{old} -> {new}")
+            done.moved.append((old, new))
     for key in sorted(given):
         node = key.split(".")[1] if key.startswith("TRAINER.") and key.count(".") >= 2 else None
         if key in IGNORED_KEYS:

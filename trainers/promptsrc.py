@@ -137,8 +137,9 @@ class PromptSRC(IVLP):
     )
     MODEL = PromptSRCCLIP
 
-    def check_cfg(self, cfg: CN) -> None:
-        super().check_cfg(cfg)
+    @classmethod
+    def check_settings(cls, cfg: CN, kind: str | None = None) -> None:
+        super().check_settings(cfg, kind)
         if cfg.TRAINER.PROMPTSRC.GPA_STD <= 0:
             raise UserError(f"TRAINER.PROMPTSRC.GPA_STD is {cfg.TRAINER.PROMPTSRC.GPA_STD}: the standard deviation of "
                             "the Gaussian prompt aggregation must be > 0 (the scripts use 1)")

@@ -24,6 +24,16 @@ from dassl.utils.errors import UserError
 LOCK_FILE = ".run.lock"
 
 
+def checkpoint_folders(folder: str) -> list[str]:
+    """The sub-folders of `folder` that hold training checkpoints (a Dassl `checkpoint` pointer or model files): one
+    per model a training run registered."""
+    if not os.path.isdir(folder):
+        return []
+    return [name for name in sorted(os.listdir(folder)) if os.path.isdir(os.path.join(folder, name))
+            and any(f == "checkpoint" or f.startswith("model") and ".pth" in f
+                    for f in os.listdir(os.path.join(folder, name)))]
+
+
 def writable_folder(folder: str, flag: str = "--output-dir") -> None:
     """Create `folder` (and its parents); a path that cannot hold a folder is one clear error."""
     try:

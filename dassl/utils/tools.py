@@ -1,5 +1,6 @@
 """Small file-system, randomness and environment helpers."""
 
+import errno
 import json
 import os
 import os.path as osp
@@ -34,12 +35,14 @@ def mkdir_if_missing(dirname: str) -> None:
     os.makedirs(dirname, exist_ok=True)
 
 
-def atomic_write(path: str, writer: Callable[[str], None]) -> None:
+def atomic_write(path: str, writer: Callable[[str], None], keep_existing: bool = False) -> bool:
     """Write `path` all-or-nothing.
 
     `writer(tmp_path)` writes the full content to a temporary file in the same folder, which then
     replaces `path` in one rename. If `writer` raises, the temporary file is removed and any previous
     `path` stays intact, so a crash can never leave a truncated checkpoint or JSON file behind.
+    With `keep_existing`, a `path` that exists (written meanwhile by another process) is left as it is. Returns
+    whether `path` was written.
     """
     folder = osp.dirname(osp.abspath(path))
     mkdir_if_missing(folder)
@@ -51,7 +54,22 @@ def atomic_write(path: str, writer: Callable[[str], None]) -> None:
         # Flush the data to disk before the rename so that the new name never points to lost data.
         with open(tmp_path, "rb") as f:
             os.fsync(f.fileno())
-        os.replace(tmp_path, path)
+        if not keep_existing:
+            os.replace(tmp_path, path)
+            return True
+        try:
+            os.link(tmp_path, path)  # fails where the name exists, unlike a rename
+        except FileExistsError:
+            return False
+        except OSError as err:  # a file system without hard links: a check just before the rename
+            if err.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP):
+                raise
+            if osp.exists(path):
+                return False
+            os.replace(tmp_path, path)
+        finally:
+            _remove(tmp_path)
+        return True
     except OSError as err:
         _remove(tmp_path)
         if err.filename is None and err.errno is not None:  # a failed write names no file: name the one written
@@ -78,14 +96,14 @@ def read_json(fpath: str) -> Any:
             raise UserError(f"{fpath} is not valid JSON ({e}); delete it so that it is regenerated") from e
 
 
-def write_json(obj: Any, fpath: str) -> None:
-    """Write `obj` as indented JSON, atomically."""
+def write_json(obj: Any, fpath: str, keep_existing: bool = False) -> bool:
+    """Write `obj` as indented JSON, atomically (see `atomic_write`); returns whether `fpath` was written."""
 
     def writer(tmp_path: str) -> None:
         with open(tmp_path, "w") as f:
             json.dump(obj, f, indent=4, separators=(",", ": "))
 
-    atomic_write(fpath, writer)
+    return atomic_write(fpath, writer, keep_existing)
 
 
 def _clipped_by_conversion(img: Image.Image) -> str:
