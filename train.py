@@ -26,7 +26,7 @@ import trainers  # noqa: F401  (registers the trainers)
 from clip.clip import file_sha256
 from dassl.data.datasets import DATASET_REGISTRY
 from dassl.engine import TRAINER_REGISTRY, build_trainer
-from dassl.engine.distributed import init_distributed, is_main_process
+from dassl.engine.distributed import init_distributed, is_main_process, report_failure
 from dassl.utils import collect_env_info, set_random_seed
 from dassl.utils.errors import UserError
 from trainers.base import checkpoint_file
@@ -181,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         folder.close_failed(message or f"{type(err).__name__}: {err}")
         if message is None or args.debug or os.environ.get(DEBUG_ENV):
             raise
+        report_failure(f"error: {message}")  # for torchrun's failure summary (tools/torchrun.py prints it last)
         print(f"error: {message}", file=sys.stderr)
         return 2
     finally:
