@@ -117,8 +117,11 @@ def report_failure(line: str) -> None:
     path = os.environ.get("TORCHELASTIC_ERROR_FILE")
     if not path:
         return
-    with open(path, "w") as file:
-        json.dump({"message": {"message": line, "extraInfo": {"timestamp": str(int(time.time()))}}}, file)
+    try:
+        with open(path, "w") as file:
+            json.dump({"message": {"message": line, "extraInfo": {"timestamp": str(int(time.time()))}}}, file)
+    except OSError:
+        pass  # the summary then lacks the line, which the process prints anyway: never hide it behind this error
 
 
 def teardown() -> None:
