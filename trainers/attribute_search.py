@@ -29,7 +29,7 @@ from dassl.utils import atomic_write, write_json
 from dassl.utils.errors import UserError
 from datasets import catalog
 from trainers.backbone import autocast
-from trainers.base import PromptTrainer, optimizer_step, stepped_parameters, training_step
+from trainers.base import PromptTrainer, optimizer_step, training_step
 from trainers.prompting import PromptedCLIP, PromptLearner
 
 RESULT_FILE = "attribute_search.json"
@@ -306,7 +306,7 @@ class AttributeSearch(PromptTrainer):
         val_loss, val_output = self.model.alpha_loss(val_image, val_label, self.prec)
         self.detect_anomaly(val_loss)
         optimizer_step(val_loss, [self.alpha_optim])
-        self.detect_anomaly_in_parameters(stepped_parameters([self.optim, self.alpha_optim]))
+        self.detect_anomaly_in_parameters(p for p in self.model.parameters() if p.requires_grad)
 
         if (self.batch_idx + 1) == self.num_batches:
             self.update_lr()

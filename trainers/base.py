@@ -62,12 +62,6 @@ def optimizer_step(loss: torch.Tensor, optimizers: list[torch.optim.Optimizer],
     scaler.update()
 
 
-def stepped_parameters(optimizers: list[torch.optim.Optimizer]) -> list[torch.Tensor]:
-    """The weights the optimisers update, read off their parameter groups: finding the trainable ones by walking the
-    model's modules, the frozen CLIP's included, cost more than the step's own check of them."""
-    return [p for optim in optimizers for group in optim.param_groups for p in group["params"]]
-
-
 class PromptTrainer(CachedEvaluation, TrainerX):
     """Prompt learning on a frozen CLIP. Subclasses implement `build_custom_clip`."""
 
@@ -167,9 +161,8 @@ class PromptTrainer(CachedEvaluation, TrainerX):
 
     def backward_and_update(self, loss: torch.Tensor) -> None:
         self.detect_anomaly(loss)
-        optimizers = [o for o in self._optims.values() if o is not None]
-        optimizer_step(loss, optimizers, self.scaler)
-        self.detect_anomaly_in_parameters(stepped_parameters(optimizers))
+        optimizer_step(loss, [o for o in self._optims.values() if o is not None], self.scaler)
+        self.detect_anomaly_in_parameters(p for p in self.model.parameters() if p.requires_grad)
 
     def model_inference(self, image: torch.Tensor) -> torch.Tensor:
         with autocast(self.prec, self.device):
