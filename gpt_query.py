@@ -262,6 +262,22 @@ def redact(text: str, key: str) -> str:
     return re.sub(r"\S*\*{3,}\S*", "***", text)
 
 
+def first_choice(response: object) -> object | None:
+    """The first choice of a chat-completions answer, None when it has none; ValueError saying what came instead
+    when the answer is not the API's JSON (the client hands an HTML page over as text, other JSON unchecked)."""
+    if isinstance(response, str):
+        raise ValueError(f"a text ({response[:60]!r}...)")
+    choices = getattr(response, "choices", None)
+    if not isinstance(choices, list):
+        raise ValueError(f"a {type(response).__name__} without a list of choices")
+    if not choices:
+        return None
+    message = getattr(choices[0], "message", None)
+    if message is None or not isinstance(getattr(message, "content", None), (str, type(None))):
+        raise ValueError("a choice without a text message")
+    return choices[0]
+
+
 @dataclass
 class Chat:
     """One chat endpoint with this script's retry policy (the client's own retries are off)."""
@@ -273,11 +289,13 @@ class Chat:
     backoff: float
 
     def complete(self, messages: list[dict], json_mode: bool) -> str:
-        """The text of one answer; timeouts, lost connections, 429 and 5xx are retried with exponential backoff."""
+        """The text of one answer; timeouts, lost connections, 429, 5xx and answers that are not the API's JSON (a
+        proxy's HTML page) are retried with exponential backoff."""
         extra = {"response_format": {"type": "json_object"}} if json_mode else {}
         for attempt in range(self.retries + 1):
             try:
                 response = self.client.chat.completions.create(model=self.model, messages=messages, **extra)
+                choice = first_choice(response)
                 break
             except openai.APITimeoutError:
                 problem = "the request timed out"
@@ -285,14 +303,17 @@ class Chat:
                 problem = f"cannot connect to {self.base_url}"
             except openai.APIStatusError as err:
                 problem = self._check_status(err)
+            except ValueError as err:  # also the client's JSONDecodeError for a body that is no JSON at all
+                what = f"a body that is no JSON ({err})" if isinstance(err, json.JSONDecodeError) else str(err)
+                problem = redact(f"{self.base_url} answered with {what}, not the API's JSON (a proxy's page?)",
+                                 self.client.api_key)
             if attempt == self.retries:
                 raise QueryError(f"gave up after {attempt + 1} attempts: {problem}; check --base-url and --timeout")
             wait = self.backoff * 2**attempt
             print(f"warning: {problem}; retry {attempt + 1}/{self.retries} in {wait:.3g} s", file=sys.stderr)
             time.sleep(wait)
-        if not response.choices:
+        if choice is None:
             return ""
-        choice = response.choices[0]
         refusal = getattr(choice.message, "refusal", None)
         if refusal or choice.finish_reason == "content_filter":
             raise QueryError(f"{self.model} refused to answer: {refusal or 'blocked by the content filter'}")

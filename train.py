@@ -24,22 +24,19 @@ from yacs.config import CfgNode
 import datasets  # noqa: F401  (registers the datasets)
 import trainers  # noqa: F401  (registers the trainers)
 from clip.clip import file_sha256
+from dassl.config.checks import check_settings
 from dassl.data.datasets import DATASET_REGISTRY
+from dassl.data.identity import data_identity
 from dassl.engine import TRAINER_REGISTRY, build_trainer
 from dassl.engine.distributed import init_distributed, is_main_process, report_failure
+from dassl.engine.failures import user_error_message
+from dassl.engine.records import fingerprint, read_record, setting_fingerprint, write_record
+from dassl.engine.run_folder import RunFolder
 from dassl.utils import collect_env_info, set_random_seed
 from dassl.utils.errors import UserError
+from trainers import config as trainer_config
 from trainers.base import checkpoint_file
-from trainers.config import get_cfg, merge_file, merge_options
-from trainers.failures import user_error_message
-from trainers.records import (
-    fingerprint,
-    read_record,
-    setting_fingerprint,
-    settings_of,
-    write_record,
-)
-from trainers.run_folder import RunFolder
+from trainers.method import run_settings
 
 DEBUG_ENV = "ATPROMPT_DEBUG"
 
@@ -49,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--root", type=str, default="", help="path to the datasets")
     parser.add_argument("--output-dir", type=str, default="", help="output directory")
     parser.add_argument("--resume", type=str, default="", help="checkpoint directory to resume from")
-    parser.add_argument("--seed", type=int, default=-1, help="fixed seed (>= 0)")
+    parser.add_argument("--seed", type=int, default=-1, help="fixed seed (0 to 2**32 - 1)")
     parser.add_argument("--source-domains", type=str, nargs="+", help="source domains for DA/DG")
     parser.add_argument("--target-domains", type=str, nargs="+", help="target domains for DA/DG")
     parser.add_argument("--transforms", type=str, nargs="+", help="data augmentation methods")
@@ -67,40 +64,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def reset_cfg(cfg, args: argparse.Namespace) -> None:
-    if args.root:
-        cfg.DATASET.ROOT = args.root
-    if args.output_dir:
-        cfg.OUTPUT_DIR = args.output_dir
-    if args.resume:
-        cfg.RESUME = args.resume
-    if args.seed >= 0:  # the original ignored --seed 0
-        cfg.SEED = args.seed
-    if args.source_domains:
-        cfg.DATASET.SOURCE_DOMAINS = args.source_domains
-    if args.target_domains:
-        cfg.DATASET.TARGET_DOMAINS = args.target_domains
-    if args.transforms:
-        cfg.INPUT.TRANSFORMS = args.transforms
-    if args.trainer:
-        cfg.TRAINER.NAME = args.trainer
-    if args.backbone:
-        cfg.MODEL.BACKBONE.NAME = args.backbone
+def flag_values(args: argparse.Namespace) -> dict[str, object]:
+    """The config values the command-line flags set (a flag left out sets nothing)."""
     if args.head:
         raise UserError(f"--head {args.head}: the trainers here build on CLIP and take no head; leave --head out")
+    values = {"DATASET.ROOT": args.root, "OUTPUT_DIR": args.output_dir, "RESUME": args.resume,
+              "DATASET.SOURCE_DOMAINS": args.source_domains, "DATASET.TARGET_DOMAINS": args.target_domains,
+              "INPUT.TRANSFORMS": args.transforms, "TRAINER.NAME": args.trainer, "MODEL.BACKBONE.NAME": args.backbone}
+    values = {key: value for key, value in values.items() if value}
+    if args.seed != -1:  # the original ignored --seed 0; SEED's range is checked with the other settings
+        values["SEED"] = args.seed
+    return values
 
 
-def setup_cfg(args: argparse.Namespace):
-    """Defaults, dataset yaml, trainer yaml, command-line flags, then `KEY VALUE` options (last wins)."""
-    cfg = get_cfg()
-    if args.dataset_config_file:
-        merge_file(cfg, args.dataset_config_file, "--dataset-config-file")
-    if args.config_file:
-        merge_file(cfg, args.config_file, "--config-file")
-    reset_cfg(cfg, args)
-    merge_options(cfg, args.opts or [])
-    cfg.freeze()
-    return cfg
+def config_and_notes(args: argparse.Namespace) -> tuple[CfgNode, list[str]]:
+    """Defaults, dataset yaml, trainer yaml, command-line flags, then `KEY VALUE` options (last wins), and what is
+    to be said in the log about the keys given (trainers/config.py `setup_cfg`)."""
+    files = [(args.dataset_config_file, "--dataset-config-file"), (args.config_file, "--config-file")]
+    return trainer_config.setup_cfg(files, flag_values(args), args.opts or [])
+
+
+def setup_cfg(args: argparse.Namespace) -> CfgNode:
+    return config_and_notes(args)[0]
 
 
 # ----- checks before anything is written ----------------------------------------------------------------------
@@ -114,7 +99,9 @@ def checkpoint_folders(folder: str) -> list[str]:
 
 
 def check_args(args: argparse.Namespace, cfg: CfgNode) -> None:
-    """Refuse unknown names, missing folders and contradictory flags before any output is created."""
+    """Refuse unknown names, missing folders, values out of range and contradictory flags before any output is
+    created."""
+    check_settings(cfg, training=not (args.eval_only or args.no_train))
     if cfg.TRAINER.NAME:
         TRAINER_REGISTRY.get(cfg.TRAINER.NAME)
     if cfg.DATASET.NAME:
@@ -146,10 +133,11 @@ def check_args(args: argparse.Namespace, cfg: CfgNode) -> None:
 
 def run_identity(args: argparse.Namespace, cfg: CfgNode) -> dict:
     """What decides the numbers of the run these arguments describe: its kind, settings, the checksums of the
-    checkpoint files an evaluation loads, and their fingerprint (trainers/records.py)."""
+    checkpoint files an evaluation loads, the identity of the data it reads (dassl/data/identity.py), and their
+    fingerprint (dassl/engine/records.py)."""
     trainer = TRAINER_REGISTRY.get(cfg.TRAINER.NAME)
     kind = "eval" if args.eval_only else getattr(trainer, "RECORD_KIND", "train")
-    settings = settings_of(cfg, kind)
+    settings = run_settings(cfg, kind, trainer)
     model = {}
     save_name = trainer.save_name(cfg) if hasattr(trainer, "save_name") else None
     if args.eval_only and args.model_dir and save_name:
@@ -160,8 +148,9 @@ def run_identity(args: argparse.Namespace, cfg: CfgNode) -> dict:
     if os.path.isfile(backbone):  # a named release is fixed by its name; a local file may be replaced
         files = [backbone, *files]
     inputs = {path: file_sha256(path) for path in files}
-    return {"kind": kind, "settings": settings, "model": model, "inputs": inputs,
-            "fingerprint": fingerprint(kind, settings, {**model, **inputs})}
+    data = data_identity(cfg)
+    return {"kind": kind, "settings": settings, "model": model, "inputs": inputs, "data": data,
+            "fingerprint": fingerprint(kind, settings, {**model, **inputs}, data)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -169,9 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     folder, cfg = RunFolder(), None
     try:
-        cfg = setup_cfg(args)
+        cfg, notes = config_and_notes(args)
         check_args(args, cfg)
-        return run(args, cfg, folder)
+        return run(args, cfg, folder, notes)
     except KeyboardInterrupt:
         folder.close_failed("interrupted")
         print("\nInterrupted", file=sys.stderr)
@@ -188,11 +177,14 @@ def main(argv: list[str] | None = None) -> int:
         folder.close()
 
 
-def run(args: argparse.Namespace, cfg: CfgNode, folder: RunFolder) -> int:
+def run(args: argparse.Namespace, cfg: CfgNode, folder: RunFolder, notes: list[str] = ()) -> int:
     init_distributed(cfg.USE_CUDA)  # several processes under torchrun: docs/MULTI_GPU.md
     if cfg.SEED >= 0:
         print(f"Setting fixed seed: {cfg.SEED}")
         set_random_seed(cfg.SEED)
+    else:
+        print("Note: SEED is -1 (no fixed seed): this run's numbers cannot be repeated, so its record is never taken "
+              "for another run's, and the result tables leave it out")
     folder.open(cfg.OUTPUT_DIR if is_main_process() else None)  # rank 0 alone writes log.txt
     if torch.cuda.is_available() and cfg.USE_CUDA:
         torch.backends.cudnn.benchmark = True
@@ -206,11 +198,13 @@ def run(args: argparse.Namespace, cfg: CfgNode, folder: RunFolder) -> int:
     print("** Config **")
     print("************")
     print(cfg)
+    for note in notes:
+        print(note)
     print("Collecting env info ...")
     print(f"** System info **\n{collect_env_info()}\n")
 
-    identity = run_identity(args, cfg)
     trainer = build_trainer(cfg)
+    identity = run_identity(args, cfg)  # after the reader made its split and few-shot files, if it had to
     if args.eval_only:
         trainer.load_model(args.model_dir, epoch=args.load_epoch)
         trainer.test(is_final=True)
@@ -222,12 +216,13 @@ def run(args: argparse.Namespace, cfg: CfgNode, folder: RunFolder) -> int:
 
 
 def run_record(args: argparse.Namespace, cfg: CfgNode, trainer, identity: dict) -> dict:
-    """The results.json of a finished run (trainers/records.py says what it is for)."""
+    """The results.json of a finished run (dassl/engine/records.py says what it is for)."""
     record = {
         "status": "finished", "kind": identity["kind"], "trainer": cfg.TRAINER.NAME, "dataset": cfg.DATASET.NAME,
         "seed": cfg.SEED, "shots": cfg.DATASET.NUM_SHOTS, "subsample": cfg.DATASET.SUBSAMPLE_CLASSES,
         "metrics": trainer.test_results, "fingerprint": identity["fingerprint"], "settings": identity["settings"],
-        "inputs": identity["inputs"], "setting": setting_fingerprint(identity),
+        "inputs": identity["inputs"], "data": identity["data"], "setting": setting_fingerprint(identity),
+        "dataset_label": getattr(trainer.dm.dataset, "label", None),  # an image folder's own name
         "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
         **(trainer.describe() if hasattr(trainer, "describe") else {}),
     }

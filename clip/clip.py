@@ -12,6 +12,7 @@ import tempfile
 import urllib.error
 import urllib.request
 import warnings
+import zipfile
 
 import torch
 from torchvision.transforms import Compose
@@ -145,8 +146,19 @@ def weights_sha256(name_or_path: str, download_root: str | os.PathLike | None = 
     return file_sha256(source.path if source is not None else _resolve(name_or_path, download_root))
 
 
+def _is_torchscript(path: str) -> bool:
+    """Whether the file is a TorchScript archive: a zip holding compiled code, which a ``torch.save`` zip lacks.
+    Asked before trying to load it as one, which takes seconds for a large state dict that is not."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(name.endswith("/constants.pkl") or "/code/" in name for name in archive.namelist())
+
+
 def _load_torchscript(path: str, device: str | torch.device = "cpu") -> torch.jit.ScriptModule | None:
     """The TorchScript archive at ``path``, or None when the file is something else."""
+    if not _is_torchscript(path):
+        return None
     with open(path, "rb") as file, warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r"`torch\.jit", category=FutureWarning)
         try:

@@ -2,19 +2,16 @@
 
 A row names the dataset three ways (the key of its config file and output folders, the registered reader that
 `DATASET.NAME` selects, the label of the result tables) and holds the paper's knowledge about it: the zero-shot
-template, the attributes ATPrompt selected and the bases the search chose them from, and the per-dataset
-hyper-parameters of each protocol. Trainers, the run scripts and the result tools all read it from here.
-
-Protocol settings use the names the run scripts take from the environment (EPO, NCTX, WEIGHT, ...): a protocol
-has defaults (`PROTOCOLS`) and a row lists only where its dataset differs (`DatasetInfo.settings`).
+template, the attributes ATPrompt selected and the bases the search chose them from, where AnchorOPT's anchor and
+class descriptions are, and the zip of it the authors share. Trainers, the run scripts, the result tools and the
+download tool read it from here; a method's own per-dataset hyper-parameters are in its module (its script
+families, trainers/families.py).
 """
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from dassl.utils.errors import UserError
 
@@ -29,49 +26,14 @@ class DatasetInfo:
     bases: tuple[str, ...] = ()  # the candidates the attribute search chose from
     role: str = "other"  # "benchmark" (base-to-novel), "variant" (ImageNet's domain shifts), "other"
     imagenet_classes: bool = False  # its classes are ImageNet's (or a subset): an ImageNet model's head fits them
-    settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # protocol -> differing values
-    method_templates: Mapping[str, str] = field(default_factory=dict)  # a method's own template, where it differs
     # AnchorOPT: the folder of its anchor under anchor_weights/ and its class-description file under templates/,
     # as the original names them ("" = none: give TRAINER.ANCHOROPT.ANCHOR_WEIGHTS / DESCRIPTIONS).
     anchor_folder: str = ""
     descriptions: str = ""
+    # Its zip in the authors' Hugging Face repository (ARCHIVE_REPO), with the split file inside; "" = not there
+    # (ImageNet: its licence allows no copies). tools/download_datasets.py fetches and unpacks it.
+    archive: str = ""
 
-
-# Protocol -> hyper-parameters of the run scripts (scripts/<method>/<variant>_<protocol>_*.sh), before per-dataset
-# differences. Sources: the original's docs/ATPrompt.md tables (base-to-novel with ATPrompt, cross-dataset), its
-# scripts for the vanilla methods, and the papers of the methods (KgCoOp: W = 8, 4 context tokens "a photo of a").
-PROTOCOLS: dict[str, dict[str, Any]] = {
-    "coop/atprompt_base2new": {"EPO": 100, "NCTX": 2},
-    "coop/atprompt_xd": {"EPO": 10, "NCTX": 4},
-    "coop/vanilla_base2new": {"EPO": 200, "NCTX": 16},
-    "cocoop/atprompt_base2new": {"EPO": 10, "NCTX": 2},
-    "cocoop/atprompt_xd": {"EPO": 5, "NCTX": 4},
-    "cocoop/vanilla_base2new": {"EPO": 10, "NCTX": 4},
-    "cocoop/vanilla_xd": {"EPO": 5, "NCTX": 4},
-    "maple/atprompt_base2new": {"EPO": 5, "NCTX": 4},
-    "maple/atprompt_xd": {"EPO": 2, "NCTX": 4},
-    "maple/vanilla_base2new": {"EPO": 5, "NCTX": 2},
-    "maple/vanilla_xd": {"EPO": 2, "NCTX": 2},
-    "dept/atprompt_base2new": {"EPO": 10, "NCTX": 4, "WEIGHT": 0.7},
-    "dept/vanilla_base2new": {"EPO": 20, "NCTX": 4, "WEIGHT": 0.7},
-    # No per-dataset table was published for KgCoOp+ATPrompt; the original's scripts tried W 2 and 4, NCTX 2 and 4.
-    "kgcoop/atprompt_base2new": {"EPO": 100, "NCTX": 4, "WEIGHT": 2.0},
-    "kgcoop/atprompt_xd": {"EPO": 10, "NCTX": 4, "WEIGHT": 2.0},
-    "kgcoop/vanilla_base2new": {"EPO": 100, "NCTX": 4, "WEIGHT": 8.0},
-    "attribute_search/main": {"EPO": 40, "NCTX": 4},
-    # AnchorOPT with the original's script variables: the tables of its docs/AnchorOPT.md (stage I and CoOp), and
-    # its cross-dataset script.
-    "coop/anchoropt_anchor": {"EPO": 100, "ANCHOR_LEN": 1, "ANCHOR_MSE_WEIGHT": 1000.0},
-    "coop/anchoropt_base2new": {"EPO": 100, "NCTX": 4, "ANCHOR_LEN": 1, "PROMPT_CE_WEIGHT": 100.0, "KD_WEIGHT": 1000.0,
-                                "KD_TEMPERATURE": 1.0},
-    "coop/anchoropt_xd": {"EPO": 20, "NCTX": 4, "ANCHOR_LEN": 1, "PROMPT_CE_WEIGHT": 1.0, "KD_WEIGHT": 1.0,
-                          "KD_TEMPERATURE": 1.0},
-    "cocoop/anchoropt_base2new": {"EPO": 20, "NCTX": 4, "ANCHOR_LEN": 1, "PROMPT_CE_WEIGHT": 10.0, "KD_WEIGHT": 100.0,
-                                  "KD_TEMPERATURE": 4.0},
-    "maple/anchoropt_base2new": {"EPO": 10, "NCTX": 4, "ANCHOR_LEN": 1, "PROMPT_CE_WEIGHT": 1.0, "KD_WEIGHT": 100.0,
-                                 "KD_TEMPERATURE": 2.0},
-    "dept/anchoropt_base2new": {"EPO": 10, "NCTX": 8, "ANCHOR_LEN": 1, "PROMPT_CE_WEIGHT": 10.0, "WEIGHT": 0.5},
-}
 
 _IMAGENET_TEMPLATE = "a photo of a {}."
 _IMAGENET_ATTRIBUTES = ("color", "shape")
@@ -81,116 +43,60 @@ _IMAGENET_ANCHOR = {"anchor_folder": "ImageNet", "descriptions": "imagenet_promp
 
 DATASETS: tuple[DatasetInfo, ...] = (
     DatasetInfo("imagenet", "ImageNet", "ImageNet", _IMAGENET_TEMPLATE, _IMAGENET_ATTRIBUTES, _IMAGENET_BASES,
-                "benchmark", imagenet_classes=True, **_IMAGENET_ANCHOR,
-                settings={"coop/anchoropt_anchor": {"EPO": 10}, "coop/anchoropt_base2new": {"NCTX": 6, "EPO": 20},
-                          "coop/atprompt_base2new": {"EPO": 10},
-                          "cocoop/anchoropt_base2new": {"EPO": 10, "PROMPT_CE_WEIGHT": 100.0},
-                          "maple/anchoropt_base2new": {"NCTX": 8, "EPO": 5, "KD_TEMPERATURE": 1.0},
-                          "dept/anchoropt_base2new": {"NCTX": 4}, "dept/atprompt_base2new": {"NCTX": 2}}),
+                "benchmark", imagenet_classes=True, **_IMAGENET_ANCHOR),
     DatasetInfo("caltech101", "Caltech101", "Caltech101", "a photo of a {}.", ("shape", "size"),
                 ("shape", "color", "material", "function", "size"), "benchmark",
-                anchor_folder="Caltech101", descriptions="cal_prompts_full.json",
-                settings={"coop/anchoropt_base2new": {"KD_TEMPERATURE": 2.0},
-                          "cocoop/anchoropt_base2new": {"KD_WEIGHT": 1000.0},
-                          "maple/anchoropt_base2new": {"NCTX": 8, "PROMPT_CE_WEIGHT": 10.0, "KD_WEIGHT": 1000.0},
-                          "maple/atprompt_base2new": {"EPO": 10}, "dept/anchoropt_base2new": {"NCTX": 4},
-                          "dept/atprompt_base2new": {"WEIGHT": 0.6}}),
+                archive="caltech-101.zip", anchor_folder="Caltech101", descriptions="cal_prompts_full.json"),
     DatasetInfo("oxford_pets", "OxfordPets", "OxfordPets", "a photo of a {}, a type of pet.", ("playfulness", "energy"),
                 ("loyalty", "affection", "playfulness", "energy", "intelligence"), "benchmark",
-                anchor_folder="OxfordPets", descriptions="pets_prompts_full.json",
-                settings={"cocoop/anchoropt_base2new": {"KD_TEMPERATURE": 2.0},
-                          "maple/anchoropt_base2new": {"NCTX": 8, "KD_WEIGHT": 10.0, "KD_TEMPERATURE": 0.5},
-                          "maple/atprompt_base2new": {"EPO": 10}, "dept/anchoropt_base2new": {"NCTX": 4},
-                          "dept/atprompt_base2new": {"NCTX": 2}}),
+                archive="oxford_pets.zip", anchor_folder="OxfordPets", descriptions="pets_prompts_full.json"),
     DatasetInfo("stanford_cars", "StanfordCars", "StanfordCars", "a photo of a {}.", ("luxury",),
                 ("design", "engine", "performance", "luxury", "color"), "benchmark",
-                anchor_folder="StanfordCars", descriptions="cars_prompts_full.json",
-                settings={"coop/anchoropt_anchor": {"EPO": 40, "ANCHOR_MSE_WEIGHT": 100.0},
-                          "coop/anchoropt_base2new": {"NCTX": 8, "KD_WEIGHT": 100.0, "KD_TEMPERATURE": 4.0},
-                          "cocoop/anchoropt_base2new": {"PROMPT_CE_WEIGHT": 100.0},
-                          "cocoop/atprompt_base2new": {"NCTX": 6},
-                          "maple/anchoropt_base2new": {"EPO": 20, "PROMPT_CE_WEIGHT": 10.0, "KD_WEIGHT": 0.0,
-                                                       "KD_TEMPERATURE": 0.0},
-                          "dept/anchoropt_base2new": {"EPO": 20, "WEIGHT": 0.6},
-                          "dept/atprompt_base2new": {"NCTX": 2, "WEIGHT": 0.6}}),
+                archive="stanford_cars.zip", anchor_folder="StanfordCars", descriptions="cars_prompts_full.json"),
     # The original ATPrompt's zero-shot code has "a photo of a {}" here; CoOp's (and so the zero-shot numbers every
     # paper compares with) has the flower suffix, which is what docs/REPRODUCE.md reproduces.
     DatasetInfo("oxford_flowers", "OxfordFlowers", "OxfordFlowers", "a photo of a {}, a type of flower.",
                 ("color", "habitat", "growth"), ("color", "flower", "habitat", "growth", "season"), "benchmark",
-                anchor_folder="OxfordFlowers", descriptions="flower_prompts_full.json",
-                settings={"coop/anchoropt_base2new": {"KD_WEIGHT": 100.0, "KD_TEMPERATURE": 2.0},
-                          "cocoop/atprompt_base2new": {"NCTX": 6},
-                          "maple/anchoropt_base2new": {"EPO": 20, "PROMPT_CE_WEIGHT": 10.0},
-                          "maple/atprompt_base2new": {"EPO": 10}, "dept/anchoropt_base2new": {"WEIGHT": 0.9}}),
+                archive="oxford_flowers.zip", anchor_folder="OxfordFlowers", descriptions="flower_prompts_full.json"),
     DatasetInfo("food101", "Food101", "Food101", "a photo of {}, a type of food.", ("flavor", "preparation"),
                 ("flavor", "texture", "origin", "ingredients", "preparation"), "benchmark",
-                anchor_folder="Food101", descriptions="food_prompts_full.json",
-                settings={"coop/anchoropt_anchor": {"EPO": 20},
-                          "coop/anchoropt_base2new": {"EPO": 20, "KD_TEMPERATURE": 4.0},
-                          "maple/anchoropt_base2new": {"NCTX": 8, "KD_TEMPERATURE": 1.0},
-                          "dept/anchoropt_base2new": {"NCTX": 4}}),
+                archive="food101.zip", anchor_folder="Food101", descriptions="food_prompts_full.json"),
     DatasetInfo("fgvc_aircraft", "FGVCAircraft", "FGVCAircraft", "a photo of a {}, a type of aircraft.",
                 ("design", "range"), ("design", "capacity", "range", "engines", "liveries"), "benchmark",
-                anchor_folder="FGVCAircraft", descriptions="airplane_prompts_full.json",
-                settings={"coop/anchoropt_anchor": {"EPO": 20},
-                          "coop/anchoropt_base2new": {"KD_WEIGHT": 1.0, "KD_TEMPERATURE": 4.0},
-                          "cocoop/anchoropt_base2new": {"KD_TEMPERATURE": 0.5},
-                          "maple/anchoropt_base2new": {"KD_WEIGHT": 10.0, "KD_TEMPERATURE": 4.0},
-                          "maple/atprompt_base2new": {"NCTX": 2},
-                          "dept/anchoropt_base2new": {"NCTX": 4, "EPO": 20, "WEIGHT": 0.6}}),
+                archive="fgvc_aircraft.zip", anchor_folder="FGVCAircraft", descriptions="airplane_prompts_full.json"),
     DatasetInfo("sun397", "SUN397", "SUN397", "a photo of a {}.", ("function",),
                 ("architecture", "environment", "structure", "design", "function"), "benchmark",
-                anchor_folder="SUN397", descriptions="sun_prompts_full.json",
-                settings={"coop/anchoropt_anchor": {"EPO": 20},
-                          "coop/anchoropt_base2new": {"NCTX": 8, "EPO": 20, "KD_WEIGHT": 1.0, "KD_TEMPERATURE": 2.0},
-                          "cocoop/anchoropt_base2new": {"NCTX": 8, "EPO": 10, "KD_WEIGHT": 1000.0,
-                                                        "KD_TEMPERATURE": 2.0},
-                          "maple/anchoropt_base2new": {"EPO": 20, "PROMPT_CE_WEIGHT": 10.0, "KD_WEIGHT": 1000.0,
-                                                       "KD_TEMPERATURE": 4.0},
-                          "dept/anchoropt_base2new": {"WEIGHT": 0.6}}),
+                archive="sun397.zip", anchor_folder="SUN397", descriptions="sun_prompts_full.json"),
     DatasetInfo("dtd", "DescribableTextures", "DTD", "{} texture.", ("pattern", "color", "design"),
                 ("pattern", "texture", "color", "design", "structure"), "benchmark",
-                method_templates={"KgCoOp": "a photo of a {}, a type of texture."},
-                anchor_folder="DTD", descriptions="texture_prompts_full.json",
-                settings={"coop/anchoropt_base2new": {"KD_WEIGHT": 10.0, "KD_TEMPERATURE": 4.0},
-                          "coop/atprompt_base2new": {"NCTX": 4},
-                          "maple/anchoropt_base2new": {"EPO": 20, "KD_WEIGHT": 10.0, "KD_TEMPERATURE": 4.0},
-                          "dept/anchoropt_base2new": {"WEIGHT": 0.8}, "dept/atprompt_base2new": {"WEIGHT": 0.6}}),
+                archive="dtd.zip", anchor_folder="DTD", descriptions="texture_prompts_full.json"),
     DatasetInfo("eurosat", "EuroSAT", "EuroSAT", "a centered satellite photo of {}.", ("habitat",),
                 ("habitat", "foliage", "infrastructure", "terrain", "watercourse"), "benchmark",
-                anchor_folder="EuroSAT", descriptions="eurosat_prompts_full.json",
-                settings={"coop/anchoropt_base2new": {"PROMPT_CE_WEIGHT": 1.0, "KD_WEIGHT": 0.0},
-                          "cocoop/anchoropt_base2new": {"PROMPT_CE_WEIGHT": 100.0, "KD_TEMPERATURE": 0.5},
-                          "cocoop/atprompt_base2new": {"NCTX": 6},
-                          "maple/anchoropt_base2new": {"EPO": 20, "KD_WEIGHT": 1.0},
-                          "maple/atprompt_base2new": {"EPO": 10},
-                          "dept/anchoropt_base2new": {"EPO": 20, "WEIGHT": 0.9}}),
+                archive="eurosat.zip", anchor_folder="EuroSAT", descriptions="eurosat_prompts_full.json"),
     DatasetInfo("ucf101", "UCF101", "UCF101", "a photo of a person doing {}.", ("precision",),
                 ("precision", "coordination", "technique", "strength", "control"), "benchmark",
-                anchor_folder="UCF101", descriptions="ucf_prompts_full.json",
-                settings={"coop/anchoropt_base2new": {"NCTX": 8},
-                          "cocoop/anchoropt_base2new": {"KD_TEMPERATURE": 0.1},
-                          "cocoop/atprompt_base2new": {"NCTX": 4},
-                          "maple/anchoropt_base2new": {"NCTX": 8, "KD_WEIGHT": 1.0},
-                          "maple/atprompt_base2new": {"NCTX": 2}, "dept/anchoropt_base2new": {"WEIGHT": 0.8},
-                          "dept/atprompt_base2new": {"WEIGHT": 0.5}}),
+                archive="ucf101.zip", anchor_folder="UCF101", descriptions="ucf_prompts_full.json"),
     # Models evaluated on ImageNet's variants are trained on ImageNet, so they share its attributes and anchor.
     DatasetInfo("imagenetv2", "ImageNetV2", "ImageNetV2", _IMAGENET_TEMPLATE, _IMAGENET_ATTRIBUTES, _IMAGENET_BASES,
-                "variant", imagenet_classes=True, **_IMAGENET_ANCHOR),
+                "variant", imagenet_classes=True, archive="imagenetv2.zip", **_IMAGENET_ANCHOR),
     DatasetInfo("imagenet_sketch", "ImageNetSketch", "ImageNet-Sketch", _IMAGENET_TEMPLATE, _IMAGENET_ATTRIBUTES,
-                _IMAGENET_BASES, "variant", imagenet_classes=True, **_IMAGENET_ANCHOR),
+                _IMAGENET_BASES, "variant", imagenet_classes=True, archive="imagenet-sketch.zip", **_IMAGENET_ANCHOR),
     DatasetInfo("imagenet_a", "ImageNetA", "ImageNet-A", _IMAGENET_TEMPLATE, _IMAGENET_ATTRIBUTES, _IMAGENET_BASES,
-                "variant", imagenet_classes=True, **_IMAGENET_ANCHOR),
+                "variant", imagenet_classes=True, archive="imagenet-adversarial.zip", **_IMAGENET_ANCHOR),
     DatasetInfo("imagenet_r", "ImageNetR", "ImageNet-R", _IMAGENET_TEMPLATE, _IMAGENET_ATTRIBUTES, _IMAGENET_BASES,
-                "variant", imagenet_classes=True, **_IMAGENET_ANCHOR),
+                "variant", imagenet_classes=True, archive="imagenet-rendition.zip", **_IMAGENET_ANCHOR),
     # Its descriptions are generated from the objects' definitions (datasets/attribute_world.py).
     DatasetInfo("attribute_world", "AttributeWorld", "AttributeWorld", "a photo of a {}.", ("color", "shape"),
                 ("color", "shape", "size", "pattern", "texture"),
-                anchor_folder="AttributeWorld", descriptions="world_prompts_full.json",
-                settings={"coop/anchoropt_anchor": {"EPO": 20},
-                          "coop/anchoropt_base2new": {"EPO": 20, "PROMPT_CE_WEIGHT": 1.0, "KD_WEIGHT": 1.0}}),
+                anchor_folder="AttributeWorld", descriptions="world_prompts_full.json"),
     DatasetInfo("image_folder", "ImageFolder", "ImageFolder", "a photo of a {}."),
 )
+
+# The authors' copies of the datasets: a model repository on the Hugging Face hub (huggingface.co/<repo>, not
+# huggingface.co/datasets/<repo>). The archive names above come from public download scripts for this repository,
+# not from its file list; tools/download_datasets.py names the file and the fix when the hub has no such file.
+ARCHIVE_REPO = "zhengli97/prompt_learning_dataset"
+ARCHIVE_REPO_TYPE = "model"
 
 XD_SOURCE = "imagenet"  # cross-dataset and domain-generalisation models are trained here
 DEFAULT_TEMPLATE = "a photo of a {}."
@@ -225,11 +131,10 @@ def by_role(role: str) -> list[DatasetInfo]:
     return [info for info in DATASETS if info.role == role]
 
 
-def template(name: str, method: str = "") -> str:
-    """The hand-written template `method` uses on DATASET.NAME (the zero-shot one unless the method has its own;
-    "a photo of a {}." for datasets the table does not know)."""
+def template(name: str) -> str:
+    """The zero-shot template of DATASET.NAME ("a photo of a {}." for datasets the table does not know)."""
     info = by_name(name)
-    return info.method_templates.get(method, info.template) if info else DEFAULT_TEMPLATE
+    return info.template if info else DEFAULT_TEMPLATE
 
 
 def paper_words(name: str, kind: str, fix: str) -> list[str]:
@@ -242,11 +147,3 @@ def paper_words(name: str, kind: str, fix: str) -> list[str]:
         raise UserError(f"dataset '{name}' has no {kind} from the paper: {fix} "
                         f"(defaults exist for: {', '.join(known)})")
     return words
-
-
-def protocol_settings(protocol: str, key: str) -> dict[str, Any]:
-    """The hyper-parameters of a protocol (``coop/atprompt_base2new``) on the dataset with config key `key`."""
-    if protocol not in PROTOCOLS:
-        raise KeyError(f"no protocol '{protocol}' in datasets/catalog.py (known: {', '.join(PROTOCOLS)})")
-    info = _BY_KEY.get(key)
-    return {**PROTOCOLS[protocol], **(info.settings.get(protocol, {}) if info else {})}

@@ -28,7 +28,14 @@ def _listed(names: list[str]) -> str:
 @DATASET_REGISTRY.register()
 class ImageFolder(SplitDataset):
     split_file = "split_zhou_ImageFolder.json"
+    split_of_own_folders = True
     layout = "<DATASET.ROOT>/{<class_a>/*.jpg, <class_b>/*.jpg, ...} (one folder per class, at least 4 images each)"
+
+    @property
+    def label(self) -> str:
+        """Its name in output folders, run records and result tables: the folder's own (two image folders never
+        share a row)."""
+        return os.path.basename(self.dataset_dir)
 
     def make_split(self):
         return read_and_split_data(self.image_dir, ignored=IGNORED, rng=random.Random(SPLIT_SEED))

@@ -9,11 +9,14 @@ from __future__ import annotations
 import os
 
 from dassl.data.datasets import DATASET_REGISTRY, DatasetBase, Datum, check_image_files, subsample_classes
+from dassl.data.datasets.fewshot_cache import cache_file
+from dassl.data.identity import dataset_root, file_checksum, listing_checksum, listing_name, relative
 from dassl.utils.errors import UserError
 
 from .splits import (
     cache_places,
     class_folders,
+    fewshot_identity,
     folder_images,
     load_fewshot,
     read_cache,
@@ -71,6 +74,21 @@ class ImageNet(DatasetBase):
         # The official val images are the test set and also serve as the validation set.
         super().__init__(train_x=train, val=test, test=test)
 
+    @classmethod
+    def data_identity(cls, cfg) -> dict:
+        """What decides its images (dassl/data/identity.py): the listing it reads (preprocessed.json, in the dataset
+        or the cache folder), else the image folders it would scan, and the few-shot file of NUM_SHOTS and SEED."""
+        root = dataset_root(cfg)
+        dataset_dir = os.path.join(root, cls.dataset_dir)
+        listing = os.path.join(dataset_dir, "preprocessed.json")
+        found = next(filter(None, map(cache_file, cache_places(cfg, listing))), None)
+        if found is not None:
+            split = {relative(os.path.splitext(listing)[0], root) + os.path.splitext(found)[1]: file_checksum(found)}
+        else:
+            image_dir = os.path.join(dataset_dir, "images")
+            split = {listing_name(image_dir, root): listing_checksum(image_dir)}
+        return {"split": split, "shots": fewshot_identity(cfg, dataset_dir)}
+
     def read_full_data(self, cfg) -> tuple[list[Datum], list[Datum]]:
         """Scan images/train and images/val once; the listing is cached as preprocessed.json.
 
@@ -126,6 +144,18 @@ class ImageNetVariant(DatasetBase):
         data = read_class_folders(self.image_dir, folders, names)
         check_image_files(data, self.dataset_dir)
         super().__init__(train_x=data, test=data)
+
+    @classmethod
+    def data_identity(cls, cfg) -> dict:
+        """What decides its images (dassl/data/identity.py): classnames.txt and the listing of its image folder; it
+        draws no few shots."""
+        root = dataset_root(cfg)
+        dataset_dir = os.path.join(root, cls.dataset_dir)
+        candidates = [os.path.normpath(os.path.join(dataset_dir, d)) for d in cls.image_dirs]
+        image_dir = next((d for d in candidates if os.path.isdir(d)), candidates[0])
+        classnames = os.path.join(dataset_dir, "classnames.txt")
+        return {"split": {relative(classnames, root): file_checksum(classnames),
+                          listing_name(image_dir, root): listing_checksum(image_dir)}, "shots": {}}
 
     def label_folders(self, all_wnids: list[str]) -> tuple[list[str], list[str]]:
         """The image folder and the wnid of every label: by default wnid-named folders in sorted order."""

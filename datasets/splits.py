@@ -23,6 +23,7 @@ from collections import defaultdict
 
 from dassl.data.datasets import DatasetBase, Datum, check_image_files, datums_from_entries, subsample_classes
 from dassl.data.datasets.fewshot_cache import cache_file, load_fewshot_cache, save_fewshot_cache
+from dassl.data.identity import dataset_root, file_checksum, listing_checksum, listing_name, relative
 from dassl.utils import first_few, listdir_nohidden, read_json, write_json
 from dassl.utils.errors import UserError
 
@@ -294,6 +295,20 @@ def load_fewshot(reader: DatasetBase, cfg, train: list[Datum], val: list[Datum] 
     return data["train"], (data["val"] if val is not None else None)
 
 
+def fewshot_identity(cfg, dataset_dir: str) -> dict[str, str]:
+    """The "shots" part of a run's data identity (dassl/data/identity.py): the few-shot cache of NUM_SHOTS and
+    SEED that the run reads or writes, in the dataset folder or the cache folder, named by its place in the dataset
+    folder; nothing when no cache is there (yet) or NUM_SHOTS < 1."""
+    if cfg.DATASET.NUM_SHOTS < 1:
+        return {}
+    own = os.path.join(dataset_dir, "split_fewshot", f"shot_{cfg.DATASET.NUM_SHOTS}-seed_{cfg.SEED}.json")
+    found = next(filter(None, map(cache_file, cache_places(cfg, own))), None)
+    if found is None:
+        return {}
+    name = os.path.splitext(relative(own, dataset_root(cfg)))[0] + os.path.splitext(found)[1]
+    return {name: file_checksum(found)}
+
+
 def subsample_mode(cfg) -> str:
     """``DATASET.SUBSAMPLE_CLASSES``, "all" when the config does not define it."""
     return cfg.DATASET.get("SUBSAMPLE_CLASSES", "all")
@@ -305,6 +320,9 @@ class SplitDataset(DatasetBase):
     dataset_dir = ""  # folder under DATASET.ROOT ("" = DATASET.ROOT itself)
     image_dir = ""  # image folder inside dataset_dir; split paths are relative to it ("" = dataset_dir)
     split_file: str | None = None  # split_zhou_<Name>.json; None: make_split reads an official split every time
+    # Whether the split file is made here from the image folders rather than published: other images under the same
+    # names would leave it unchanged, so the folders' listing is part of the data identity too.
+    split_of_own_folders = False
     layout = ""  # one-line folder tree quoted when the data is missing
 
     def __init__(self, cfg) -> None:
@@ -347,6 +365,22 @@ class SplitDataset(DatasetBase):
     def make_split(self) -> Split:
         """Build train / val / test from the raw data (used when the split file is missing)."""
         raise NotImplementedError
+
+    @classmethod
+    def data_identity(cls, cfg) -> dict:
+        """What decides this reader's images (dassl/data/identity.py): its split file, or the image folder's listing
+        where the split is made from the folders each run, and the few-shot file of NUM_SHOTS and SEED."""
+        root = dataset_root(cfg)
+        dataset_dir = os.path.normpath(os.path.join(root, cls.dataset_dir))
+        split_path = os.path.join(dataset_dir, cls.split_file) if cls.split_file else None
+        split = {}
+        if split_path and os.path.isfile(split_path):
+            split[relative(split_path, root)] = file_checksum(split_path)
+        if not split or cls.split_of_own_folders:
+            image_dir = os.path.normpath(os.path.join(dataset_dir, cls.image_dir))
+            skip = ("split_fewshot", cls.split_file or "")  # the caches and split file written there
+            split[listing_name(image_dir, root)] = listing_checksum(image_dir, skip)
+        return {"split": split, "shots": fewshot_identity(cfg, dataset_dir)}
 
     def check_split(self, split: Split, split_path: str) -> None:
         """Refuse a split file that no longer fits the raw data; readers that can tell override this."""

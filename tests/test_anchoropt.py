@@ -14,6 +14,7 @@ from tiny_clip import make_tiny_clip, save_state_dict
 
 import clip
 import train
+from dassl.engine.records import read_record
 from dassl.utils import set_random_seed
 from dassl.utils.errors import UserError
 from trainers import anchor_files
@@ -21,7 +22,6 @@ from trainers.anchoropt import distillation
 from trainers.base import training_step
 from trainers.layout import Anchoring, describe_arrangement
 from trainers.prompting import PromptLearner, TextEncoder
-from trainers.records import read_record
 
 CPU = torch.device("cpu")
 OPTS = [  # on top of fake_data.TINY_RUN

@@ -9,9 +9,9 @@ from fake_data import assert_round_trip, build_from, images, make_caltech101, pe
 from test_anchoropt import full_prompt_features
 
 import train
+from dassl.engine.records import read_record
 from trainers.anchoropt import distillation
 from trainers.base import training_step
-from trainers.records import read_record
 
 CPU = torch.device("cpu")
 CONFIGS = {"CoCoOp": "CoCoOp/vit_b16_c4_ep10_batch1_ctxv1.yaml", "MaPLe": "MaPLe/vit_b16_c2_ep5_batch4_2ctx.yaml",

@@ -14,7 +14,7 @@ SMOKE = ["--arch", "tiny", "--classes", "6", "--batch", "2", "--eval-batches", "
 def test_smoke_run_prints_ratios_and_matching_logits(capsys):
     rows = benchmark.main(SMOKE)
     out = capsys.readouterr().out
-    names = [case.name for case in benchmark.CASES]
+    names = [case.name for case in benchmark.cases()]
     assert [row.case.name for row in rows] == names
 
     table = out[out.index("case ") :].splitlines()

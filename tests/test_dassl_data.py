@@ -471,3 +471,11 @@ def test_data_order_and_augmentation_with_workers_follow_dassl_across_epochs(dat
     persistent = epochs_of(data_cfg)
     assert persistent[0][0] == ours[0][0] and torch.equal(persistent[0][1], ours[0][1])
     assert any(p[0] != o[0] or not torch.equal(p[1], o[1]) for p, o in zip(persistent[1:], ours[1:]))
+
+
+def test_an_augmentation_key_without_its_transform_is_noted(capsys):
+    cfg = get_cfg_default()
+    cfg.INPUT.TRANSFORMS = ("random_flip", "colorjitter")
+    cfg.INPUT.COLORJITTER_B, cfg.INPUT.CUTOUT_LEN = 0.9, 8
+    build_transform(cfg, is_train=True)
+    assert "Note: INPUT.CUTOUT_LEN has no effect" in capsys.readouterr().out  # colorjitter is chosen: used

@@ -404,3 +404,18 @@ def test_end_to_end_with_real_data_manager(tmp_path, capsys):
     assert "Evaluate on the *val* set" in out and "* total: 12" in out
     assert trainer.test() == pytest.approx(100.0)  # colour is trivially separable from the mean pixel
     assert os.path.isfile(tmp_path / "out" / "linear" / "model-best.pth.tar")
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_macro_f1_and_the_confusion_matrix_are_scikit_learns(seed):
+    from sklearn import metrics
+
+    from dassl.evaluation.evaluator import confusion_matrix, macro_f1_score
+
+    rng = np.random.default_rng(seed)
+    y_true, y_pred = rng.integers(0, 6, 50), rng.integers(1, 8, 50)  # labels missing on either side
+    expected = metrics.f1_score(y_true, y_pred, average="macro", labels=np.unique(y_true))
+    assert macro_f1_score(y_true, y_pred) == pytest.approx(expected, abs=1e-12)
+    np.testing.assert_allclose(confusion_matrix(y_true, y_pred),
+                               metrics.confusion_matrix(y_true, y_pred, normalize="true"), atol=1e-12)
+

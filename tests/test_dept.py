@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from fake_data import assert_round_trip, build_from, images, make_caltech101, perturb, run_args
+from fake_data import CLASSES, assert_round_trip, build_from, images, make_caltech101, perturb, run_args
 from tiny_clip import make_tiny_clip
 
 import train
@@ -133,10 +133,16 @@ def test_evaluation_encodes_the_text_once(tmp_path, data_root, tiny_vit_path):
     assert len(calls) == 2
 
 
-def test_training_outside_base_mode_is_refused(tmp_path, data_root, tiny_vit_path):
-    trainer = build(data_root, tmp_path, "DePT_ATP", tiny_vit_path, subsample="all")
-    with pytest.raises(UserError, match="set DATASET.SUBSAMPLE_CLASSES base"):
+def test_training_on_new_classes_is_refused(tmp_path, data_root, tiny_vit_path):
+    trainer = build(data_root, tmp_path, "DePT_ATP", tiny_vit_path, subsample="new")
+    with pytest.raises(UserError, match="SUBSAMPLE_CLASSES is 'new': set DATASET.SUBSAMPLE_CLASSES base"):
         trainer.train()
+
+
+def test_all_class_training_learns_a_head_over_all_classes(tmp_path, data_root, tiny_vit_path):
+    """The few-shot protocol trains on all classes of any dataset (not only ImageNet's)."""
+    model = build(data_root, tmp_path, "DePT", tiny_vit_path, subsample="all").model
+    assert model.base_mode and model.linear_probe_proj.out_features == len(CLASSES)
 
 
 @pytest.mark.parametrize("trainer", TRAINERS)

@@ -14,14 +14,14 @@ from tiny_clip import make_tiny_clip
 
 from clip.model import MultiheadSelfAttention
 from dassl.optim import build_optimizer
-from tools.benchmark import CASES, Setup, eval_bench, search_bench, train_bench
+from tools.benchmark import Setup, cases, eval_bench, search_bench, train_bench
 from trainers.prompting import PromptedCLIP, PromptLearner
 
 TOL = dict(rtol=1e-5, atol=1e-5)
 # Names of different token lengths, so the truncated length is set by one class only.
 CLASSES = ["cat", "golden retriever", "sea lion", "great white shark with teeth"]
 ATTRIBUTES = [("color", 2), ("playfulness", 1)]  # "playfulness" is two BPE tokens
-CASE = {c.name: c for c in CASES}
+CASE = {c.name: c for c in cases()}
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +120,7 @@ def test_cached_text_features_equal_fresh_ones_and_follow_an_optimiser_step(tiny
         torch.testing.assert_close(cached, fresh.text_features(), **TOL)
 
     params = [p for p in model.parameters() if p.requires_grad]
-    optim = build_optimizer(params, setup.cfg().OPTIM)
+    optim = build_optimizer(params, setup.cfg(CASE[name].trainer).OPTIM)
     loss = F.cross_entropy(model(setup.images(3)), setup.labels(3))
     loss.backward()
     optim.step()

@@ -19,9 +19,8 @@ from fake_data import REPO, make_caltech101, run_args
 
 import train
 from dassl.data import data_manager
-from dassl.engine import TrainerBase
+from dassl.engine import TrainerBase, run_folder
 from dassl.utils import load_checkpoint
-from trainers import run_folder
 from trainers.prompting import PromptLearner
 
 OPTS = ["OPTIM.MAX_EPOCH", "3", "DATALOADER.TRAIN_X.BATCH_SIZE", "4", "TRAINER.COOP.N_CTX", "2"]
@@ -53,8 +52,9 @@ def test_a_second_run_into_a_folder_in_use_stops_and_deletes_nothing(tmp_path, d
     out.mkdir()
     (out / "other-run.txt").write_text("the first run's file")
     holder = subprocess.Popen(  # a real second process holding the folder, as a training run does
-        [sys.executable, "-c", "import sys; from trainers.run_folder import RunFolder; f = RunFolder(); "
-         f"f.open({str(out)!r}); print('held', flush=True); sys.stdin.read()"],
+        [sys.executable, "-c", "import sys; from dassl.engine.run_folder import RunFolder; f = RunFolder(); "
+         # The signal goes around the log's tee, whose file would otherwise be read while half written.
+         f"f.open({str(out)!r}); print('held', file=sys.__stdout__, flush=True); sys.stdin.read()"],
         cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"

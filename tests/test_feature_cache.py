@@ -1,4 +1,4 @@
-"""The feature cache (trainers/feature_cache.py): cached evaluation gives the uncached logits; what decides a
+"""The feature cache (dassl/engine/feature_cache.py): cached evaluation gives the uncached logits; what decides a
 feature decides its entry; runs may fill it at once; damaged entries are recomputed."""
 
 import multiprocessing
@@ -12,13 +12,13 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 import train
+from dassl.engine.feature_cache import draw_as_iterating, file_digest, weights_checksum
+from dassl.engine.feature_store import DAMAGED, FeatureStore, decode_entry
+from dassl.engine.records import settings_of
 from dassl.engine.trainer import SimpleTrainer
 from tools import benchmark_cache, run_protocol
 from tools import feature_cache as cache_tool
 from trainers.config import get_cfg
-from trainers.feature_cache import draw_as_iterating, weights_checksum
-from trainers.feature_store import DAMAGED, FeatureStore, decode_entry
-from trainers.records import settings_of
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = {
@@ -272,6 +272,48 @@ def test_a_damaged_entry_is_detected_and_recomputed(tmp_path, data_root, tiny_vi
     out = capsys.readouterr().out
     assert "8 of 9 test image features from the cache, 1 computed (1 of them for damaged entries)" in out
     assert isinstance(decode_entry(victim.read_bytes()), torch.Tensor)
+
+
+def _keys(trainer) -> list[str]:
+    return [file_digest(item.impath) for item in trainer.test_loader.dataset.data_source]
+
+
+def test_entries_exchanged_between_files_are_detected_and_recomputed(tmp_path, data_root, tiny_vit_path, capsys):
+    """Each entry is whole, with a valid checksum, but holds another image's feature."""
+    trainer = build(data_root, tmp_path, tiny_vit_path)
+    perturb(trainer.model)
+    plain = evaluate(trainer)
+    counts(capsys)
+    store = trainer.feature_store(trainer.test_loader)
+    keys = _keys(trainer)[:2]
+    features = [store.read(key) for key in keys]
+    first, second = (Path(store.path(key)) for key in keys)
+    first_bytes = first.read_bytes()
+    first.write_bytes(second.read_bytes())
+    second.write_bytes(first_bytes)
+    torch.testing.assert_close(evaluate(trainer), plain, rtol=1e-5, atol=1e-5)
+    assert "7 of 9 test image features from the cache, 2 computed (2 of them for damaged entries)" in (
+        capsys.readouterr().out)
+    for key, feature in zip(keys, features):  # rewritten, each with its own image's feature
+        torch.testing.assert_close(store.read(key), feature, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("entry", ["another width", "another dtype", "no numbers", "not finite"])
+def test_a_well_formed_entry_that_is_no_feature_of_this_encoder_is_recomputed(tmp_path, data_root, tiny_vit_path,
+                                                                              capsys, entry):
+    trainer = build(data_root, tmp_path, tiny_vit_path)
+    plain = evaluate(trainer)
+    counts(capsys)
+    store = trainer.feature_store(trainer.test_loader)
+    key = _keys(trainer)[3]
+    feature = store.read(key)
+    odd = {"another width": torch.ones(7), "another dtype": feature.double(), "no numbers": torch.ones(0),
+           "not finite": torch.full_like(feature, float("nan"))}[entry]
+    assert store.write(key, odd)
+    torch.testing.assert_close(evaluate(trainer), plain, rtol=1e-5, atol=1e-5)
+    assert "8 of 9 test image features from the cache, 1 computed (1 of them for damaged entries)" in (
+        capsys.readouterr().out)
+    torch.testing.assert_close(store.read(key), feature, rtol=1e-5, atol=1e-5)
 
 
 def _write_many(root: str, start, rounds: int) -> None:

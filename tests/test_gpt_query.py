@@ -35,6 +35,11 @@ def error(status, message):
     return {"status": status, "body": {"error": {"message": message, "type": "error", "code": None}}, "delay": 0.0}
 
 
+def raw(body: bytes, content_type: str):
+    """A 200 answer whose body is not the API's JSON, e.g. a proxy's HTML page."""
+    return {"status": 200, "raw": body, "type": content_type, "delay": 0.0}
+
+
 class FakeChatServer(ThreadingHTTPServer):
     """Serves the scripted replies in order (the last one repeats) and records every request."""
 
@@ -62,10 +67,10 @@ class ChatHandler(BaseHTTPRequestHandler):
         if self.path != "/v1/chat/completions":
             reply = error(404, f"no route {self.path}")
         time.sleep(reply["delay"])
-        data = json.dumps(reply["body"]).encode()
+        data = reply["raw"] if "raw" in reply else json.dumps(reply["body"]).encode()
         try:
             self.send_response(reply["status"])
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", reply.get("type", "application/json"))
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
@@ -236,6 +241,30 @@ def test_transient_errors_are_retried_with_backoff(serve, query):
     code, text, output = query(server)
     assert code == 0 and output.exists()
     assert len(server.requests) == 4 and "HTTP 429" in text and "HTTP 503" in text
+
+
+NOT_THE_API = {
+    "an HTML page": raw(b"<html><body>Sign in to the proxy</body></html>", "text/html"),
+    "HTML sent as JSON": raw(b"<html><body>Sign in</body></html>", "application/json"),
+    "an empty body": raw(b"", "application/json"),
+    "other JSON": raw(b'{"status": "ok"}', "application/json"),
+    "a JSON list": raw(b"[1, 2]", "application/json"),
+    "a choice without a message": raw(b'{"choices": [{"index": 0}]}', "application/json"),
+}
+
+
+@pytest.mark.parametrize("answer", NOT_THE_API, ids=list(NOT_THE_API))
+def test_an_answer_that_is_not_the_apis_json_is_retried_then_reported(serve, query, answer):
+    server = serve(NOT_THE_API[answer], ok(DESCRIPTIONS), ok(GOOD))
+    code, text, output = query(server)
+    assert code == 0 and output.exists() and len(server.requests) == 3
+    assert "not the API's JSON" in text and "retry 1/3" in text
+
+    server = serve(NOT_THE_API[answer])
+    code, text, output = query(server, "--retries", "1", to=output.with_name("other.json"))
+    assert code == 2 and len(server.requests) == 2 and "Traceback" not in text
+    (line,) = [line for line in text.splitlines() if line.startswith("error: ")]
+    assert line.startswith("error: gave up after 2 attempts: ") and "not the API's JSON" in line
 
 
 def test_timeouts_are_retried_then_reported(serve, query):

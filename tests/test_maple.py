@@ -11,9 +11,9 @@ from tiny_clip import make_tiny_clip
 import train
 from clip.model import convert_weights
 from clip.simple_tokenizer import SimpleTokenizer
+from dassl.engine.precision import autocast
 from dassl.utils import load_checkpoint
 from dassl.utils.errors import UserError
-from trainers.backbone import autocast
 from trainers.maple import MaPLeCLIP, MultiModalPromptLearner
 from trainers.prompting import PromptedCLIP
 

@@ -25,7 +25,8 @@ import clip
 from clip import hub, open_clip_weights
 from clip.model import QuickGELU, build_model, convert_weights
 from clip.preprocessing import CLIP_MEAN, CLIP_STD, Preprocessing
-from trainers.backbone import PRECISIONS, load_clip, load_clip_at
+from dassl.engine.precision import PRECISIONS
+from trainers.backbone import load_clip, load_clip_at
 from trainers.config import get_cfg
 from trainers.prompting import PromptLearner, TextEncoder
 

@@ -17,10 +17,10 @@ from tiny_open_clip import CONFIGS, FakeHub, make_open_clip, save_checkpoint
 import train
 from clip import open_clip_weights
 from clip.clip import file_sha256
+from dassl.engine.records import read_record
 from dassl.evaluation.evaluator import Classification
 from datasets import catalog
 from trainers.layout import clean_classname
-from trainers.records import read_record
 
 MEAN, STD = [0.5, 0.5, 0.5], [0.25, 0.25, 0.25]  # the checkpoint's, not OpenAI's
 PREPROCESS = {"mean": MEAN, "std": STD}

@@ -9,6 +9,7 @@ from fake_data import build_from, make_caltech101, run_args
 
 from clip.model import CLIP, infer_config
 from dassl.utils import set_random_seed
+from trainers import backbone
 
 SEED = 3
 WIDTH, EMBED = 64, 32  # the tiny CLIP's text width and joint embedding
@@ -152,3 +153,20 @@ def test_anchoropt_parameters_and_random_state_after_build_are_the_originals(tmp
     for name, value in expected.items():
         assert torch.equal(params[name].float(), value), name
     assert torch.equal(state, expected_state)
+
+
+def test_a_backbone_read_once_per_process_leaves_the_draws_of_a_fresh_read(tmp_path, data_root, tiny_vit_path):
+    """A process that runs several jobs reads CLIP once; building it draws random numbers, which later jobs of the
+    same seed must draw too (else their prompts and data order change), and other seeds draw their own."""
+    def build(seed: int):
+        set_random_seed(seed)
+        model = build_from(run_args(data_root, tmp_path, "CoOp_ATP", tiny_vit_path, CONFIGS["CoOp"], *OPTS)).model
+        return learned(model), torch.get_rng_state()
+
+    first, again, other = build(SEED), build(SEED), build(SEED + 1)
+    assert torch.equal(first[1], again[1]) and not torch.equal(first[1], other[1])
+    for name, value in first[0].items():
+        assert torch.equal(value, again[0][name]), name
+    backbone._LOADED.clear()  # a fresh read of the other seed draws the same
+    fresh = build(SEED + 1)
+    assert torch.equal(fresh[1], other[1]) and all(torch.equal(v, fresh[0][n]) for n, v in other[0].items())

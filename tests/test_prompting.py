@@ -6,8 +6,9 @@ from tiny_clip import make_tiny_clip
 
 import clip
 from dassl.utils.errors import UserError
+from trainers.atprompt import attributes_from_cfg
 from trainers.config import get_cfg
-from trainers.layout import PromptLayout, attributes_from_cfg, tokenizer
+from trainers.layout import PromptLayout, tokenizer
 from trainers.prompting import (
     PromptedCLIP,
     PromptLearner,

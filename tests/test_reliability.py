@@ -25,21 +25,23 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
 import pytest
 import torch
 from fake_data import atprompt_switch, make_caltech101
+from PIL import Image
 
 import gpt_query
 import train
 from dassl.data.datasets import Datum
 from dassl.data.datasets.fewshot_cache import load_fewshot_cache, save_fewshot_cache
+from dassl.engine.records import read_record
+from dassl.engine.run_folder import LOCK_FILE
 from dassl.utils import close_logger, load_checkpoint, save_checkpoint, write_json
 from dassl.utils.errors import UserError
 from trainers.base import PromptTrainer
 from trainers.layout import PromptLayout
 from trainers.prompting import PromptedCLIP
-from trainers.records import read_record
-from trainers.run_folder import LOCK_FILE
 
 REPO = Path(__file__).resolve().parents[1]
 SECRET = "sk-reliability-SECRET-0123456789"
@@ -175,6 +177,14 @@ def corrupt_training_images(dataset_dir: Path) -> None:
         (dataset_dir / "101_ObjectCategories" / "face" / f"image_{i:04d}.jpg").write_bytes(b"not a jpeg")
 
 
+def sixteen_bit_training_images(dataset_dir: Path) -> None:
+    """16-bit grayscale PNGs (under the .jpg names the split lists), which a conversion to 8 bits would clip."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((32, 32), 40000, dtype=np.uint16)).save(buffer, format="PNG")
+    for i in range(4):
+        (dataset_dir / "101_ObjectCategories" / "face" / f"image_{i:04d}.jpg").write_bytes(buffer.getvalue())
+
+
 def long_classname(split: dict) -> None:
     for part in split.values():
         for entry in part:
@@ -189,6 +199,13 @@ def evil_fewshot_cache(marker: Path) -> Callable[[Path], None]:
         (folder / "shot_2-seed_1.pkl").write_bytes(pickle.dumps({"train": [Exploit(marker)]}))
 
     return apply
+
+
+def nan_anchor(tmp: Path) -> Path:
+    """An AnchorOPT anchor in the original's format whose values are NaN (a stage-I run that diverged)."""
+    path = tmp / "anchor.pth.tar"
+    torch.save({"state_dict": {"anchor_ctx_1": torch.full((1, 64), float("nan")).half()}, "epoch": 10}, path)
+    return path
 
 
 def yaml_file(tmp: Path, text: str) -> Path:
@@ -244,6 +261,9 @@ BAD_INPUTS = [
     Case("image-corrupt-in-loader-worker",
          lambda c: c.args("DATALOADER.NUM_WORKERS", "1", root=c.data(corrupt_training_images)),
          ("Cannot read image", "face/image_000", "replace it")),
+    Case("image-of-16-bit-values", lambda c: c.args(root=c.data(sixteen_bit_training_images)),
+         ("Cannot read image", "face/image_000", "mode I;16 image with values from 40000 to 40000",
+          "save it as an 8-bit image")),
     Case("fewshot-cache-executes-code", lambda c: c.args(root=c.data(evil_fewshot_cache(c.marker))),
          ("Refusing to load", "shot_2-seed_1.pkl", "mkdir, which a few-shot cache never contains", "Delete the file")),
     # ----- names, keys and values
@@ -272,6 +292,34 @@ BAD_INPUTS = [
          ("--eval-only is a flag but comes after the KEY VALUE config options",)),
     Case("precision-unknown", lambda c: c.args("TRAINER.COOP.PREC", "fp64"),
          ("TRAINER.COOP.PREC must be one of fp16, fp32, amp, bf16, got 'fp64'",)),
+    # ----- values out of range: refused before anything runs, with the range in the message
+    Case("lr-negative", lambda c: c.args("OPTIM.LR", "-0.1"), ("OPTIM.LR is -0.1: it takes a number above 0",)),
+    Case("lr-nan-in-yaml", lambda c: c.args(flags=["--config-file", yaml_file(c.tmp, "OPTIM:\n  LR: .nan")]),
+         ("OPTIM.LR is nan: it takes a number above 0",)),
+    Case("weight-decay-negative", lambda c: c.args("OPTIM.WEIGHT_DECAY", "-1.0"),
+         ("OPTIM.WEIGHT_DECAY is -1.0: it takes a number of at least 0",)),
+    Case("adam-beta-of-one-or-more", lambda c: c.args("OPTIM.NAME", "adam", "OPTIM.ADAM_BETA1", "1.5"),
+         ("OPTIM.ADAM_BETA1 is 1.5: it takes a number from 0 up to (not including) 1",)),
+    Case("gamma-negative", lambda c: c.args("OPTIM.GAMMA", "-1.0"),
+         ("OPTIM.GAMMA is -1.0: it takes a number above 0",)),
+    Case("warmup-lr-negative", lambda c: c.args("OPTIM.WARMUP_CONS_LR", "-1.0"),
+         ("OPTIM.WARMUP_CONS_LR is -1.0: it takes a number of at least 0",)),
+    Case("max-epoch-zero", lambda c: c.args("OPTIM.MAX_EPOCH", "0"),
+         ("OPTIM.MAX_EPOCH is 0: it takes an integer of at least 1", "evaluate with --eval-only")),
+    Case("max-epoch-negative", lambda c: c.args("OPTIM.MAX_EPOCH", "-3"), ("OPTIM.MAX_EPOCH is -3",)),
+    Case("train-batch-size-zero", lambda c: c.args("DATALOADER.TRAIN_X.BATCH_SIZE", "0"),
+         ("DATALOADER.TRAIN_X.BATCH_SIZE is 0: it takes an integer of at least 1",)),
+    Case("test-batch-size-zero", lambda c: c.args("DATALOADER.TEST.BATCH_SIZE", "0", flags=["--eval-only"]),
+         ("DATALOADER.TEST.BATCH_SIZE is 0: it takes an integer of at least 1",)),
+    Case("loader-workers-negative", lambda c: c.args("DATALOADER.NUM_WORKERS", "-1"),
+         ("DATALOADER.NUM_WORKERS is -1: it takes an integer of at least 0",)),
+    Case("print-freq-zero", lambda c: c.args("TRAIN.PRINT_FREQ", "0"),
+         ("TRAIN.PRINT_FREQ is 0: it takes an integer of at least 1",)),
+    Case("num-shots-zero", lambda c: c.args("DATASET.NUM_SHOTS", "0"),
+         ("DATASET.NUM_SHOTS is 0: it takes 1 or more images per class, or -1 for all of them",)),
+    Case("seed-negative", lambda c: c.args(flags=["--seed", "-2"]),
+         ("SEED is -2: it takes -1 (no fixed seed", "or a fixed seed from 0 to 4294967295")),
+    Case("seed-beyond-numpy", lambda c: c.args("SEED", str(2**32)), ("SEED is 4294967296", "the largest NumPy takes")),
     # ----- contradictory settings
     Case("dept-trained-on-new-classes", lambda c: c.args("DATASET.SUBSAMPLE_CLASSES", "new", trainer="DePT"),
          ("DePT trains its linear head on base classes", "set DATASET.SUBSAMPLE_CLASSES base")),
@@ -323,6 +371,13 @@ BAD_INPUTS = [
          ("the prompt for class 'airplane' needs", "more than CLIP's context of 77", "fewer or shorter attribute")),
     Case("class-name-too-long", lambda c: c.args(root=c.data(edit_split(long_classname))),
          ("the prompt for class 'airplane wing wing", "more than CLIP's context of 77", "a shorter class name")),
+    Case("class-name-too-long-zero-shot",
+         lambda c: c.args(root=c.data(edit_split(long_classname)), trainer="ZeroshotCLIP", flags=["--eval-only"]),
+         ("the prompt 'a photo of a airplane wing wing", "more than CLIP's context of 77", "a shorter class name")),
+    Case("anchor-not-finite",
+         lambda c: c.args("TRAINER.ANCHOROPT.USE_ANCHOROPT", "True", "TRAINER.ANCHOROPT.N_CTX", "2",
+                          "TRAINER.ANCHOROPT.ANCHOR_WEIGHTS", nan_anchor(c.tmp)),
+         ("the anchor in", "anchor.pth.tar holds values that are not finite (NaN or inf)", "train the anchor again")),
     # ----- resources
     Case("gpu-out-of-memory", lambda c: c.args(),
          ("CUDA out of memory", "TRAIN_X.BATCH_SIZE (now 4)", "TEST.BATCH_SIZE (now 8)", "ATTRIBUTE_SEARCH.CHUNK_SIZE"),
@@ -571,6 +626,31 @@ def test_same_seed_same_result_other_seed_other_result(tmp_path, data_root, tiny
     assert len(first[1]) == 7 and first[1] == second[1] and first[1] != other[1]
     for key in ("ctx", "ctx_att1", "ctx_att2"):
         assert torch.equal(first[0][key], second[0][key]) and not torch.equal(first[0][key], other[0][key])
+
+
+def _trained_with_seed(tmp_path: Path, name: str, data_root, clip, seed: str) -> dict:
+    args = cli(data_root, tmp_path / name, clip, trainer="CoOp_ATP")
+    args[args.index("--seed") + 1] = seed
+    assert train.main(args) == 0
+    close_logger()
+    return load_checkpoint(str(tmp_path / name / "prompt_learner" / "model.pth.tar-2"))["state_dict"]
+
+
+@pytest.mark.parametrize("seed", ["0", str(2**32 - 1)])
+def test_every_seed_the_engine_accepts_repeats_its_numbers(tmp_path, data_root, tiny_vit_path, capsys, seed):
+    """The ends of the range: 0 (which the original ignored) and the largest seed NumPy takes."""
+    first = _trained_with_seed(tmp_path, "a", data_root, tiny_vit_path, seed)
+    second = _trained_with_seed(tmp_path, "b", data_root, tiny_vit_path, seed)
+    assert all(torch.equal(first[key], second[key]) for key in ("ctx", "ctx_att1", "ctx_att2"))
+    assert read_record(str(tmp_path / "a"))["fingerprint"] == read_record(str(tmp_path / "b"))["fingerprint"]
+
+
+def test_a_run_without_a_fixed_seed_claims_no_repeatable_fingerprint(tmp_path, data_root, tiny_vit_path, capsys):
+    for name in ("a", "b"):
+        _trained_with_seed(tmp_path, name, data_root, tiny_vit_path, "-1")
+        assert "Note: SEED is -1 (no fixed seed): this run's numbers cannot be repeated" in capsys.readouterr().out
+    first, second = read_record(str(tmp_path / "a")), read_record(str(tmp_path / "b"))
+    assert first["seed"] == second["seed"] == -1 and first["fingerprint"] != second["fingerprint"]
 
 
 def test_checkpoints_load_with_weights_only(tmp_path, monkeypatch):

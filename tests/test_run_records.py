@@ -8,17 +8,20 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from fake_data import make_caltech101, run_args
+from PIL import Image
 from tiny_clip import make_tiny_clip, save_state_dict
 
 import train
 from dassl.data import data_manager
+from dassl.engine.records import RECORD_FILE, fingerprint, read_record, setting_fingerprint, write_record
+from dassl.utils.errors import UserError
 from tools import run_protocol
 from tools.results import ResultsError
 from tools.results import summarize as build_summary
-from trainers.records import fingerprint, read_record, setting_fingerprint, write_record
 
 OPTS = ["OPTIM.MAX_EPOCH", "2", "DATALOADER.TRAIN_X.BATCH_SIZE", "4", "TRAINER.COOP.N_CTX", "2",
         "TRAINER.COCOOP.N_CTX", "2", "TRAINER.ATPROMPT.N_ATT1", "2", "TRAINER.ATPROMPT.N_ATT2", "2"]
@@ -186,13 +189,14 @@ def test_a_search_of_other_bases_has_its_own_folder(monkeypatch, capsys):
 
 
 # -- the result tables ----------------------------------------------------------------------------------------
-def record(folder: Path, kind: str, trainer: str, seed: int, accuracy: float, subsample: str, **settings) -> dict:
+def record(folder: Path, kind: str, trainer: str, seed: int, accuracy: float, subsample: str, data: dict | None = None,
+           **settings) -> dict:
     """A finished run's record as train.py writes it (the fields the tables read)."""
     full = {"SEED": seed, "OPTIM.MAX_EPOCH": 2, "DATASET.NAME": "Caltech101", **settings}
-    identity = {"kind": kind, "settings": full, "model": {}}
+    identity = {"kind": kind, "settings": full, "model": {}, "data": data}
     content = {"status": "finished", "kind": kind, "trainer": trainer, "dataset": "Caltech101", "seed": seed,
-               "subsample": subsample, "metrics": {"accuracy": accuracy}, "settings": full,
-               "fingerprint": fingerprint(kind, full), "setting": setting_fingerprint(identity)}
+               "subsample": subsample, "metrics": {"accuracy": accuracy}, "settings": full, "data": data,
+               "fingerprint": fingerprint(kind, full, data=data), "setting": setting_fingerprint(identity)}
     write_record(str(folder), content)
     return content
 
@@ -294,3 +298,185 @@ def test_parse_test_res_reads_records_and_refuses_seeds_of_other_settings(tmp_pa
     record(tmp_path / "exp/seed3", "train", "CoOp", 3, 70.0, "base", **{"TRAINER.COOP.N_CTX": 4})
     assert parse_test_res.main([str(tmp_path / "exp")]) == 2
     assert "different settings (TRAINER.COOP.N_CTX: <unset> -> 4)" in capsys.readouterr().err
+
+
+# -- records that cannot be read or lack what a decision needs ------------------------------------------------
+def _damage(folder: Path, damage: str) -> None:
+    path = folder / RECORD_FILE
+    content = json.loads(path.read_text())
+    if damage == "not JSON":
+        path.write_text(path.read_text()[:40])
+        return
+    if damage == "accuracy a string":
+        content["metrics"]["accuracy"] = "abc"
+    elif damage == "accuracy null":
+        content["metrics"]["accuracy"] = None
+    elif damage == "no metrics":
+        del content["metrics"]
+    elif damage == "no fingerprint":
+        del content["fingerprint"]
+    path.write_text(json.dumps(content))
+
+
+@pytest.mark.parametrize(("damage", "message"), [
+    ("not JSON", "seed2/results.json is not valid JSON"),
+    ("accuracy a string", "seed2/results.json has 'abc' as its accuracy, not a number"),
+    ("accuracy null", "seed2/results.json has None as its accuracy, not a number"),
+    ("no metrics", "seed2/results.json lacks its metrics"),
+    ("no fingerprint", "seed2/results.json lacks its fingerprint"),
+])  # fmt: skip
+def test_summarize_names_a_record_it_cannot_use_and_keeps_the_others(tmp_path, damage, message):
+    record(tmp_path / "exp/seed1", "train", "CoOp", 1, 80.0, "base")
+    record(tmp_path / "exp/seed2", "train", "CoOp", 2, 70.0, "base")
+    _damage(tmp_path / "exp/seed2", damage)
+    summary = build_summary(tmp_path, expect_seeds=[1, 2])
+    (row,) = summary.b2n
+    assert row.base.mean == 80.0 and row.base.seeds == (1,) and row.base.flagged
+    assert any(note.startswith(f"exp/{message}") and "left out of the tables" in note for note in summary.notes)
+
+
+def test_parse_test_res_names_a_record_it_cannot_use(tmp_path, capsys):
+    from tools import parse_test_res
+
+    record(tmp_path / "exp/seed1", "train", "CoOp", 1, 80.0, "base")
+    _damage(tmp_path / "exp/seed1", "accuracy a string")
+    assert parse_test_res.main([str(tmp_path / "exp")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {tmp_path / 'exp/seed1/results.json'} has 'abc' as its accuracy, not a number")
+
+
+def test_runs_without_a_fixed_seed_are_left_out_of_the_tables(tmp_path):
+    record(tmp_path / "exp/seed1", "train", "CoOp", 1, 80.0, "base")
+    record(tmp_path / "exp/unseeded", "train", "CoOp", -1, 10.0, "base")
+    summary = build_summary(tmp_path)
+    assert summary.b2n[0].base.mean == 80.0
+    assert "exp/unseeded: ran without a fixed seed (SEED -1), so its numbers cannot be repeated; left out of the " \
+           "tables" in summary.notes
+
+
+def test_tables_never_average_runs_on_other_data(tmp_path):
+    for seed, split in ((1, "a" * 64), (2, "b" * 64)):
+        record(tmp_path / f"exp/seed{seed}", "train", "CoOp", seed, 80.0, "base",
+               data={"split": {"images/split_zhou_ImageFolder.json": split}, "shots": {}})
+    with pytest.raises(ResultsError, match=r"several settings of CoOp on Caltech101, base classes \(train runs\): "
+                                           r"data images/split_zhou_ImageFolder.json: 'a{12}' -> 'b{12}'"):
+        build_summary(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def finished_script_run(tmp_path_factory) -> Path:
+    """A folder with a finished training job of the scripts on a local copy of the tiny CLIP, all named relative to
+    it (run from there), so that a copy of it holds the same job."""
+    root = tmp_path_factory.mktemp("scripted")
+    shutil.copy(REPO / "clip/weights/tiny_clip_attribute_world.pt", root / "clip.pt")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)
+        for key, value in SCRIPTED_ENV.items():
+            patch.setenv(key, value)
+        assert run_protocol.main([str(REPO / "scripts" / SCRIPTED[0]), *SCRIPTED[1:]]) == 0
+    return root
+
+
+SCRIPTED = ("coop/vanilla_base2new_train.sh", "attribute_world", "data", "1")
+SCRIPTED_ENV = dict(OUTPUT="out", CFG="world_tiny", EPO="1", SHOTS="1", PYTHON=sys.executable, FEATURE_CACHE="0",
+                    EXTRA_OPTS="MODEL.BACKBONE.NAME clip.pt")
+
+
+def scripted_copy(tmp_path: Path, monkeypatch, finished_script_run: Path) -> Path:
+    """A copy of the finished job's folder, made the working folder; returns the folder of its run."""
+    root = tmp_path / "copy"
+    shutil.copytree(finished_script_run, root)
+    monkeypatch.chdir(root)
+    return next((root / "out").rglob(RECORD_FILE)).parent.relative_to(root)
+
+
+@pytest.mark.parametrize("damage", ["not JSON", "no fingerprint", "no metrics"])
+def test_scripts_never_take_an_unusable_record_for_a_finished_run(tmp_path, monkeypatch, capfd, finished_script_run,
+                                                                  damage):
+    """The job runs again and train.py decides: it reuses the finished run (testing it again) when the settings,
+    backbone and data are its own, and writes a whole record."""
+    folder = scripted_copy(tmp_path, monkeypatch, finished_script_run)
+    _damage(folder, damage)
+    code, out, err = script(monkeypatch, capfd, *SCRIPTED, **SCRIPTED_ENV)
+    assert code == 0, err
+    assert f"Note: {folder / RECORD_FILE} " in out and "Skip this job" not in out
+    assert "it is reused without training, only the final model is tested again" in out
+    assert read_record(str(folder))["metrics"]["accuracy"] >= 0
+    assert "Skip this job" in script(monkeypatch, capfd, *SCRIPTED, **SCRIPTED_ENV)[1]
+
+
+def test_scripts_rerun_a_damaged_record_and_train_py_refuses_weights_since_replaced(tmp_path, monkeypatch, capfd,
+                                                                                  finished_script_run):
+    folder = scripted_copy(tmp_path, monkeypatch, finished_script_run)
+    _damage(folder, "not JSON")
+    state = torch.load("clip.pt", weights_only=True)
+    state["ln_final.bias"] = state["ln_final.bias"] + 0.01
+    torch.save(state, "clip.pt")
+    code, out, err = script(monkeypatch, capfd, *SCRIPTED, **SCRIPTED_ENV)
+    assert code == 2 and "Skip this job" not in out
+    assert "is not valid JSON" in out and "error: Cannot resume from" in err and "the backbone's weights" in err
+
+
+def test_an_evaluation_folder_with_an_unusable_record_is_refused(tmp_path):
+    folder = tmp_path / "eval"
+    record(folder, "eval", "CoOp", 1, 60.0, "new")
+    _damage(folder, "no fingerprint")
+    with pytest.raises(UserError, match="results.json lacks its fingerprint, so what was evaluated there is "
+                                        "unknown: set FORCE=1 to evaluate there again"):
+        run_protocol.already_done(run_protocol.Job("eval", str(folder), []), str(folder), [])
+
+
+# -- the data a run read ----------------------------------------------------------------------------------------
+def image_folder(root: Path, classes: list[str], seed: int = 0) -> Path:
+    """A DATASET.ROOT for ImageFolder: 6 random 32-pixel images per class."""
+    rng = np.random.default_rng(seed)
+    for name in classes:
+        (root / name).mkdir(parents=True)
+        for i in range(6):
+            Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(root / name / f"{i}.jpg")
+    return root
+
+
+def test_a_finished_run_is_never_reused_on_other_data(tmp_path, tiny_vit_path, capsys):
+    """The folder's classes replaced, and its split file deleted (as the error for changed class folders says): the
+    same command is refused instead of testing the 3-class model on the 4 new classes."""
+    data = image_folder(tmp_path / "images", ["cat", "dog", "fox"])
+    out = tmp_path / "run"
+    argv = run_args(data, out, "CoOp", tiny_vit_path, "CoOp/vit_b16.yaml", *OPTS,
+                    extra=["--dataset-config-file", str(REPO / "configs/datasets/image_folder.yaml")])
+    assert train.main(argv) == 0
+    assert sorted(read_record(str(out))["data"]["split"]) == ["files in DATASET.ROOT", "split_zhou_ImageFolder.json"]
+    shutil.rmtree(data)
+    image_folder(data, ["ant", "bee", "cow", "eel"], seed=1)
+    capsys.readouterr()
+    assert train.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: Cannot resume from") and "the data: split_zhou_ImageFolder.json changed" in err
+
+
+def test_scripts_never_give_runs_on_other_data_one_folder(tmp_path, monkeypatch, capfd):
+    env = dict(OUTPUT=str(tmp_path / "out"), CFG="world_tiny", EPO="1", SHOTS="1", PYTHON=sys.executable,
+               EXTRA_OPTS="INPUT.SIZE (32,32)")
+    first = image_folder(tmp_path / "a", ["cat", "dog", "fox"])
+    # Other images of the same classes, in a folder of the same name: the same output folders.
+    second = image_folder(tmp_path / "elsewhere" / "a", ["cat", "dog", "fox"], seed=1)
+    monkeypatch.chdir(REPO)
+    command = ("coop/vanilla_base2new_train.sh", "image_folder")
+    assert script(monkeypatch, capfd, *command, str(first), "1", **env)[0] == 0
+
+    # A few-shot cache deleted (it is drawn again from the seed): the job runs, and train.py reuses the run.
+    shutil.rmtree(first / "split_fewshot")
+    code, out, _ = script(monkeypatch, capfd, *command, str(first), "1", **env)
+    assert code == 0 and "the data: split_fewshot/shot_1-seed_1.json is not there now: running the job" in out
+    code, out, _ = script(monkeypatch, capfd, *command, str(first), "1", **env)
+    assert code == 0 and "Skip this job" in out
+
+    code, out, err = script(monkeypatch, capfd, *command, str(second), "1", **env)
+    assert code == 2 and "Skip this job" not in out
+    assert "holds a finished run of other settings (the data: files in DATASET.ROOT changed; " in err
+
+    # A folder of another name has output folders (and table rows) of its own.
+    third = image_folder(tmp_path / "b", ["cat", "dog", "fox"], seed=1)
+    code, out, _ = script(monkeypatch, capfd, *command, str(third), "1", **env)
+    assert code == 0 and "Skip this job" not in out
+    assert (tmp_path / "out" / "b" / "CoOp").is_dir() and (tmp_path / "out" / "a" / "CoOp").is_dir()

@@ -65,9 +65,8 @@ def test_folders_and_options_are_the_originals(monkeypatch, capsys):
     ("coop/atprompt_base2new_train.sh", "imagenet", {"TRAINER.COOP.N_CTX": "2", "OPTIM.MAX_EPOCH": "10"}),
     ("cocoop/atprompt_base2new_train.sh", "ucf101", {"TRAINER.COCOOP.N_CTX": "4", "OPTIM.MAX_EPOCH": "10"}),
     ("maple/atprompt_base2new_train.sh", "eurosat", {"TRAINER.MAPLE.N_CTX": "4", "OPTIM.MAX_EPOCH": "10"}),
-    ("dept/atprompt_base2new_train.sh", "stanford_cars", {"TRAINER.COOP.N_CTX": "2",
-                                                          "TRAINER.LINEAR_PROBE.WEIGHT": "0.6"}),
-    ("kgcoop/vanilla_base2new_train.sh", "caltech101", {"TRAINER.COOP.W": "8.0", "OPTIM.MAX_EPOCH": "100"}),
+    ("dept/atprompt_base2new_train.sh", "stanford_cars", {"TRAINER.DEPT.N_CTX": "2", "TRAINER.DEPT.WEIGHT": "0.6"}),
+    ("kgcoop/vanilla_base2new_train.sh", "caltech101", {"TRAINER.KGCOOP.W": "8.0", "OPTIM.MAX_EPOCH": "100"}),
     ("cocoop/anchoropt_base2new_train.sh", "sun397", {"TRAINER.ANCHOROPT.N_CTX": "8", "OPTIM.MAX_EPOCH": "10",
                                                       "TRAINER.ANCHOROPT.KD_WEIGHT": "1000.0",
                                                       "TRAINER.ANCHOROPT.KD_TEMPERATURE": "2.0",
@@ -76,10 +75,10 @@ def test_folders_and_options_are_the_originals(monkeypatch, capsys):
                                                             "TRAINER.ANCHOROPT.KD_TEMPERATURE": "0.0",
                                                             "OPTIM.MAX_EPOCH": "20"}),
     ("dept/anchoropt_base2new_train.sh", "fgvc_aircraft", {"TRAINER.ANCHOROPT.N_CTX": "4", "OPTIM.MAX_EPOCH": "20",
-                                                           "TRAINER.LINEAR_PROBE.WEIGHT": "0.6",
+                                                           "TRAINER.DEPT.WEIGHT": "0.6",
                                                            "TRAINER.ANCHOROPT.KD_WEIGHT": "0.0"}),
 ])  # fmt: skip
-def test_the_catalogs_per_dataset_settings(monkeypatch, capsys, script, dataset, expected):
+def test_the_methods_per_dataset_settings(monkeypatch, capsys, script, dataset, expected):
     (job,) = commands(monkeypatch, capsys, script, dataset, "data", "1")
     assert {key: option(job, key) for key in expected} == expected
 
@@ -129,7 +128,7 @@ def test_the_environment_overrides_and_extra_options_may_be_quoted(monkeypatch, 
     assert [option(job, "--output-dir") for job in jobs] == [
         f"out/evaluation/DePT_ATP/vit_b16_ep20_bs4_lr35_4shots/CTX_3_epo_7/dtd/{varied}/seed{s}" for s in (1, 2)]
     assert option(jobs[0], "--model-dir") == f"out/dtd/DePT_ATP/vit_b16_ep20_bs4_lr35_4shots/CTX_3_epo_7/{varied}/seed1"
-    assert option(jobs[0], "TRAINER.LINEAR_PROBE.WEIGHT") == "0.9" and option(jobs[0], "--load-epoch") == "7"
+    assert option(jobs[0], "TRAINER.DEPT.WEIGHT") == "0.9" and option(jobs[0], "--load-epoch") == "7"
     assert jobs[0][-4:] == ["TRAINER.ATPROMPT.ATTRIBUTES", "['shape', 'material']", "INPUT.SIZE", "(224, 224)"]
 
 
@@ -148,7 +147,8 @@ def test_zero_shot_and_search_arguments(monkeypatch, capsys):
     assert [option(j, "--output-dir") for j in jobs] == ["output/evaluation/ZeroshotCLIP/vit_b16_all/food101/seed1"]
     (search,) = commands(monkeypatch, capsys, "attribute_search/main.sh", "food101", "data", "a b c")
     assert option(search, "TRAINER.ATTRIBUTE_SEARCH.BASES") == "['a', 'b', 'c']"
-    assert option(search, "OPTIM.MAX_EPOCH") == "40" and option(search, "TRAINER.COOP.N_ATT5") == "4"
+    assert option(search, "OPTIM.MAX_EPOCH") == "40" and option(search, "TRAINER.COOP.N_ATT1") == "4"
+    assert "TRAINER.COOP.N_ATT5" not in search  # the original's script passed N_ATT2..5, which nothing read
 
 
 def test_help_usage_and_bad_datasets(capsys):

@@ -41,19 +41,13 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
 from yacs.config import CfgNode  # noqa: E402
 
 from clip.model import CLIP, VisionTransformer, convert_weights  # noqa: E402
+from dassl.engine.precision import autocast, resolve_precision  # noqa: E402
 from dassl.optim import build_optimizer  # noqa: E402
 from datasets import catalog  # noqa: E402
-from trainers.anchor_pretrain import AnchorPretrain, Descriptions  # noqa: E402
-from trainers.attribute_search import AttributeSearch  # noqa: E402
-from trainers.backbone import autocast, resolve_precision  # noqa: E402
 from trainers.base import PromptTrainer, optimizer_step, training_step  # noqa: E402
-from trainers.cocoop import CoCoOp  # noqa: E402
 from trainers.config import get_cfg  # noqa: E402
-from trainers.coop import CoOp  # noqa: E402
-from trainers.dept import DePT  # noqa: E402
-from trainers.kgcoop import KgCoOp  # noqa: E402
 from trainers.layout import CONTEXT_LENGTH, PromptLayout, tokenizer  # noqa: E402
-from trainers.maple import MaPLe  # noqa: E402
+from trainers.method import BenchmarkCase, methods  # noqa: E402
 
 _TEXT = dict(context_length=77, vocab_size=49408, transformer_width=512, transformer_heads=8, transformer_layers=12)
 # Constructor arguments of clip.model.CLIP for the OpenAI models (the values build_model infers from their weights).
@@ -71,12 +65,8 @@ ARCHS: dict[str, dict] = {
     "ViT-L/14": dict(embed_dim=768, image_resolution=224, vision_layers=24, vision_width=1024, vision_patch_size=14,
                      **{**_TEXT, "transformer_width": 768, "transformer_heads": 12}),
 }
-# The original search script's prompt shape (scripts/attribute_compute/main.sh: NCTX = N_ATT = 4), on ImageNet's
-# five bases (DATASET.NAME is ImageNet in every case).
-SEARCH_N_CTX = 4
-SEARCH_OPTIONS = ("TRAINER.COOP.N_CTX", SEARCH_N_CTX, "TRAINER.COOP.N_ATT1", SEARCH_N_CTX)
-SEARCH_DATASET = "ImageNet"
-ORIGINAL_SEARCH_MIN_SIZE = 3  # the original kept only subsets of 3 or more bases: 16 of the 31
+# Every case runs on ImageNet's base classes (the search: on its five bases).
+DATASET = "ImageNet"
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -143,17 +133,21 @@ class Setup:
         clip_model = self.clip if self.clip.dtype == torch.float32 else copy.deepcopy(self.clip).float()
         return dataclasses.replace(self, clip=clip_model, prec=prec)
 
-    def cfg(self, options: tuple = ()):
-        """The config a trainer would run with: ImageNet base classes, CoOp's optimiser, this run's prompt shape."""
+    def cfg(self, trainer: type[PromptTrainer], options: tuple = ()):
+        """The config `trainer` would run with: ImageNet base classes, CoOp's optimiser, this run's prompt shape (the
+        method's N_CTX* keys; its PROMPT_DEPTH* keys at most the layers a tiny CLIP has)."""
         cfg = get_cfg()
+        node = trainer.METHOD.node
         n_att = self.attributes[0][1] if self.attributes else 0
-        depth = min(cfg.TRAINER.MAPLE.PROMPT_DEPTH, self.clip.transformer.layers)  # tiny CLIPs are shallow
+        shape = []
+        for key, value in cfg.TRAINER[node].items():
+            if key.startswith("N_CTX"):
+                shape += [f"TRAINER.{node}.{key}", self.n_ctx]
+            elif key.startswith("PROMPT_DEPTH"):
+                shape += [f"TRAINER.{node}.{key}", min(value, self.clip.transformer.layers)]
         cfg.merge_from_list([
-            "DATASET.NAME", SEARCH_DATASET, "DATASET.SUBSAMPLE_CLASSES", "base",
-            "OPTIM.NAME", "sgd", "OPTIM.LR", 0.002,
-            "TRAINER.COOP.N_CTX", self.n_ctx, "TRAINER.COCOOP.N_CTX", self.n_ctx, "TRAINER.MAPLE.N_CTX", self.n_ctx,
-            "TRAINER.ATPROMPT.N_ATT1", n_att, "TRAINER.MAPLE.PROMPT_DEPTH", depth,
-            "TRAINER.ATTRIBUTE_SEARCH.CHUNK_SIZE", self.search_chunk,
+            "DATASET.NAME", DATASET, "DATASET.SUBSAMPLE_CLASSES", "base", "OPTIM.NAME", "sgd", "OPTIM.LR", 0.002,
+            *shape, "TRAINER.ATPROMPT.N_ATT1", n_att, "TRAINER.ATTRIBUTE_SEARCH.CHUNK_SIZE", self.search_chunk,
             *options,
         ])
         return cfg
@@ -161,76 +155,46 @@ class Setup:
 
 @dataclass(frozen=True)
 class Case:
-    """A benchmark row: one trainer, one kind of step, the speed-up the fast path should reach.
-
-    `targets` maps a class count to the target from that many classes up (None: no target). `options` are config
-    overrides for this case; `plain_options` and `plain_prec` (None: the run's) change its plain path only. `batch`
-    and `eval_batches` override --batch and --eval-batches. `note` is printed under the summary.
-    """
+    """A benchmark row: a method's declared case (trainers/method.py `BenchmarkCase`), run by its trainer."""
 
     name: str
     trainer: type[PromptTrainer]
-    kind: str  # "train", "eval" or "search"
-    targets: dict[int, float | None]
-    batch: int | None = None
-    eval_batches: int | None = None
-    options: tuple = ()
-    plain_options: tuple = ()
-    plain_prec: str | None = None
-    compare: bool = True  # whether both paths compute the same logits
-    needs_vit: bool = False  # prompts the vision transformer
-    note: str = ""
-    prepare: Callable[[nn.Module, Setup], None] | None = None  # gives a built model what its trainer reads from files
+    spec: BenchmarkCase
+    options: tuple = ()  # the case's config overrides, AnchorOPT's switch among them
+
+    def __getattr__(self, name: str):
+        return getattr(self.spec, name)  # kind, targets, batch, ... as declared
+
+    @property
+    def needs_vit(self) -> bool:
+        return self.trainer.METHOD.needs_vit
 
     def target(self, n_cls: int) -> float | None:
         return self.targets[max(k for k in self.targets if k <= n_cls)]
 
 
-def random_anchor(model: nn.Module, s: Setup) -> None:
+def random_anchor(model: nn.Module, clip_model: CLIP, classnames: list[str], seed: int) -> None:
     """AnchorOPT's stage II reads its anchor from a file: a random one here."""
     learner = model.prompt_learner
-    generator = torch.Generator().manual_seed(s.seed)
+    generator = torch.Generator().manual_seed(seed)
     learner.set_anchor(0.02 * torch.randn(learner.anchor.shape, generator=generator), "random")
-
-
-def class_descriptions(model: nn.Module, s: Setup) -> None:
-    """AnchorOPT's stage I reads class descriptions from a file: ten sentences per class here."""
-    sentences = [[f"a photo of a {name}, view {i}." for i in range(10)] for name in s.classnames]
-    model.descriptions = Descriptions(s.clip, sentences).to(s.device)
 
 
 ANCHOROPT = ("TRAINER.ANCHOROPT.USE_ANCHOROPT", True, "TRAINER.ANCHOROPT.N_CTX", 4)
 
-CASES: list[Case] = [
-    Case("coop-train", CoOp, "train", {0: 1.5, 500: 3.0}),
-    Case("coop-eval", CoOp, "eval", {0: 8.0}),
-    Case("maple-train", MaPLe, "train", {0: None}, needs_vit=True),
-    Case("maple-eval", MaPLe, "eval", {0: 8.0}, needs_vit=True),
-    Case("dept-train", DePT, "train", {0: None}),
-    Case("dept-eval", DePT, "eval", {0: 8.0}),
-    Case("kgcoop-train", KgCoOp, "train", {0: 1.5, 500: 3.0}),
-    Case("kgcoop-eval", KgCoOp, "eval", {0: 8.0}),
-    # CoCoOp's configs train with batch 1; 4 images make the batched encoding count without exhausting memory.
-    Case("cocoop-train", CoCoOp, "train", {0: 2.0}, batch=4),
-    Case("cocoop-eval", CoCoOp, "eval", {0: 2.0}, eval_batches=1),  # nothing to cache: one batch tells all
-    Case("anchoropt-train", CoOp, "train", {0: 1.5, 500: 3.0}, options=ANCHOROPT, prepare=random_anchor),
-    Case("anchoropt-eval", CoOp, "eval", {0: 8.0}, options=ANCHOROPT, prepare=random_anchor),
-    Case("cocoop-anchoropt-train", CoCoOp, "train", {0: 2.0}, batch=4, options=ANCHOROPT, prepare=random_anchor),
-    Case("cocoop-anchoropt-eval", CoCoOp, "eval", {0: 2.0}, eval_batches=1, options=ANCHOROPT,
-         prepare=random_anchor),
-    Case("maple-anchoropt-train", MaPLe, "train", {0: None}, needs_vit=True, options=ANCHOROPT, prepare=random_anchor),
-    Case("maple-anchoropt-eval", MaPLe, "eval", {0: 8.0}, needs_vit=True, options=ANCHOROPT, prepare=random_anchor),
-    Case("dept-anchoropt-train", DePT, "train", {0: None}, options=ANCHOROPT, prepare=random_anchor),
-    Case("dept-anchoropt-eval", DePT, "eval", {0: 8.0}, options=ANCHOROPT, prepare=random_anchor),
-    Case("anchor-pretrain", AnchorPretrain, "train", {0: 1.5}, prepare=class_descriptions,
-         note="anchor-pretrain: AnchorOPT's stage I without images against the original's step, which encoded the "
-              "batch's images and discarded them (the data loading it also saves is not counted)"),
-    Case("search", AttributeSearch, "search", {0: None}, options=SEARCH_OPTIONS),
-    Case("search-vs-16", AttributeSearch, "search", {0: 5.0}, options=SEARCH_OPTIONS,
-         plain_options=("TRAINER.ATTRIBUTE_SEARCH.MIN_SIZE", ORIGINAL_SEARCH_MIN_SIZE), plain_prec="fp32",
-         compare=False, note="search-vs-16: all 31 candidates at the run's precision against the original's search "
-                             "step (the 16 subsets of 3 or more bases, fp32, one full-context call per candidate)"),
-]
+
+def cases() -> list[Case]:
+    """Every registered method's cases (<method>-<kind> unless named), then those of the prompt learners with
+    AnchorOPT on (<method>-anchoropt-<kind>), which read a random anchor."""
+    plain, anchored = [], []
+    for trainer, card in methods():
+        for spec in card.benchmark:
+            name = spec.name or f"{card.scripts}-{spec.kind}"
+            plain.append(Case(name, trainer, spec, spec.options))
+            if card.plugins and spec.anchoropt:
+                anchored.append(Case(f"{card.scripts}-anchoropt-{spec.kind}", trainer,
+                                     dataclasses.replace(spec, prepare=random_anchor), spec.options + ANCHOROPT))
+    return plain + anchored
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -247,7 +211,7 @@ class Bench:
 
 def build(case: Case, s: Setup, fast: bool) -> tuple[nn.Module, CfgNode]:
     """The case's model, built by its trainer's own `build_custom_clip` and frozen by its `is_trainable`."""
-    cfg = s.cfg(case.options + (() if fast else case.plain_options))
+    cfg = s.cfg(case.trainer, case.options + (() if fast else case.plain_options))
     python_state = random.getstate()
     with torch.random.fork_rng(devices=[]), contextlib.redirect_stdout(io.StringIO()):
         torch.manual_seed(s.seed)  # both paths start from the same parameters (and the search's candidate order)
@@ -258,7 +222,7 @@ def build(case: Case, s: Setup, fast: bool) -> tuple[nn.Module, CfgNode]:
         param.requires_grad_(case.trainer.is_trainable(cfg, name))
     model.to(s.device).use_plain_computation(not fast)
     if case.prepare is not None:
-        case.prepare(model, s)
+        case.prepare(model, s.clip, s.classnames, s.seed)
     return model, cfg
 
 
@@ -401,7 +365,7 @@ def run_case(case: Case, setup: Setup, warmup: int, iters: int) -> Row:
         timing = measure(functools.partial(BENCHES[case.kind], case, path_setup, fast), setup.device, warmup, iters)
         path = "fast" if fast else "plain"
         speed = timing.error or f"{timing.images_per_s:9.1f} img/s {1000 * timing.seconds:9.1f} ms/step"
-        print(f"  {case.name:<13} {len(setup.classnames):>5} classes  {path:<5} {speed}  peak {gib(timing.peak_bytes)}",
+        print(f"  {case.name:<22} {len(setup.classnames):>5} classes  {path:<5} {speed}  peak {gib(timing.peak_bytes)}",
               flush=True)
         timings[path] = timing
     return Row(case, len(setup.classnames), timings["fast"], timings["plain"])
@@ -429,7 +393,7 @@ def summary(rows: list[Row]) -> str:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    names = [c.name for c in CASES]
+    names = [c.name for c in cases()]
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--arch", default="tiny", choices=list(ARCHS), help="CLIP sizes (default tiny)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
@@ -467,15 +431,15 @@ def main(argv: list[str] | None = None) -> list[Row]:
     prec = resolve_precision(args.prec, device)
     clip_model = build_clip(args.arch, device, prec, args.seed)
     attributes = [(w, args.n_att) for w in args.attributes]
-    cases = [c for c in CASES if c.name in args.cases]
+    chosen = [c for c in cases() if c.name in args.cases]
     if not isinstance(clip_model.visual, VisionTransformer):
-        skipped = [c.name for c in cases if c.needs_vit]
+        skipped = [c.name for c in chosen if c.needs_vit]
         if skipped:
-            print(f"Skipping {', '.join(skipped)}: MaPLe needs a ViT image encoder, {args.arch} is a ResNet")
-        cases = [c for c in cases if not c.needs_vit]
+            print(f"Skipping {', '.join(skipped)}: they prompt a ViT image encoder, {args.arch} is a ResNet")
+        chosen = [c for c in chosen if not c.needs_vit]
     print(f"CLIP {args.arch} (random weights) on {device}, {prec}; batch {args.batch}; attributes {attributes}, "
-          f"{args.n_ctx} context tokens; search: {len(catalog.by_name(SEARCH_DATASET).bases)} bases, {SEARCH_N_CTX}+"
-          f"{SEARCH_N_CTX} tokens; {args.warmup} warm-up + {args.iters} timed steps per path", flush=True)
+          f"{args.n_ctx} context tokens; search: {len(catalog.by_name(DATASET).bases)} bases; {args.warmup} warm-up "
+          f"+ {args.iters} timed steps per path", flush=True)
     rows = []
     for n_cls in args.classes:
         setup = Setup(clip_model, random_classnames(n_cls, args.seed), attributes, args.n_ctx, prec, device,
@@ -483,10 +447,10 @@ def main(argv: list[str] | None = None) -> list[Row]:
         length = PromptLayout(setup.classnames, args.n_ctx, attributes).seq_len
         print(f"{n_cls} classes: prompts of {length} tokens up to the last EOT (plain: the full {CONTEXT_LENGTH})",
               flush=True)
-        rows += [run_case(case, setup, args.warmup, args.iters) for case in cases]
+        rows += [run_case(case, setup, args.warmup, args.iters) for case in chosen]
     print()
     print(summary(rows))
-    for note in dict.fromkeys(c.note for c in cases if c.note):
+    for note in dict.fromkeys(c.note for c in chosen if c.note):
         print(note)
     if device.type == "cpu":
         print("Peak memory is measured on GPUs only (torch.cuda.max_memory_allocated).")

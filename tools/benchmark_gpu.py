@@ -22,14 +22,15 @@ import torch
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from clip.model import VisionTransformer  # noqa: E402
+from dassl.engine.precision import resolve_precision  # noqa: E402
 from tools import benchmark  # noqa: E402
-from trainers.backbone import resolve_precision  # noqa: E402
 
 DEFAULT_CASES = ["coop-train", "coop-eval"]  # CoOp+ATPrompt: training step and test pass
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    names = [c.name for c in benchmark.CASES]
+    names = [c.name for c in benchmark.cases()]
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--arch", default="ViT-B/16", choices=list(benchmark.ARCHS), help="CLIP sizes (ViT-B/16)")
     parser.add_argument("--device", default="cuda", help="cuda, cuda:N or cpu (default cuda)")
@@ -73,15 +74,15 @@ def record(row: benchmark.Row, args: argparse.Namespace, prec: str, device: torc
 def main(argv: list[str] | None = None) -> list[dict]:
     args = parse_args(argv)
     device = torch.device(args.device)
-    cases = [c for c in benchmark.CASES if c.name in args.cases]
-    if args.arch.startswith("RN"):  # MaPLe prompts the vision transformer
-        cases = [c for c in cases if not c.needs_vit]
+    cases = [c for c in benchmark.cases() if c.name in args.cases]
     attributes = [("color", args.n_att), ("shape", args.n_att)]
     records = []
     for requested in args.precs:
         with contextlib.redirect_stdout(sys.stderr):  # stdout holds the JSON lines alone
             prec = resolve_precision(requested, device)
             clip_model = benchmark.build_clip(args.arch, device, prec, args.seed)
+        if not isinstance(clip_model.visual, VisionTransformer):  # MaPLe's cases prompt a ViT image encoder
+            cases = [c for c in cases if not c.needs_vit]
         rows = []
         for n_cls in args.classes:
             setup = benchmark.Setup(clip_model, benchmark.random_classnames(n_cls, args.seed), attributes, args.n_ctx,

@@ -1,4 +1,4 @@
-"""List or clear the feature cache (FEATURE_CACHE.DIR, trainers/feature_cache.py).
+"""List or clear the feature cache (FEATURE_CACHE.DIR, dassl/engine/feature_cache.py).
 
     python tools/feature_cache.py [DIR]                            # one line per group, then the total
     python tools/feature_cache.py [DIR] --clear                    # remove every group
@@ -22,8 +22,8 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from trainers.feature_cache import DEFAULT_DIR  # noqa: E402
-from trainers.feature_store import GROUP_FILE, group_summary  # noqa: E402
+from dassl.engine.feature_cache import DEFAULT_DIR  # noqa: E402
+from dassl.engine.feature_store import GROUP_FILE, group_summary  # noqa: E402
 
 GROUP_NAME = re.compile(r"[0-9a-f]{32}")
 ENTRY_FOLDER = re.compile(r"[0-9a-f]{2}")

@@ -25,16 +25,28 @@ import numpy as np
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from dassl.engine.records import (  # noqa: E402
+    RECORD_FILE,
+    differences,
+    experiment_settings,
+    identity_problem,
+    load_record,
+    result_problem,
+)
 from tools.results import METRICS, ResultsError, log_files, read_run  # noqa: E402
-from trainers.records import RECORD_FILE, differences, experiment_settings, read_record  # noqa: E402
 
 # A record's metric names -> the names of the log lines (and of this tool's output).
 LOG_NAMES = {"error_rate": "error"}
 
 
 def seed_result(seed_dir: Path, mode: str, keyword: str) -> tuple[Path, dict[str, float], dict | None] | None:
-    """(where it was read, final metrics, the record) of one seed folder, from its record or else its log."""
-    record = read_record(str(seed_dir))
+    """(where it was read, final metrics, the record) of one seed folder, from its record or else its log; a record
+    that cannot be read or lacks what a result needs is an error naming it."""
+    record, problem = load_record(str(seed_dir))
+    problem = problem or (identity_problem(record) or result_problem(record) if record is not None else "")
+    if problem:
+        raise ResultsError(f"{seed_dir / RECORD_FILE} {problem}: rerun its job to write it again, or move the folder "
+                           "away")
     if record is not None and record.get("status") == "finished" and record.get("metrics"):
         metrics = {LOG_NAMES.get(k, k): v for k, v in record["metrics"].items()}
         return (seed_dir / RECORD_FILE, metrics, record) if keyword in metrics else None

@@ -1,6 +1,6 @@
 """Read run records (or logs) and aggregate them over seeds into the paper's tables.
 
-A run is a folder holding its record ``results.json`` (trainers/records.py): what ran, with which settings and
+A run is a folder holding its record ``results.json`` (dassl/engine/records.py): what ran, with which settings and
 their fingerprints, and its final metrics. Values of one table cell come from runs of one setting (the same
 fingerprint but for the seed), and an evaluation on the novel classes is paired with the training runs it
 evaluated (through the training setting its record names); two settings are never averaged together.
@@ -31,9 +31,19 @@ from pathlib import Path
 
 import numpy as np
 
+from dassl.engine.records import (
+    RECORD_FILE,
+    differences,
+    experiment_settings,
+    identity_problem,
+    load_record,
+    repeatable,
+    result_problem,
+)
 from dassl.utils.errors import UserError
 from datasets import catalog
-from trainers.records import RECORD_FILE, differences, experiment_settings, read_record
+from trainers.families import FEWSHOT
+from trainers.method import paper_averages, table_order
 
 # Folder key -> display label, in the order of the paper's tables (datasets/catalog.py).
 PAPER_DATASETS = {info.key: info.display for info in catalog.by_role("benchmark")}
@@ -41,26 +51,10 @@ DG_DATASETS = {info.key: info.display for info in catalog.by_role("variant")}
 XD_SOURCE = catalog.XD_SOURCE
 XD_TARGETS = [key for key in PAPER_DATASETS if key != XD_SOURCE]
 
-# Method names are the records' (trainers/base.py `method_name`): <Method>[_ATP][_AnchorOPT], whatever alias ran.
-METHOD_ORDER = ["ZeroshotCLIP", "AnchorPretrain"] + [
-    f"{method}{variant}" for method in ("CoOp", "CoCoOp", "MaPLe", "DePT", "KgCoOp")
-    for variant in ("", "_ATP", "_AnchorOPT", "_ATP_AnchorOPT")]
-# Base / novel / HM averaged over the 11 datasets, as reported by the papers (ATPrompt's README, AnchorOPT's paper).
-PAPER_AVERAGES = {
-    "CoOp": (82.69, 63.22, 71.66),
-    "CoOp_ATP": (82.68, 68.04, 74.65),
-    "CoCoOp": (80.47, 71.69, 75.83),
-    "CoCoOp_ATP": (81.69, 74.54, 77.95),
-    "MaPLe": (82.28, 75.14, 78.55),
-    "MaPLe_ATP": (82.98, 75.76, 79.21),
-    "DePT": (83.80, 72.89, 77.97),
-    "DePT_ATP": (83.80, 73.75, 78.45),
-    # AnchorOPT's paper (arXiv 2511.21188), the same 11 datasets.
-    "CoOp_AnchorOPT": (81.24, 76.27, 78.68),
-    "CoCoOp_AnchorOPT": (81.87, 77.06, 79.39),
-    "MaPLe_AnchorOPT": (83.62, 77.36, 80.37),
-    "DePT_AnchorOPT": (84.27, 76.90, 80.42),
-}
+# Method names are the records' (trainers/base.py `method_name`): <Method>[_ATP][_AnchorOPT], whatever alias ran;
+# their order and the papers' Base / Novel / HM averages over the 11 datasets come from the methods' own cards.
+METHOD_ORDER = table_order()
+PAPER_AVERAGES = paper_averages()
 
 METRICS = ("accuracy", "error", "macro_f1")
 _METRIC_LINE = re.compile(r"^\s*\*\s+(\w+):\s+([-+0-9.,eE]+)\s*%?\s*$")
@@ -68,6 +62,7 @@ _TRAIN_LINE = re.compile(r"epoch \[\d+/\d+\]\s+batch \[\d+/\d+\]")
 _RUN_ARG = re.compile(r"^(eval_only|no_train):\s*(True|False)\s*$", re.MULTILINE)
 _SUBSAMPLE_LINE = re.compile(r"^\s+SUBSAMPLE_CLASSES:\s*(\w+)\s*$", re.MULTILINE)
 _SEED_DIR = re.compile(r"^seed(\d+)$")
+_SHOTS_DIR = re.compile(r"_(\d+)shots(/|$)")
 _RESULT_START = "=> result"
 _FINISH = "Finish training"
 
@@ -196,25 +191,58 @@ class Run:
     settings: dict = field(default_factory=dict)  # a record's settings, to name what differs between two settings
     source: str | None = None  # an evaluation record's training setting
     note: str = ""  # something a reader must know about this run (e.g. the epoch it evaluated)
+    shots: int | None = None
+
+    @property
+    def protocol(self) -> str:
+        """"fewshot" (a training run on all classes of a dataset, the few-shot scripts' or any but the
+        cross-dataset source's), "xd" (the cross-dataset source's training and the evaluations on all classes) or
+        "base2new"."""
+        if self.split != "all":
+            return "base2new"
+        if self.kind == "train" and (self.rel.startswith(FEWSHOT) or self.dataset != XD_SOURCE):
+            return "fewshot"
+        return "xd"
 
 
 def run_from_record(record: dict, rel: str) -> Run | None:
-    """The Run a finished record describes (None for a run that did not finish, or an attribute search)."""
-    if record.get("kind") not in ("train", "eval"):
-        return None
-    if record.get("status") != "finished" or "accuracy" not in record.get("metrics", {}):
+    """The Run a finished record describes (None for a run that did not finish, or an attribute search); the
+    record has no `identity_problem` or `result_problem` (dassl/engine/records.py)."""
+    if record.get("kind") not in ("train", "eval") or record.get("status") != "finished":
         return None
     source = record.get("source") or {}
     note = ""
     if source.get("epochs") and source.get("epoch") not in (None, source["epochs"]):
         note = f"{rel} evaluates epoch {source['epoch']} of a {source['epochs']}-epoch training run"
     method = record.get("method") or record["trainer"]
-    return Run(method, record["setting"], dataset_key(record["dataset"]), record["seed"], record["kind"],
-               record["subsample"], rel, record["metrics"], record.get("settings", {}), source.get("setting"), note)
+    # The split it read names its data where two settings are told apart (the few shots differ by seed anyway).
+    data = {f"data {name}": checksum[:12] for name, checksum in ((record.get("data") or {}).get("split") or {}).items()}
+    dataset = record.get("dataset_label") or record["dataset"]  # an image folder's own name
+    return Run(method, record["setting"], dataset_key(dataset), record["seed"], record["kind"], record["subsample"],
+               rel, record["metrics"], {**record["settings"], **data}, source.get("setting"), note,
+               record.get("shots"))
+
+
+def record_note(record: dict | None, problem: str, rel: str) -> str:
+    """Why a folder's record gives no table value ("" when it gives one, or is of no table: a search)."""
+    if record is None:
+        problem = problem or "is gone"  # removed while the tree was read
+    problem = problem or identity_problem(record) or result_problem(record)
+    if problem:
+        return f"{rel}/{RECORD_FILE} {problem}; left out of the tables (rerun its job to write it again)"
+    if record.get("kind") not in ("train", "eval"):
+        return ""
+    if record["status"] != "finished":
+        return f"{rel}: its record says it did not finish"
+    if not repeatable(record["settings"]) or record["seed"] < 0:
+        return f"{rel}: ran without a fixed seed (SEED -1), so its numbers cannot be repeated; left out of the tables"
+    return ""
 
 
 def _layout(parts: tuple[str, ...]) -> tuple[str, str, str, str, int] | None:
     """(kind, method, setting, dataset, seed) of a run folder from its path parts, None if not a run."""
+    if parts[:1] == (FEWSHOT.rstrip("/"),):
+        parts = parts[1:]
     if not parts:
         return None
     seed_match = _SEED_DIR.match(parts[-1])
@@ -242,13 +270,13 @@ def collect_runs(root: str | Path) -> tuple[list[Run], list[str]]:
         dirnames.sort()
         here = Path(dirpath)
         parts = here.relative_to(root).parts
-        record = read_record(dirpath) if RECORD_FILE in filenames else None
-        if record is not None:
-            run = run_from_record(record, "/".join(parts))
-            if run is not None:
-                runs.append(run)
+        if RECORD_FILE in filenames:  # a run that writes records is never read from its log
+            record, problem = load_record(dirpath)
+            note = record_note(record, problem, "/".join(parts))
+            if note:
+                notes.append(note)
             elif record.get("kind") in ("train", "eval"):
-                notes.append(f"{'/'.join(parts)}: its record says it did not finish")
+                runs.append(run_from_record(record, "/".join(parts)))
             continue
         if not any(name == "log.txt" or name.startswith("log.txt-") for name in filenames):
             continue
@@ -266,7 +294,9 @@ def collect_runs(root: str | Path) -> tuple[list[Run], list[str]]:
         for path in log.skipped:
             notes.append(f"{rel}: {path.name} has no final result; using the older {log.path.name}")
         split = log.subsample or ("base" if kind == "train" else "new")
-        runs.append(Run(method, setting, dataset_key(dataset), seed, kind, split, rel, log.metrics))
+        shots = _SHOTS_DIR.search(setting)
+        runs.append(Run(method, setting, dataset_key(dataset), seed, kind, split, rel, log.metrics,
+                        shots=int(shots.group(1)) if shots else None))
     if odd and not runs:
         raise ResultsError(
             f"{odd[0]} is too shallow for the output layout: pass the output root, i.e. the folder that holds "
@@ -334,12 +364,21 @@ class PairRow:
 
 
 @dataclass
+class ShotsRow:
+    dataset: str  # folder key, or "average"
+    method: str
+    cells: dict[int, Stat]  # shot count -> accuracy
+
+
+@dataclass
 class Summary:
     b2n_methods: list[str] = field(default_factory=list)
     b2n: list[PairRow] = field(default_factory=list)  # dataset-major, paper order
     averages: dict[str, PairRow] = field(default_factory=dict)
     xd_columns: list[tuple[str, str]] = field(default_factory=list)  # (label, key); keys "xd_avg" / "dg_avg"
     xd: dict[str, dict[str, Stat]] = field(default_factory=dict)  # method -> column key -> cell
+    shots: list[int] = field(default_factory=list)  # the few-shot table's columns
+    fewshot: list[ShotsRow] = field(default_factory=list)  # the Average rows first, then dataset-major
     notes: list[str] = field(default_factory=list)  # runs without a result (progress)
     warnings: list[str] = field(default_factory=list)  # gaps in the tables
     runs: list[Run] = field(default_factory=list)
@@ -350,9 +389,11 @@ def _matches(run: Run, filters: tuple[str, ...]) -> bool:
 
 
 def _index(runs: list[Run]) -> dict[tuple[str, str, str, str], list[Run]]:
+    """The base-to-novel and cross-dataset runs by (method, dataset, split, kind)."""
     index: dict[tuple[str, str, str, str], list[Run]] = defaultdict(list)
     for run in runs:
-        index[(run.method, run.dataset, run.split, run.kind)].append(run)
+        if run.protocol != "fewshot":
+            index[(run.method, run.dataset, run.split, run.kind)].append(run)
     return index
 
 
@@ -433,6 +474,7 @@ def summarize(root: str | Path, *, methods: list[str] | None = None, expect_seed
     expected_given = set(expect_seeds) if expect_seeds else None
     _base_to_novel(summary, index, chosen, expected_given)
     _cross_dataset(summary, index, chosen, expected_given)
+    _few_shot(summary, chosen, expected_given)
     return summary
 
 
@@ -480,8 +522,8 @@ def _base_to_novel(summary: Summary, index, chosen: list[str], expected_given: s
 
 def _cross_dataset(summary: Summary, index, chosen: list[str], expected_given: set[int] | None) -> None:
     targets_found = {run.dataset for run in summary.runs
-                     if run.split == "all" and run.kind == "eval" and run.dataset != XD_SOURCE}
-    has_source = any(run.split == "all" and run.dataset == XD_SOURCE for run in summary.runs)
+                     if run.protocol == "xd" and run.kind == "eval" and run.dataset != XD_SOURCE}
+    has_source = any(run.protocol == "xd" and run.dataset == XD_SOURCE for run in summary.runs)
     if not targets_found and not has_source:
         return
     xd = [d for d in XD_TARGETS if d in targets_found]
@@ -522,7 +564,60 @@ def _cross_dataset(summary: Summary, index, chosen: list[str], expected_given: s
         summary.xd[method] = cells
 
 
-CSV_FIELDS = ["section", "dataset", "method", "base", "base_std", "novel", "novel_std", "hm", "accuracy",
+def _few_shot(summary: Summary, chosen: list[str], expected_given: set[int] | None) -> None:
+    """Rows dataset x method, columns shot counts: the accuracy of the few-shot runs, over seeds; an Average row per
+    method averages the datasets."""
+    runs = [run for run in summary.runs if run.protocol == "fewshot"]
+    if not runs:
+        return
+    groups: dict[tuple[str, str, int | None], list[Run]] = defaultdict(list)
+    for run in runs:
+        groups[(run.method, run.dataset, run.shots)].append(run)
+    summary.shots = sorted({run.shots for run in runs}, key=lambda shots: shots or 0)
+    datasets = sorted({run.dataset for run in runs}, key=dataset_order)
+    rows = []
+    for method in [m for m in chosen if any(run.method == m for run in runs)]:
+        seeds_found = {run.seed for run in runs if run.method == method}
+        expected = expected_given or seeds_found
+        for dataset in datasets:
+            cells = {}
+            for shots in summary.shots:
+                group = groups.get((method, dataset, shots), [])
+                settings: dict[str, list[Run]] = defaultdict(list)
+                for run in group:
+                    settings[run.setting].append(run)
+                what = f"{method} on {display_name(dataset)}, {shots} shots"
+                if len(settings) > 1:
+                    raise _several_settings(what, "train", settings)
+                values = _accuracy(group)
+                gap = _gap_warning(what, values, expected) if group else None
+                if gap:
+                    summary.warnings.append(gap)
+                cells[shots] = seed_stat(values, expected)
+            if any(cell.mean is not None for cell in cells.values()):
+                rows.append(ShotsRow(dataset, method, cells))
+    averages = []
+    for method in dict.fromkeys(row.method for row in rows):
+        mine = [row for row in rows if row.method == method]
+        if len(datasets) > 1:
+            averages.append(ShotsRow("average", method, {shots: average_stat([row.cells[shots] for row in mine],
+                                                                              len(datasets))
+                                                         for shots in summary.shots}))
+    summary.fewshot = averages + sorted(rows, key=lambda row: dataset_order(row.dataset))
+
+
+def unplaced(summary: Summary) -> list[Run]:
+    """The runs no table shows (e.g. base-class runs whose novel-class evaluations are missing do show, with a
+    warning; a lone evaluation on all classes of the cross-dataset source does not)."""
+    shown = {run.rel for run in summary.runs if run.protocol == "fewshot"}
+    if summary.b2n:
+        shown |= {run.rel for run in summary.runs if run.protocol == "base2new"}
+    if summary.xd:
+        shown |= {run.rel for run in summary.runs if run.protocol == "xd" and run.method in summary.xd}
+    return [run for run in summary.runs if run.rel not in shown]
+
+
+CSV_FIELDS = ["section", "dataset", "method", "shots", "base", "base_std", "novel", "novel_std", "hm", "accuracy",
               "accuracy_std", "seeds", "note"]
 
 
@@ -555,5 +650,11 @@ def summary_records(summary: Summary, paper: bool = False) -> list[dict[str, str
             cell = cells[key]
             records.append({**blank, "section": "cross_dataset", "dataset": label, "method": method,
                             "accuracy": num(cell.mean), "accuracy_std": num(cell.std),
+                            "seeds": " ".join(map(str, cell.seeds)), "note": note(cell)})
+    for row in summary.fewshot:
+        label = "Average" if row.dataset == "average" else display_name(row.dataset)
+        for shots, cell in row.cells.items():
+            records.append({**blank, "section": "fewshot", "dataset": label, "method": row.method,
+                            "shots": str(shots), "accuracy": num(cell.mean), "accuracy_std": num(cell.std),
                             "seeds": " ".join(map(str, cell.seeds)), "note": note(cell)})
     return records

@@ -4,10 +4,12 @@
     python tools/summarize.py output --format csv --out results.csv
     python tools/summarize.py output --expect-seeds 1,2,3 --methods CoOp,CoOp_ATP --paper
 
-Prints (a) the base-to-novel table (Base / Novel / HM per dataset and method, seed means, plus the Average over
-the 11 datasets with HM of the averages, as the paper computes it) and (b) the cross-dataset and
-domain-generalisation table (accuracy per target of the runs evaluated on all classes). A value built from fewer
-seeds or datasets than expected is marked with ``*`` and explained by a WARNING line.
+Prints each protocol it finds as its own table: (a) base-to-novel (Base / Novel / HM per dataset and method, seed
+means, plus the Average over the 11 datasets with HM of the averages, as the paper computes it), (b) cross-dataset
+and domain generalisation (accuracy per target of the ImageNet models evaluated on all classes), (c) all-class
+few-shot (accuracy by shots per class, mean ± std over seeds, an Average row per method). Runs read that belong to no
+table are listed, never dropped silently. A value built from fewer seeds or datasets than expected is marked with
+``*`` and explained by a WARNING line.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from tools.results import (  # noqa: E402
     display_name,
     summarize,
     summary_records,
+    unplaced,
 )
 
 
@@ -44,6 +47,13 @@ def _table(header: list[str], rows: list[list[str]], numeric_from: int) -> list[
     """Markdown table; columns from ``numeric_from`` on are right-aligned, except a trailing Seeds column."""
     align = [":--" if i < numeric_from or name == "Seeds" else "--:" for i, name in enumerate(header)]
     return ["| " + " | ".join(cells) + " |" for cells in [header, align, *rows]]
+
+
+def _spread(stat: Stat) -> str:
+    """A cell as mean ± std over seeds (the mean alone for one seed)."""
+    if stat.mean is None or not stat.seeds or len(stat.seeds) == 1:
+        return _cell(stat)
+    return f"{stat.mean:.2f} ± {stat.std:.2f}{'*' if stat.flagged else ''}"
 
 
 def _seeds(*stats: Stat) -> str:
@@ -84,6 +94,23 @@ def render_markdown(summary: Summary, paper: bool = False) -> str:
         rows = [[method] + [_cell(cells[key]) for _, key in summary.xd_columns] + [_seeds(*cells.values())]
                 for method, cells in summary.xd.items()]
         lines += _table(header, rows, 1) + [""]
+    if summary.fewshot:
+        lines += ["## Few-shot classification (all classes)", "",
+                  "Accuracy (%) on the whole test set, mean ± standard deviation over seeds, by shots per class in "
+                  "training. The Average rows average the datasets. `*` marks a value built from fewer seeds or "
+                  "datasets than expected.", ""]
+        header = ["Dataset", "Method"] + [f"{k} shot{'s' * (k != 1)}" for k in summary.shots] + ["Seeds"]
+        rows = [["Average" if r.dataset == "average" else display_name(r.dataset), r.method]
+                + [_spread(r.cells[k]) for k in summary.shots] + [_seeds(*r.cells.values())] for r in summary.fewshot]
+        lines += _table(header, rows, 2) + [""]
+    left_out = unplaced(summary)
+    if left_out:
+        lines += ["## Runs in no table", "",
+                  "Base-to-novel rows need training runs on the base classes (their evaluations on the novel "
+                  "classes complete them); the cross-dataset table needs evaluations on all classes of other datasets "
+                  "than ImageNet, the source; a training run on all classes of another dataset is a few-shot run.", ""]
+        lines += [f"- {run.rel}: {run.method}, {run.kind} on {run.split} classes of {display_name(run.dataset)}"
+                  for run in left_out] + [""]
     if summary.warnings:
         lines += ["## Warnings", ""] + [f"- WARNING: {w}" for w in summary.warnings] + [""]
     if summary.notes:
@@ -163,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text, encoding="utf-8")
     else:
-        sys.stdout.write(text)
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
     return 0
 
 

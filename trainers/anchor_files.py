@@ -122,6 +122,11 @@ def read_anchor(path: str, length: int, width: int) -> tuple[torch.Tensor, dict[
     else:
         raise UserError(f"{path} is not an anchor file: it has neither our '{ANCHOR_FORMAT}' format nor a "
                         f"'{ANCHOR_PARAM}' weight (the original's stage-I checkpoints)")
+    if not isinstance(anchor, torch.Tensor) or not anchor.is_floating_point():
+        raise UserError(f"{path} is not an anchor file: its anchor is {type(anchor).__name__}, not a float tensor")
+    if not bool(torch.isfinite(anchor).all()):  # training from it would diverge, and be blamed on OPTIM.LR
+        raise UserError(f"the anchor in {path} holds values that are not finite (NaN or inf): the stage-I run that "
+                        "wrote it diverged, or the file is damaged; train the anchor again (stage I) or use another")
     if tuple(anchor.shape) != (length, width):
         raise UserError(f"the anchor in {path} is [{', '.join(map(str, anchor.shape))}] but this model takes "
                         f"[{length}, {width}] (TRAINER.ANCHOROPT.ANCHOR_LEN x the text width of "

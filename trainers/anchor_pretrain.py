@@ -22,10 +22,10 @@ from dassl.engine import TRAINER_REGISTRY
 from dassl.engine.resume import capture_rng_state
 from trainers import anchor_files
 from trainers.anchoropt import AnchorPromptLearner
-from trainers.backbone import replay_clip_construction
 from trainers.base import PromptTrainer, training_step
+from trainers.method import BenchmarkCase, Method
+from trainers.original import replay_clip_construction
 from trainers.prompting import FixedPrompts, Outputs, PromptedCLIP
-from trainers.records import settings_of
 
 
 class Descriptions(FixedPrompts):
@@ -66,14 +66,28 @@ class AnchorPretrainCLIP(PromptedCLIP):
         return self.weight * per_class.mean()
 
 
+def made_up_descriptions(model: AnchorPretrainCLIP, clip_model, classnames: list[str], seed: int) -> None:
+    """What stage I reads from a description file, for the benchmark: ten sentences per class."""
+    sentences = [[f"a photo of a {name}, view {i}." for i in range(10)] for name in classnames]
+    model.descriptions = Descriptions(clip_model, sentences).to(model.logit_scale.device)
+
+
 @TRAINER_REGISTRY.register()
 class AnchorPretrain(PromptTrainer):
     """Stage I of AnchorOPT; `TRAINER.ANCHOROPT.*` (ANCHOR_LEN, ANCHOR_MSE_WEIGHT, MAX_TEMPLATE_LENGTH,
-    DESCRIPTIONS), precision from TRAINER.COOP.PREC as the original."""
+    DESCRIPTIONS), precision from TRAINER.COOP.PREC as the original (CoOp_Pretrain_Anchor)."""
 
+    # AnchorOPT's first stage, not a method its switch applies to; its scripts are CoOp's (the coop/anchoropt_anchor
+    # family). Its benchmark: the text-only step against the original's, which encoded the batch's images.
+    METHOD = Method(
+        "AnchorPretrain", "coop", "COOP", order=5, plugins=False,
+        benchmark=(BenchmarkCase("train", {0: 1.5}, name="anchor-pretrain", prepare=made_up_descriptions,
+                                 note="anchor-pretrain: AnchorOPT's stage I without images against the original's "
+                                      "step, which encoded the batch's images and discarded them (the data loading "
+                                      "it also saves is not counted)"),),
+        summary="AnchorOPT's stage I: the anchor prompt learned from class descriptions",
+    )
     SAVE_NAME = anchor_files.STAGE_ONE_FOLDER
-    USE_ATPROMPT = False
-    SUPPORTS_ANCHOROPT = False  # it is AnchorOPT's first stage, not a method the switch applies to
 
     @classmethod
     def save_name(cls, cfg) -> str:
@@ -122,7 +136,7 @@ class AnchorPretrain(PromptTrainer):
     def after_train(self) -> None:
         about = {"backbone": self.backbone, "word": "of", "dataset": self.cfg.DATASET.NAME,
                  "classes": list(self.dm.dataset.classnames), "epoch": self.max_epoch,
-                 "settings": settings_of(self.cfg, "train")}
+                 "settings": self.run_settings()}
         path = os.path.join(self.output_dir, anchor_files.ANCHOR_FILE)
         anchor_files.write_anchor(path, self.model.prompt_learner.anchor_ctx_1, about)
         print(f"AnchorOPT stage I: the anchor is in {path}")
@@ -132,6 +146,3 @@ class AnchorPretrain(PromptTrainer):
         return {"method": "AnchorPretrain", "backbone": self.backbone,
                 "prompt": {"anchor_len": self.model.prompt_learner.anchor_len}}
 
-
-# The original's name.
-TRAINER_REGISTRY.register(AnchorPretrain, name="CoOp_Pretrain_Anchor")

@@ -19,12 +19,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from yacs.config import CfgNode
+from yacs.config import CfgNode as CN  # noqa: N817
 
 from clip.model import CLIP
 from dassl.utils.errors import UserError
 from trainers import anchor_files
-from trainers.backbone import backbone_identity, replay_clip_construction
+from trainers.backbone import backbone_identity
 from trainers.layout import Anchoring, anchor_layout
+from trainers.original import name_turns_on_anchoropt, replay_clip_construction
 from trainers.prompting import LaidOutPrompts, Outputs, PromptedCLIP
 
 # The anchor a checkpoint carries (a buffer of the normal prompt learner).
@@ -32,10 +34,48 @@ ANCHOR_KEY = re.compile(r"(^|\.)anchor$")
 SAVE_NAME = "normal_prompt_learner"  # the original's checkpoint folder of stage II
 
 
+def config_node() -> CN:
+    """TRAINER.ANCHOROPT: the original's keys and defaults, then the new ones (docs/AnchorOPT.md)."""
+    node = CN()
+    # Turns AnchorOPT on for a method (the *_AnchorOPT trainer names always use it: the original never read this).
+    node.USE_ANCHOROPT = False
+    node.N_CTX = 4  # learnable context tokens arranged with the anchor (replaces <method>.N_CTX)
+    node.ANCHOR_LEN = 1  # anchor tokens
+    node.GUMBEL_TEMP = 1.0  # temperature of the Gumbel-softmax over the position logits
+    node.KD_TEMPERATURE = 1.0
+    node.ANCHOR_MSE_WEIGHT = 10.0  # stage I: weight of the anchor-to-description loss
+    node.PROMPT_CE_WEIGHT = 1.0
+    node.KD_WEIGHT = 1.0  # 0 drops the distillation term (and KD_TEMPERATURE is then unused)
+    node.MAX_TEMPLATE_LENGTH = 10  # stage I: descriptions used per class (its first ones)
+    # New: the stage-I description file ({class name: [sentence, ...]}); "" = DESCRIPTIONS_DIR/<the dataset's file>.
+    node.DESCRIPTIONS = ""
+    node.DESCRIPTIONS_DIR = "templates"  # new: where the per-dataset description files are
+    # New: the anchor of stage II: an anchor file of ours, an original (Dassl) anchor checkpoint, or a stage-I output
+    # folder; "" = ANCHOR_DIR/<the dataset's folder>/anchor_prompt_learner/model.pth.tar, the original's layout.
+    node.ANCHOR_WEIGHTS = ""
+    node.ANCHOR_DIR = "anchor_weights"  # new
+    # New: the original's test-time Gumbel noise (a random arrangement per batch) instead of the arrangement the
+    # position logits choose.
+    node.EVAL_GUMBEL = False
+    # New: pool the normal branch's text feature ANCHOR_LEN tokens before its EOT token, as the original did (it
+    # read the "." token); False pools at EOT.
+    node.ORIGINAL_EOT = False
+    # New: evaluate a model with the evaluated dataset's own anchor file, as the original did in cross-dataset
+    # evaluation; False uses the anchor the model was trained with (saved in its checkpoint).
+    node.TARGET_ANCHOR = False
+    # New: MaPLe+AnchorOPT's deep text layers read the anchor's hidden state one position before its slot, as the
+    # original did (at the start-of-text token when the anchor is first); False reads it at its slot.
+    node.ORIGINAL_DEEP_ANCHOR = False
+    # New: CoCoOp+AnchorOPT. The original kept the position logits at their random start (only their Gumbel samples
+    # vary, a new arrangement every step) and, by an omission in its optimiser, never updated the meta-net.
+    node.COCOOP_LEARN_POSITIONS = False  # True: learn them, as the other methods do
+    node.COCOOP_TRAIN_META_NET = True  # False: the original's untrained meta-net
+    return node
+
+
 def enabled(cfg: CfgNode) -> bool:
-    """Whether the run uses AnchorOPT: the switch, or a `<Method>_AnchorOPT` name (the original's trainers of that
-    name never read the switch)."""
-    return cfg.TRAINER.ANCHOROPT.USE_ANCHOROPT or cfg.TRAINER.NAME.endswith("_AnchorOPT")
+    """Whether the run uses AnchorOPT: the switch, or an original `<Method>_AnchorOPT` name (trainers/original.py)."""
+    return cfg.TRAINER.ANCHOROPT.USE_ANCHOROPT or name_turns_on_anchoropt(cfg.TRAINER.NAME)
 
 
 def anchoring(cfg: CfgNode) -> Anchoring | None:
@@ -169,7 +209,7 @@ class AnchorBranch:
 
     def logits_from_encoded(self, encoded: torch.Tensor) -> torch.Tensor:
         """`forward` from cached image features: there is no image, which the feature cache only allows for models
-        whose anchor features derive from the normal ones (trainers/feature_cache.py `logits_follow_encoder`)."""
+        whose anchor features derive from the normal ones (`PromptedCLIP.TEST_LOGITS_FROM_ENCODER`)."""
         return self.test_logits(None, self.features_from_encoded(encoded))
 
     def test_logits(self, image: torch.Tensor | None, image_features: torch.Tensor) -> torch.Tensor:

@@ -21,15 +21,18 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
+from yacs.config import CfgNode as CN
 
 from dassl.engine import TRAINER_REGISTRY
 from dassl.engine.distributed import is_main_process
+from dassl.engine.precision import autocast
 from dassl.metrics import compute_accuracy
 from dassl.utils import atomic_write, write_json
 from dassl.utils.errors import UserError
 from datasets import catalog
-from trainers.backbone import autocast
 from trainers.base import PromptTrainer, optimizer_step, training_step
+from trainers.families import Family
+from trainers.method import BenchmarkCase, Method
 from trainers.prompting import PromptedCLIP, PromptLearner
 
 RESULT_FILE = "attribute_search.json"
@@ -228,14 +231,56 @@ class AttributeSearchCLIP(PromptedCLIP):
 # --------------------------------------------------------------------------------------------------------------
 # Trainer
 # --------------------------------------------------------------------------------------------------------------
+def config() -> CN:
+    """TRAINER.ATTRIBUTE_SEARCH. The prompts' shape comes from CoOp's keys, as in the original search script
+    (TRAINER.COOP.N_CTX, CSC, CLASS_TOKEN_POSITION; N_ATT1 soft tokens per attribute; ATT1_TEXT..ATT5_TEXT bases)."""
+    node = CN()
+    node.BASES = []  # candidate words; empty = the dataset's bases from the paper
+    node.MIN_SIZE = 1  # smallest subset size (the original code used 3)
+    node.MAX_SIZE = -1  # largest subset size; -1 = all bases
+    node.ALPHA_LR = 0.02
+    node.ALPHA_BETAS = (0.5, 0.999)
+    node.ALPHA_WEIGHT_DECAY = 0.0
+    node.CHUNK_SIZE = -1  # prompts per text-encoder call: -1 = sized from free memory, 0 = all at once, N = N
+    node.PREC = "fp32"
+    # The candidates in the order Python's random.shuffle gives, as the original (False: by size, as listed).
+    node.SHUFFLE = True
+    # "all": alpha steps cycle through the whole validation set; "first_batch": the original's, the first
+    # validation batch at every step (alpha then sees at most DATALOADER.TEST.BATCH_SIZE images).
+    node.VALIDATION = "all"
+    return node
+
+
+# scripts/attribute_search/main.sh DATASET [DATA_ROOT] ["w1 w2 w3 w4 w5"] (the original's attribute_compute/main.sh).
+SEARCH = Family("", "search", "AttributeCompute", "CoOp", "vit_b16",
+                "{DATASET}/AttributeCompute/{CFG}_{SHOTS}shots/nctx{NCTX}_cscFalse_ctpend/search_attribute", "",
+                "TRAINER.COOP.N_CTX {NCTX} TRAINER.COOP.CSC False TRAINER.COOP.CLASS_TOKEN_POSITION end "
+                "TRAINER.COOP.N_ATT1 {NCTX} TRAINER.ATTRIBUTE_SEARCH.CHUNK_SIZE -1",
+                {"EPO": 40, "NCTX": 4}, scripts={"main": "train"},
+                summary="the attribute search: which subset of the bases suits the dataset")
+# The benchmark's search: the original script's prompt shape (NCTX = N_ATT = 4) on ImageNet's five bases.
+BENCHMARK_OPTIONS = ("TRAINER.COOP.N_CTX", 4, "TRAINER.COOP.N_ATT1", 4)
+ORIGINAL_MIN_SIZE = 3  # the original kept only subsets of 3 or more bases: 16 of the 31
+
+
 @TRAINER_REGISTRY.register()
 class AttributeSearch(PromptTrainer):
     """Searches TRAINER.ATTRIBUTE_SEARCH.* over subsets of the attribute bases; writes attribute_search.json."""
 
-    PREC_NODE = "ATTRIBUTE_SEARCH"
-    SUPPORTS_ANCHOROPT = False
+    METHOD = Method(
+        "AttributeSearch", "attribute_search", "ATTRIBUTE_SEARCH", order=90, config=config, reads=("COOP",),
+        families=(SEARCH,), plugins=False,
+        benchmark=(
+            BenchmarkCase("search", {0: None}, name="search", options=BENCHMARK_OPTIONS),
+            BenchmarkCase("search", {0: 5.0}, name="search-vs-16", options=BENCHMARK_OPTIONS,
+                          plain_options=("TRAINER.ATTRIBUTE_SEARCH.MIN_SIZE", ORIGINAL_MIN_SIZE), plain_prec="fp32",
+                          compare=False,
+                          note="search-vs-16: all 31 candidates at the run's precision against the original's search "
+                               "step (the 16 subsets of 3 or more bases, fp32, one full-context call per candidate)"),
+        ),
+        summary="the differentiable attribute search (the paper's step 2)",
+    )
     RECORD_KIND = "search"  # its record is a search, not a classifier of a result table
-    USE_ATPROMPT = False  # the candidates come from the bases, not from TRAINER.ATPROMPT
 
     def check_cfg(self, cfg) -> None:
         super().check_cfg(cfg)
@@ -425,9 +470,6 @@ class AttributeSearch(PromptTrainer):
             self.alpha_history = [(int(e), list(a)) for e, a in search["alpha_history"]]
             self._val_batches = search["val_batches"]
             self._val_iter = None
-
-
-TRAINER_REGISTRY.register(AttributeSearch, name="AttributeCompute")  # the original's name for the search
 
 
 def plot_confidences(path: str, result: dict, labelled: int = 5) -> None:

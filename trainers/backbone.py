@@ -2,28 +2,55 @@
 
 from __future__ import annotations
 
+import copy
+import hashlib
+import os
+
 import torch
 from yacs.config import CfgNode
 
 from clip.clip import load_model, weights_sha256
 from clip.errors import CheckpointError
-from clip.model import CLIP, convert_weights, infer_config
+from clip.model import CLIP, convert_weights
 from clip.preprocessing import Preprocessing
 from dassl.utils.errors import UserError
-
-PRECISIONS = ("fp16", "fp32", "amp", "bf16")
 
 
 def load_clip(cfg: CfgNode) -> tuple[CLIP, Preprocessing]:
     """CLIP on the CPU from `MODEL.BACKBONE.NAME` (an OpenAI name, an open_clip tag or a file; docs/BACKBONES.md) in
     its checkpoint's precision (OpenAI's fp16 layout for OpenAI's releases, fp32 for fp32 weights), and the
-    preprocessing its checkpoint was trained with."""
+    preprocessing its checkpoint was trained with.
+
+    A process that runs several jobs (tools/sweep.py's workers) reads each file once: the next job gets a copy of
+    the same weights. Building CLIP draws random numbers (its initialisation, then overwritten), which the
+    original drew too and which decide every later draw of a seed; a copy is therefore served only where the
+    generator is in the state the first load started from, and leaves it in the state that load left."""
     root = cfg.MODEL.BACKBONE.get("DOWNLOAD_ROOT", "") or None
-    try:
-        model, preprocessing = load_model(cfg.MODEL.BACKBONE.NAME, download_root=root)
-    except CheckpointError as err:
-        raise UserError(f"MODEL.BACKBONE.NAME {cfg.MODEL.BACKBONE.NAME}: {err}") from err
-    return model.eval(), preprocessing
+    name = cfg.MODEL.BACKBONE.NAME
+    key = (name, root, _file_state(os.path.expanduser(name)), _rng_digest())
+    if _LOADED.get("key") != key:
+        try:
+            model, preprocessing = load_model(name, download_root=root)
+        except CheckpointError as err:
+            raise UserError(f"MODEL.BACKBONE.NAME {name}: {err}") from err
+        _LOADED.update(key=key, model=model, preprocessing=preprocessing, rng=torch.random.get_rng_state())
+    torch.random.set_rng_state(_LOADED["rng"])
+    return copy.deepcopy(_LOADED["model"]).eval(), _LOADED["preprocessing"]
+
+
+_LOADED: dict = {}  # the last CLIP loaded in this process, and the random state its building left
+
+
+def _rng_digest() -> str:
+    return hashlib.sha256(torch.random.get_rng_state().numpy().tobytes()).hexdigest()
+
+
+def _file_state(path: str) -> tuple | None:
+    """A local file's size and modification time: a file replaced since it was read is read again."""
+    if not os.path.isfile(path):
+        return None
+    stat = os.stat(path)
+    return stat.st_size, stat.st_mtime_ns
 
 
 def backbone_identity(cfg: CfgNode) -> dict[str, str]:
@@ -56,16 +83,6 @@ def check_input(cfg: CfgNode, preprocessing: Preprocessing) -> None:
               "transform here resizes the shorter side and crops the centre instead")
 
 
-def resolve_precision(prec: str, device: torch.device) -> str:
-    """The precision that will actually run: fp16 and amp need a GPU, so CPU runs use fp32 instead."""
-    if prec not in PRECISIONS:
-        raise UserError(f"PREC must be one of {', '.join(PRECISIONS)}, got '{prec}'")
-    if device.type == "cpu" and prec in ("fp16", "amp"):
-        print(f"Note: PREC '{prec}' needs a GPU; running in fp32 on the CPU")
-        return "fp32"
-    return prec
-
-
 def load_clip_at(cfg: CfgNode, prec: str) -> CLIP:
     """`load_clip`, checked against INPUT.SIZE, at the precision a run asks for: OpenAI's fp16 layout for `fp16` (fp32
     weights are rounded, as the original did), else fp32, which holds any checkpoint's weights exactly (amp and bf16
@@ -76,16 +93,3 @@ def load_clip_at(cfg: CfgNode, prec: str) -> CLIP:
         convert_weights(clip_model)
         return clip_model
     return clip_model.float()
-
-
-def autocast(prec: str, device: torch.device):
-    """The autocast context for a precision (amp: fp16, bf16: bfloat16; fp16/fp32 run the weights' dtype)."""
-    dtype = {"amp": torch.float16, "bf16": torch.bfloat16}.get(prec)
-    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
-
-
-
-def replay_clip_construction(clip_model: CLIP) -> None:
-    """Draw the random numbers that building another CLIP of this architecture draws (its initialisation), and
-    drop it: for methods whose original loaded a second copy of CLIP at this point (KgCoOp)."""
-    CLIP(**infer_config(clip_model.state_dict()))

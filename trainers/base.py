@@ -1,10 +1,12 @@
 """`PromptTrainer`: the Dassl trainer every CLIP prompt learner here builds on.
 
-It owns what the original copied into each trainer: loading CLIP at the configured precision, freezing it,
-the optimiser over the trainable parameters, the training step (plain, amp with a grad scaler, or bf16 autocast),
-evaluation, and loading checkpoints (the original's included). A method only says how its model is built
-(`build_custom_clip`) and which of its parameters learn (`is_trainable`); the model says how a batch becomes a loss
-(`forward_train`, `loss`), so `training_step` and `optimizer_step` serve every method, here and in the benchmark.
+It owns what the original copied into each trainer: loading CLIP at the configured precision, freezing it, the
+plug-ins (ATPrompt's attribute blocks and AnchorOPT's anchor, on any method), the optimiser over the trainable
+parameters, the training step (plain, amp with a grad scaler, or bf16 autocast), evaluation, and loading
+checkpoints (the original's included). A method declares its card (`METHOD`, trainers/method.py), its prompt
+learner and model classes (`LEARNER`, `MODEL`) with their own options, and which parameters learn
+(`is_trainable`); the model says how a batch becomes a loss (`forward_train`, `loss`), so `training_step` and
+`optimizer_step` serve every method, here and in the benchmark.
 """
 
 from __future__ import annotations
@@ -15,25 +17,26 @@ from collections.abc import Callable
 
 import torch
 import torch.nn as nn
+from yacs.config import CfgNode
 
 from dassl.engine import TRAINER_REGISTRY, TrainerX
+from dassl.engine.feature_cache import CachedEvaluation
+from dassl.engine.precision import PRECISIONS, autocast, resolve_precision
+from dassl.engine.records import data_differences, differences
 from dassl.metrics import compute_accuracy
 from dassl.optim import build_lr_scheduler, build_optimizer
 from dassl.utils import listdir_nohidden, load_checkpoint
 from dassl.utils.errors import UserError
 from trainers import anchor_files, anchoropt
-from trainers.backbone import PRECISIONS, autocast, backbone_identity, load_clip_at, resolve_precision
-from trainers.feature_cache import CachedEvaluation, logits_follow_encoder
-from trainers.layout import attributes_from_cfg, describe_arrangement
-from trainers.records import differences, settings_of
+from trainers.atprompt import attributes_from_cfg
+from trainers.backbone import backbone_identity, load_clip_at
+from trainers.layout import describe_arrangement
+from trainers.method import Method, methods, run_settings
+from trainers.original import FIXED_TOKEN_KEY, UNUSED_BLOCK_KEY, replay_clip_construction, unused_attribute_blocks
+from trainers.prompting import PromptedCLIP, PromptLearner
 
-# Fixed-token buffers the original saved; they depend on the class names, so they are always rebuilt.
-FIXED_TOKEN_KEY = re.compile(
-    r"(^|\.)(token_prefix|token_suffix|token_middle\d*|token_of|token_and|token_embeds|gather_idx|eot)$")
 FIT_HINT = ("Evaluate with the settings it was trained with (N_CTX, TRAINER.ATPROMPT.N_ATT*/ATTRIBUTES, the "
             "trainer name).")
-# The original always saved three attribute blocks; those beyond the attributes it used were never trained.
-UNUSED_BLOCK_KEY = re.compile(r"(^|\.)ctx_att[123]$")
 
 
 def training_step(model: nn.Module, image: torch.Tensor | None, label: torch.Tensor | None, prec: str,
@@ -63,21 +66,31 @@ def optimizer_step(loss: torch.Tensor, optimizers: list[torch.optim.Optimizer],
 
 
 class PromptTrainer(CachedEvaluation, TrainerX):
-    """Prompt learning on a frozen CLIP. Subclasses implement `build_custom_clip`."""
+    """Prompt learning on a frozen CLIP. A method subclasses it with its card, `LEARNER` and `MODEL`; the options
+    of either beyond the prompt's come from `learner_options` and `model_options`."""
 
-    PREC_NODE = "COOP"  # the TRAINER.<node> that holds PREC (and N_CTX) for this method
+    METHOD: Method
+    LEARNER: type[PromptLearner] = PromptLearner
+    MODEL: type[PromptedCLIP] = PromptedCLIP
+    # Whether a word-initialised context (CTX_INIT) is as long as its words (CoOp, CoCoOp); else its first N_CTX
+    # words are learnable and the rest stay fixed (MaPLe).
+    CTX_INIT_SETS_LENGTH = True
     SAVE_NAME = "prompt_learner"  # the registered name: the checkpoint folder under OUTPUT_DIR
     SAVE_WHOLE_MODEL = False  # register the whole model (MaPLe, DePT) instead of the prompt learner
-    USE_ATPROMPT: bool | None = None  # False: a method that never uses ATPrompt; None: TRAINER.ATPROMPT decides
-    SUPPORTS_ANCHOROPT = True  # whether TRAINER.ANCHOROPT's switch applies to the method
+    RECORD_KIND = "train"  # what its training run is to the result tables ("search": not a classifier)
 
     @classmethod
-    def save_name(cls, cfg) -> str:
+    def options(cls, cfg: CfgNode) -> CfgNode:
+        """The method's own config node, TRAINER.<METHOD.node>."""
+        return cfg.TRAINER[cls.METHOD.node]
+
+    @classmethod
+    def save_name(cls, cfg: CfgNode) -> str:
         """The registered model's name (its checkpoint folder); AnchorOPT's prompt learner keeps the original's."""
         return anchoropt.SAVE_NAME if anchoropt.enabled(cfg) and not cls.SAVE_WHOLE_MODEL else cls.SAVE_NAME
 
     @classmethod
-    def input_files(cls, cfg, kind: str) -> list[str]:
+    def input_files(cls, cfg: CfgNode, kind: str) -> list[str]:
         """Files besides the config and the backbone whose content decides the run's numbers (their checksums go
         into its fingerprint): AnchorOPT's anchor, unless an evaluation takes it from the checkpoint."""
         if not anchoropt.enabled(cfg) or (kind == "eval" and not cfg.TRAINER.ANCHOROPT.TARGET_ANCHOR):
@@ -88,32 +101,79 @@ class PromptTrainer(CachedEvaluation, TrainerX):
             return []  # the run says so itself
 
     # -- construction -------------------------------------------------------------------------------------------
-    def check_cfg(self, cfg) -> None:
-        prec = cfg.TRAINER[self.PREC_NODE].PREC
+    def check_cfg(self, cfg: CfgNode) -> None:
+        prec = self.options(cfg).PREC
         if prec not in PRECISIONS:
-            raise UserError(f"TRAINER.{self.PREC_NODE}.PREC must be one of {', '.join(PRECISIONS)}, got '{prec}'")
-        if anchoropt.enabled(cfg) and not self.SUPPORTS_ANCHOROPT:
-            raise UserError(f"{cfg.TRAINER.NAME} has no AnchorOPT variant here: set TRAINER.ANCHOROPT.USE_ANCHOROPT "
-                            "False, or use it with CoOp, CoCoOp, MaPLe, DePT or KgCoOp")
+            raise UserError(f"TRAINER.{self.METHOD.node}.PREC must be one of {', '.join(PRECISIONS)}, got '{prec}'")
+        if anchoropt.enabled(cfg) and not self.METHOD.plugins:
+            others = ", ".join(card.name for _, card in methods() if card.plugins)
+            raise UserError(f"{cfg.TRAINER.NAME} has no AnchorOPT variant: set TRAINER.ANCHOROPT.USE_ANCHOROPT "
+                            f"False, or use it with {others}")
 
     @classmethod
-    def build_custom_clip(cls, cfg, clip_model: nn.Module, classnames: list[str],
-                          attributes: list[tuple[str, int]]) -> nn.Module:
-        """The method's model around the frozen `clip_model` (a `PromptedCLIP`) for these classes and attributes."""
-        raise NotImplementedError
+    def build_custom_clip(cls, cfg: CfgNode, clip_model: nn.Module, classnames: list[str],
+                          attributes: list[tuple[str, int]]) -> PromptedCLIP:
+        """The method's model around the frozen `clip_model` for these classes and attributes, with AnchorOPT's
+        anchor branch when it is on; random values are drawn in the original's order (`METHOD.draws`)."""
+        draws = cls.METHOD.draws
+        branch = anchoropt.anchor_prompts(cfg, clip_model, classnames, draws.anchor_second_clip)
+        learner = cls.build_prompt_learner(cfg, clip_model, classnames, attributes)
+        if draws.clip_after_learner and cfg.TRAINER.ORIGINAL_DRAWS:
+            replay_clip_construction(clip_model)
+        options = cls.model_options(cfg, clip_model, classnames)
+        return anchoropt.build_model(cls.MODEL, cfg, branch, clip_model, learner,
+                                     distill=cls.METHOD.anchoropt_distills, **options)
 
     @classmethod
-    def is_trainable(cls, cfg, name: str) -> bool:
+    def build_prompt_learner(cls, cfg: CfgNode, clip_model: nn.Module, classnames: list[str],
+                             attributes: list[tuple[str, int]]) -> PromptLearner:
+        """`LEARNER` with the method's context (N_CTX, CTX_INIT of its node) and the plug-ins: ATPrompt's attribute
+        blocks, and AnchorOPT's anchoring (its context is TRAINER.ANCHOROPT.N_CTX random tokens)."""
+        opts = cls.options(cfg)
+        n_ctx, ctx_init, anchoring = anchoropt.context(cfg, opts.N_CTX, cls.context_init(cfg), attributes)
+        word_length = bool(ctx_init) and cls.CTX_INIT_SETS_LENGTH
+        learner = cls.LEARNER(
+            clip_model,
+            classnames,
+            n_ctx=None if word_length else n_ctx,
+            attributes=attributes,
+            ctx_init=ctx_init,
+            single_token_words=cfg.TRAINER.ATPROMPT.SINGLE_TOKEN_WORDS,
+            unused_blocks=unused_attribute_blocks(cfg, attributes),
+            anchoring=anchoring,
+            **cls.learner_options(cfg),
+        )
+        if word_length and learner.n_ctx != n_ctx:
+            print(f"Note: CTX_INIT '{ctx_init}' sets {learner.n_ctx} context tokens; N_CTX ({n_ctx}) is ignored")
+        return learner
+
+    @classmethod
+    def context_init(cls, cfg: CfgNode) -> str:
+        """The words that initialise the context ("" = random)."""
+        return cls.options(cfg).CTX_INIT or ""
+
+    @classmethod
+    def learner_options(cls, cfg: CfgNode) -> dict:
+        """`LEARNER`'s own arguments beyond the prompt's (MaPLe: its depth)."""
+        return {}
+
+    @classmethod
+    def model_options(cls, cfg: CfgNode, clip_model: nn.Module, classnames: list[str]) -> dict:
+        """`MODEL`'s own arguments beyond CLIP and the prompt learner (KgCoOp: its template prompts and weight)."""
+        return {}
+
+    @classmethod
+    def is_trainable(cls, cfg: CfgNode, name: str) -> bool:
         """Which parameters of the model learn (by name); CLIP itself stays frozen."""
         return "prompt_learner" in name
 
     def build_model(self) -> None:
         cfg = self.cfg
-        self.prec = resolve_precision(cfg.TRAINER[self.PREC_NODE].PREC, self.device)
+        self.prec = resolve_precision(self.options(cfg).PREC, self.device)
         print(f"Loading CLIP (backbone: {cfg.MODEL.BACKBONE.NAME})")
         self.clip_model = clip_model = load_clip_at(cfg, self.prec)
         self.backbone = backbone_identity(cfg)
-        self.attributes = attributes_from_cfg(cfg, self.USE_ATPROMPT)
+        self.attributes = attributes_from_cfg(cfg, None if self.METHOD.plugins else False)
         if cfg.TRAINER.NAME.endswith("_ATP") and not self.attributes:
             print(f"Note: TRAINER.ATPROMPT.USE_ATPROMPT is False, so {cfg.TRAINER.NAME} runs without ATPrompt, as "
                   "the original did; set it True for the attribute blocks")
@@ -140,7 +200,8 @@ class PromptTrainer(CachedEvaluation, TrainerX):
             load_pretrained_weights(self.model.prompt_learner, self.cfg.MODEL.INIT_WEIGHTS)
         self.model.to(self.device)
         params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optim = build_optimizer(params, self.cfg.OPTIM)
+        # OPTIM.STAGED_LR: the model's children named in OPTIM.NEW_LAYERS learn at LR, the others at LR x BASE_LR_MULT.
+        self.optim = build_optimizer(self.model if self.cfg.OPTIM.STAGED_LR else params, self.cfg.OPTIM)
         self.sched = build_lr_scheduler(self.optim, self.cfg.OPTIM)
         registered = self.model if self.SAVE_WHOLE_MODEL else self.model.prompt_learner
         self.register_model(self.save_name(self.cfg), registered, self.optim, self.sched)
@@ -176,9 +237,9 @@ class PromptTrainer(CachedEvaluation, TrainerX):
                   f"testing with {rule}")
         return super().test(split, is_final)
 
-    # Evaluation from cached image features (trainers/feature_cache.py): model_inference in two steps.
+    # Evaluation from cached image features (dassl/engine/feature_cache.py): model_inference in two steps.
     def frozen_image_encoder(self) -> nn.Module | None:
-        if not logits_follow_encoder(self.model):
+        if not self.model.TEST_LOGITS_FROM_ENCODER:
             return None
         encoder = self.model.image_encoder
         return None if any(p.requires_grad for p in encoder.parameters()) else encoder
@@ -214,9 +275,13 @@ class PromptTrainer(CachedEvaluation, TrainerX):
         name = type(self).__name__
         return name + "_ATP" * bool(self.attributes) + "_AnchorOPT" * anchoropt.enabled(self.cfg)
 
+    def run_settings(self) -> dict:
+        """The settings that decide a training run's numbers (dassl/engine/records.py)."""
+        return run_settings(self.cfg, "train", type(self))
+
     def checkpoint_meta(self) -> dict:
-        return {"trainer": self.cfg.TRAINER.NAME, "settings": settings_of(self.cfg, "train"),
-                "backbone": self.backbone, "prompt": self.describe()["prompt"]}
+        return {"trainer": self.cfg.TRAINER.NAME, "settings": self.run_settings(),
+                "backbone": self.backbone, "prompt": self.describe()["prompt"], "data": self.dm.data_identity}
 
     def state_to_save(self, name: str) -> dict:
         """The registered model's weights without the frozen CLIP's, which are the backbone's own (so a MaPLe or
@@ -227,7 +292,12 @@ class PromptTrainer(CachedEvaluation, TrainerX):
 
     def check_resumable(self, checkpoint: dict, path: str) -> None:
         meta = checkpoint.get("meta") or {}
-        changed = differences(meta["settings"], settings_of(self.cfg, "train")) if "settings" in meta else []
+        # Keys this run does not read (other methods' nodes) never stop a resume.
+        now = self.run_settings()
+        saved = {k: v for k, v in meta.get("settings", {}).items() if k in now}
+        changed = differences(saved, now) if "settings" in meta else []
+        if meta.get("data") is not None:  # checkpoints from before data identities are checked without one
+            changed += sum(data_differences(meta["data"], self.dm.data_identity), [])
         if meta.get("backbone", self.backbone)["sha256"] != self.backbone["sha256"]:
             changed.append(f"the backbone's weights: sha256 {meta['backbone']['sha256'][:12]}... -> "
                            f"{self.backbone['sha256'][:12]}...")
@@ -268,7 +338,7 @@ class PromptTrainer(CachedEvaluation, TrainerX):
             state = {k: v for k, v in checkpoint["state_dict"].items() if not FIXED_TOKEN_KEY.search(k)}
             if anchoropt.enabled(self.cfg):
                 state = self._adopt_anchor(checkpoint, state)
-            state = self.adapt_state_dict(state)
+            state = self.adapt_state_dict(state, checkpoint.get("meta") or {})
             self._adopt_layout(state)
             module = self._models[name]
             own = module.state_dict()
@@ -287,9 +357,10 @@ class PromptTrainer(CachedEvaluation, TrainerX):
             return {k: v for k, v in state.items() if not anchoropt.ANCHOR_KEY.search(k)}
         return state
 
-    def adapt_state_dict(self, state: dict) -> dict:
+    def adapt_state_dict(self, state: dict, meta: dict) -> dict:
         """Hook: fit a checkpoint's weights to the current data before they are checked and loaded (e.g. keep the
-        rows of a classifier head that the target classes use)."""
+        rows of a classifier head that the target classes use); `meta` is what our checkpoints say of their run
+        (empty for the original's)."""
         return state
 
     def _prefix(self) -> str:

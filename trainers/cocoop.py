@@ -14,12 +14,24 @@ from collections import OrderedDict
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from yacs.config import CfgNode as CN
 
 from clip.model import CLIP
 from dassl.engine import TRAINER_REGISTRY
+from datasets import catalog
 from trainers import anchoropt
 from trainers.base import PromptTrainer
-from trainers.layout import unused_attribute_blocks
+from trainers.families import (
+    B2N,
+    EVAL,
+    SEED,
+    XD_FOLDERS,
+    anchoropt_base2new,
+    atprompt_and_vanilla,
+    benchmark_columns,
+    fewshot,
+)
+from trainers.method import BenchmarkCase, Method, OriginalDraws
 from trainers.prompting import PromptedCLIP, PromptLearner
 
 # Prompt tokens (images x classes x sequence length) per batched text-encoder call: bounds the activation memory
@@ -87,30 +99,62 @@ class CoCoOpCLIP(PromptedCLIP):
         return torch.cat(logits)
 
 
+def config() -> CN:
+    """TRAINER.COCOOP."""
+    node = CN()
+    node.N_CTX = 16  # number of class-context soft tokens
+    node.CTX_INIT = ""  # word initialisation of the context; "" = random
+    node.PREC = "fp16"  # fp16, fp32, amp or bf16
+    return node
+
+
+CFG = "vit_b16_c4_ep10_batch1_ctxv1"
+OPTIONS = "TRAINER.COCOOP.N_CTX {NCTX}"
+FAMILIES = (
+    # The original's docs/ATPrompt.md table (2 context tokens; 6 on StanfordCars, Flowers102 and EuroSAT, 4 on UCF101).
+    *atprompt_and_vanilla("base2new", "CoCoOp", "CoCoOp", CFG, B2N + "/CTX_{NCTX}_epo_{EPO}" + SEED,
+                          EVAL + "/nctx{NCTX}_csc_ctp/{DATASET}" + SEED, OPTIONS,
+                          atprompt={"EPO": 10, "NCTX": 2}, vanilla={"EPO": 10, "NCTX": 4},
+                          atprompt_per_dataset={"stanford_cars": {"NCTX": 6}, "oxford_flowers": {"NCTX": 6},
+                                                "eurosat": {"NCTX": 6}, "ucf101": {"NCTX": 4}}),
+    # Cross-dataset: evaluated with the context length trained (the original used 2), in a "_few_shots" folder like
+    # the training one, so that it never collides with the base-to-novel evaluation of the same dataset.
+    *atprompt_and_vanilla("xd", "CoCoOp", "CoCoOp", CFG, XD_FOLDERS,
+                          EVAL + "_few_shots/nctx{NCTX}_csc_ctp/{DATASET}" + SEED, OPTIONS,
+                          atprompt={"EPO": 5, "NCTX": 4}, vanilla={"EPO": 5, "NCTX": 4}, source=catalog.XD_SOURCE),
+    # AnchorOPT's stage II (the original's docs/AnchorOPT.md table).
+    anchoropt_base2new("CoCoOp", "CoCoOp", CFG,
+                       {"EPO": 20, "NCTX": 4, "ANCHOR_LEN": 1, "PROMPT_CE_WEIGHT": 10.0, "KD_WEIGHT": 100.0,
+                        "KD_TEMPERATURE": 4.0},
+                       benchmark_columns({
+                           "NCTX": (4, 4, 4, 4, 4, 4, 4, 8, 4, 4, 4),
+                           "EPO": (10, 20, 20, 20, 20, 20, 20, 10, 20, 20, 20),
+                           "PROMPT_CE_WEIGHT": (100.0, 10.0, 10.0, 100.0, 10.0, 10.0, 10.0, 10.0, 10.0, 100.0, 10.0),
+                           "KD_WEIGHT": (100.0, 1000.0, 100.0, 100.0, 100.0, 100.0, 100.0, 1000.0, 100.0, 100.0,
+                                         100.0),
+                           "KD_TEMPERATURE": (4.0, 4.0, 2.0, 4.0, 4.0, 4.0, 0.5, 2.0, 4.0, 0.5, 0.1),
+                       })),
+)
+# All-class few-shot: no settings of the authors; those of base-to-novel (trainers/families.py `fewshot`).
+FAMILIES += fewshot(FAMILIES)
+
+
 @TRAINER_REGISTRY.register()
 class CoCoOp(PromptTrainer):
     """`TRAINER.COCOOP.*` configures the context; `TRAINER.ATPROMPT.USE_ATPROMPT` adds the attribute blocks."""
 
-    PREC_NODE = "COCOOP"
-
-    @classmethod
-    def build_custom_clip(cls, cfg, clip_model, classnames, attributes):
-        opts = cfg.TRAINER.COCOOP
-        branch = anchoropt.anchor_prompts(cfg, clip_model, classnames, second_clip=None)
-        n_ctx, ctx_init, anchoring = anchoropt.context(cfg, opts.N_CTX, opts.CTX_INIT, attributes)
-        learner = CoCoOpPromptLearner(
-            clip_model,
-            classnames,
-            n_ctx=None if ctx_init else n_ctx,
-            attributes=attributes,
-            ctx_init=ctx_init,
-            single_token_words=cfg.TRAINER.ATPROMPT.SINGLE_TOKEN_WORDS,
-            unused_blocks=unused_attribute_blocks(cfg, attributes),
-            anchoring=anchoring,
-        )
-        if ctx_init and learner.n_ctx != opts.N_CTX:
-            print(f"Note: CTX_INIT '{ctx_init}' sets {learner.n_ctx} context tokens; N_CTX ({opts.N_CTX}) is ignored")
-        return anchoropt.build_model(CoCoOpCLIP, cfg, branch, clip_model, learner)
+    METHOD = Method(
+        "CoCoOp", "cocoop", "COCOOP", order=20, config=config, families=FAMILIES,
+        # CoCoOp's configs train with batch 1; 4 images make the batched encoding count without exhausting memory.
+        # Evaluation has nothing to cache: one batch tells all.
+        benchmark=(BenchmarkCase("train", {0: 2.0}, batch=4), BenchmarkCase("eval", {0: 2.0}, eval_batches=1)),
+        draws=OriginalDraws(anchor_second_clip=None),
+        paper={"CoCoOp": (80.47, 71.69, 75.83), "CoCoOp_ATP": (81.69, 74.54, 77.95),
+               "CoCoOp_AnchorOPT": (81.87, 77.06, 79.39)},
+        summary="class context conditioned on each image by a meta-net",
+    )
+    LEARNER = CoCoOpPromptLearner
+    MODEL = CoCoOpCLIP
 
     @classmethod
     def is_trainable(cls, cfg, name: str) -> bool:
@@ -125,9 +169,3 @@ class CoCoOp(PromptTrainer):
             if ".meta_net." in name:
                 return opts.COCOOP_TRAIN_META_NET
         return True
-
-
-# The original's names: like the original, CoCoOp_ATP uses ATPrompt only with TRAINER.ATPROMPT.USE_ATPROMPT True;
-# CoCoOp_AnchorOPT always uses AnchorOPT.
-TRAINER_REGISTRY.register(CoCoOp, name="CoCoOp_ATP")
-TRAINER_REGISTRY.register(CoCoOp, name="CoCoOp_AnchorOPT")

@@ -1,8 +1,12 @@
-"""Config keys the prompt-learning trainers add to Dassl's defaults.
+"""The complete config of a run: Dassl's defaults, the plug-ins' and every method's node, and how files and
+command-line options are merged into it.
 
-Names and defaults follow the original ATPrompt `train.py` so its yaml files and scripts merge unchanged; the
-few keys that are new here say so in their comment.
+Each method declares its own node (`TRAINER.<NODE>`, trainers/method.py); ATPrompt's and AnchorOPT's nodes are the
+plug-ins' (trainers/atprompt.py, trainers/anchoropt.py); the original's keys that no method owns here are added by
+trainers/original.py, which also moves them to the method's own node when a run is set up (`setup_cfg`).
 """
+
+from __future__ import annotations
 
 import ast
 import difflib
@@ -15,134 +19,62 @@ from yacs.config import CfgNode as CN
 
 from dassl.config import get_cfg_default
 from dassl.utils.errors import UserError
+from trainers import anchoropt, atprompt, method, original
 
 
 def extend_cfg(cfg: CN) -> CN:
-    """Add the trainer nodes (COOP, COCOOP, MAPLE, ATPROMPT, DePT's heads, the attribute search) to `cfg`."""
-    cfg.TRAINER.COOP = CN()
-    cfg.TRAINER.COOP.N_CTX = 16  # number of class-context soft tokens
-    cfg.TRAINER.COOP.CSC = False  # class-specific context
-    # Word initialisation of the context ("a photo of a"); "" = random. The original's bool default made every
-    # string value a yacs type error.
-    cfg.TRAINER.COOP.CTX_INIT = ""
-    cfg.TRAINER.COOP.PREC = "fp16"  # fp16, fp32, amp or bf16
-    cfg.TRAINER.COOP.CLASS_TOKEN_POSITION = "end"  # end, middle or front
-    cfg.TRAINER.COOP.W = 2.0  # KgCoOp: weight of the loss keeping class text features near the template ones
-
-    cfg.TRAINER.COCOOP = CN()
-    cfg.TRAINER.COCOOP.N_CTX = 16
-    cfg.TRAINER.COCOOP.CTX_INIT = ""
-    cfg.TRAINER.COCOOP.PREC = "fp16"
-
-    cfg.TRAINER.MAPLE = CN()
-    cfg.TRAINER.MAPLE.N_CTX = 2
-    cfg.TRAINER.MAPLE.CTX_INIT = "a photo of a"
-    cfg.TRAINER.MAPLE.PREC = "fp16"
-    cfg.TRAINER.MAPLE.PROMPT_DEPTH = 9  # layers that receive deep prompts (1 = shallow only)
-
-    cfg.TRAINER.ATPROMPT = CN()
-    cfg.TRAINER.ATPROMPT.USE_ATPROMPT = False
-    cfg.TRAINER.ATPROMPT.N_ATT1 = 4  # soft tokens before the first attribute word
-    cfg.TRAINER.ATPROMPT.N_ATT2 = 4
-    cfg.TRAINER.ATPROMPT.N_ATT3 = 4
-    cfg.TRAINER.ATPROMPT.ATT_NUM = 0  # number of attributes; 0 = take the dataset's default table
-    cfg.TRAINER.ATPROMPT.ATT1_TEXT = "none"
-    cfg.TRAINER.ATPROMPT.ATT2_TEXT = "none"
-    cfg.TRAINER.ATPROMPT.ATT3_TEXT = "none"
-    # New: any number of attributes, e.g. "['color', 'shape', 'size', 'pattern']"; wins over ATT*_TEXT.
-    cfg.TRAINER.ATPROMPT.ATTRIBUTES = []
-    # New: soft tokens per attribute for ATTRIBUTES (one value for all, or one per word); empty = N_ATT1..3.
-    cfg.TRAINER.ATPROMPT.N_ATTS = []
-    # New: reproduce the original's one-token-per-attribute-word layout (corrupts multi-token words such as
-    # "playfulness"); only for evaluating checkpoints trained with the original code.
-    cfg.TRAINER.ATPROMPT.SINGLE_TOKEN_WORDS = False
-
+    """Add the trainers' nodes to Dassl's defaults: the shared switches, the plug-ins' nodes, every registered
+    method's node and the original's keys."""
     # New: also make the random draws the original made and never used (attribute blocks beyond the K used, the
-    # second CLIP KgCoOp built), so that a seed gives the original's numbers; False skips them, which changes the
+    # second CLIPs it built), so that a seed gives the original's numbers; False skips them, which changes the
     # per-seed numbers (not their distribution).
     cfg.TRAINER.ORIGINAL_DRAWS = True
-
-    # AnchorOPT (docs/AnchorOPT.md): the original's keys and defaults, then the new ones.
-    cfg.TRAINER.ANCHOROPT = CN()
-    # Turns AnchorOPT on for a method (the *_AnchorOPT trainer names always use it: the original never read this).
-    cfg.TRAINER.ANCHOROPT.USE_ANCHOROPT = False
-    cfg.TRAINER.ANCHOROPT.N_CTX = 4  # learnable context tokens arranged with the anchor (replaces <method>.N_CTX)
-    cfg.TRAINER.ANCHOROPT.ANCHOR_LEN = 1  # anchor tokens
-    cfg.TRAINER.ANCHOROPT.GUMBEL_TEMP = 1.0  # temperature of the Gumbel-softmax over the position logits
-    cfg.TRAINER.ANCHOROPT.KD_TEMPERATURE = 1.0
-    cfg.TRAINER.ANCHOROPT.ANCHOR_MSE_WEIGHT = 10.0  # stage I: weight of the anchor-to-description loss
-    cfg.TRAINER.ANCHOROPT.PROMPT_CE_WEIGHT = 1.0
-    cfg.TRAINER.ANCHOROPT.KD_WEIGHT = 1.0  # 0 drops the distillation term (and KD_TEMPERATURE is then unused)
-    cfg.TRAINER.ANCHOROPT.MAX_TEMPLATE_LENGTH = 10  # stage I: descriptions used per class (its first ones)
-    # New: the stage-I description file ({class name: [sentence, ...]}); "" = DESCRIPTIONS_DIR/<the dataset's file>.
-    cfg.TRAINER.ANCHOROPT.DESCRIPTIONS = ""
-    cfg.TRAINER.ANCHOROPT.DESCRIPTIONS_DIR = "templates"  # new: where the per-dataset description files are
-    # New: the anchor of stage II: an anchor file of ours, an original (Dassl) anchor checkpoint, or a stage-I output
-    # folder; "" = ANCHOR_DIR/<the dataset's folder>/anchor_prompt_learner/model.pth.tar, the original's layout.
-    cfg.TRAINER.ANCHOROPT.ANCHOR_WEIGHTS = ""
-    cfg.TRAINER.ANCHOROPT.ANCHOR_DIR = "anchor_weights"  # new
-    # New: the original's test-time Gumbel noise (a random arrangement per batch) instead of the arrangement the
-    # position logits choose.
-    cfg.TRAINER.ANCHOROPT.EVAL_GUMBEL = False
-    # New: pool the normal branch's text feature ANCHOR_LEN tokens before its EOT token, as the original did (it
-    # read the "." token); False pools at EOT.
-    cfg.TRAINER.ANCHOROPT.ORIGINAL_EOT = False
-    # New: evaluate a model with the evaluated dataset's own anchor file, as the original did in cross-dataset
-    # evaluation; False uses the anchor the model was trained with (saved in its checkpoint).
-    cfg.TRAINER.ANCHOROPT.TARGET_ANCHOR = False
-    # New: MaPLe+AnchorOPT's deep text layers read the anchor's hidden state one position before its slot, as the
-    # original did (at the start-of-text token when the anchor is first); False reads it at its slot.
-    cfg.TRAINER.ANCHOROPT.ORIGINAL_DEEP_ANCHOR = False
-    # New: CoCoOp+AnchorOPT. The original kept the position logits at their random start (only their Gumbel samples
-    # vary, a new arrangement every step) and, by an omission in its optimiser, never updated the meta-net.
-    cfg.TRAINER.ANCHOROPT.COCOOP_LEARN_POSITIONS = False  # True: learn them, as the other methods do
-    cfg.TRAINER.ANCHOROPT.COCOOP_TRAIN_META_NET = True  # False: the original's untrained meta-net
-
-    cfg.TRAINER.LINEAR_PROBE = CN()
-    cfg.TRAINER.LINEAR_PROBE.TYPE = "linear"
-    cfg.TRAINER.LINEAR_PROBE.WEIGHT = 0.7
-    cfg.TRAINER.LINEAR_PROBE.TEST_TIME_FUSION = True
-    cfg.TRAINER.FILM = CN()
-    cfg.TRAINER.FILM.LINEAR_PROBE = True
-    cfg.TRAINER.NAMES_TO_UPDATE = ["prompt_learner", "linear_probe", "film"]
-
-    cfg.TRAINER.ATTRIBUTE_SEARCH = CN()  # new node: the differentiable attribute search
-    cfg.TRAINER.ATTRIBUTE_SEARCH.BASES = []  # candidate words; empty = the dataset's bases from the paper
-    cfg.TRAINER.ATTRIBUTE_SEARCH.MIN_SIZE = 1  # smallest subset size (the original code used 3)
-    cfg.TRAINER.ATTRIBUTE_SEARCH.MAX_SIZE = -1  # largest subset size; -1 = all bases
-    cfg.TRAINER.ATTRIBUTE_SEARCH.ALPHA_LR = 0.02
-    cfg.TRAINER.ATTRIBUTE_SEARCH.ALPHA_BETAS = (0.5, 0.999)
-    cfg.TRAINER.ATTRIBUTE_SEARCH.ALPHA_WEIGHT_DECAY = 0.0
-    # Prompts per text-encoder call: -1 = sized from free memory, 0 = all at once, N = N.
-    cfg.TRAINER.ATTRIBUTE_SEARCH.CHUNK_SIZE = -1
-    cfg.TRAINER.ATTRIBUTE_SEARCH.PREC = "fp32"
-    # The candidates in the order Python's random.shuffle gives, as the original (False: by size, as listed).
-    cfg.TRAINER.ATTRIBUTE_SEARCH.SHUFFLE = True
-    # "all": alpha steps cycle through the whole validation set; "first_batch": the original's, the first
-    # validation batch at every step (alpha then sees at most DATALOADER.TEST.BATCH_SIZE images).
-    cfg.TRAINER.ATTRIBUTE_SEARCH.VALIDATION = "all"
-    # The original search script's keys: the bases (those not "none") and the soft tokens of every attribute
-    # (N_ATT1; it passed N_ATT2..5 too, which it never read).
-    for k in range(1, 6):
-        cfg.TRAINER.COOP[f"ATT{k}_TEXT"] = "none"
-        cfg.TRAINER.COOP[f"N_ATT{k}"] = 4
-
-    # new: where named CLIP weights are cached ("" = ~/.cache/clip; open_clip tags: the Hugging Face cache)
+    cfg.TRAINER.ATPROMPT = atprompt.config_node()
+    cfg.TRAINER.ANCHOROPT = anchoropt.config_node()
+    for node, keys in method.config_nodes().items():
+        cfg.TRAINER[node] = keys
+    original.add_original_keys(cfg)
+    # New: where named CLIP weights are cached ("" = ~/.cache/clip; open_clip tags: the Hugging Face cache).
     cfg.MODEL.BACKBONE.DOWNLOAD_ROOT = ""
-
-    # New node: the feature cache (trainers/feature_cache.py, docs/PERFORMANCE.md). Evaluation reads the frozen image
-    # encoder's output on a test image it has seen before from DIR instead of recomputing it; results are the same
-    # either way. Off by default so that a run writes nothing outside its output folder unless asked to; the run
-    # scripts turn it on (tools/run_protocol.py, FEATURE_CACHE=0 to not).
-    cfg.FEATURE_CACHE = CN()
-    cfg.FEATURE_CACHE.ENABLED = False
-    cfg.FEATURE_CACHE.DIR = ""  # a folder that many runs share; "" = ~/.cache/atprompt/features
     return cfg
 
 
 def get_cfg() -> CN:
     """Dassl defaults plus the trainer nodes: the complete, unfrozen default config."""
     return extend_cfg(get_cfg_default())
+
+
+def setup_cfg(files: list[tuple[str, str]], flags: dict[str, object], opts: list[str]) -> tuple[CN, list[str]]:
+    """The frozen config of a run and notes for its log: defaults, then the yaml `files` ((path, flag) pairs, in
+    order), then the values of command-line flags (`flags`: key -> value), then the `KEY VALUE` options (last wins).
+    The original's keys given for a method that owns them under its own node are moved there."""
+    cfg = get_cfg()
+    given: list[str] = []  # the keys set, in order
+    for path, flag in files:
+        if path:
+            given += merge_file(cfg, path, flag)
+    for key, value in flags.items():
+        cfg.merge_from_list([key, value])
+        given.append(key)
+    given += merge_options(cfg, opts)
+    notes = resolve_keys(cfg, {key: place for place, key in enumerate(given)})
+    cfg.freeze()
+    return cfg, notes
+
+
+def resolve_keys(cfg: CN, given: dict[str, int]) -> list[str]:
+    """Move the original's keys to the run's method (trainers/original.py) and say which given keys it never reads."""
+    from dassl.engine import TRAINER_REGISTRY  # the registry holds every method once trainers/ is imported
+
+    if not cfg.TRAINER.NAME or cfg.TRAINER.NAME not in TRAINER_REGISTRY:
+        return []
+    trainer = TRAINER_REGISTRY.get(cfg.TRAINER.NAME)
+    card = method.card_of(trainer)
+    if card is None:
+        return []
+    owners = {c.node: c.name for _, c in method.methods() if c.config is not None}
+    done = original.resolve_original_keys(cfg, given, trainer.__name__, (card.node, *card.reads), owners)
+    return [f"Note: {note}" for note in done.notes] + [f"Note: the original's key {m}" for m in done.moved]
 
 
 # Merging with errors that name the key, where it came from, the expected type and an example.
@@ -181,7 +113,7 @@ def _unknown_key(cfg: CN, key: str, source: str) -> str:
     close += [k for k in difflib.get_close_matches(key.upper(), keys, n=3, cutoff=0.6) if k not in close]
     hint = f" Did you mean {' or '.join(close[:3])}?" if close else ""
     return (f"unknown config key {key} ({source}).{hint} Every key is listed with its default in "
-            "dassl/config/defaults.py and trainers/config.py.")
+            "dassl/config/defaults.py, trainers/atprompt.py, trainers/anchoropt.py and each method's module.")
 
 
 _TYPE_NAMES = {bool: "True or False", int: "an integer", float: "a float", str: "a string", tuple: "a tuple",
@@ -213,8 +145,9 @@ def _read_original_ctx_init(loaded: CN) -> None:
         coop.CTX_INIT = "a photo of a" if coop.CTX_INIT else ""
 
 
-def merge_file(cfg: CN, path: str, flag: str) -> None:
-    """Merge a yaml config file; a bad key or value is named with the file it comes from."""
+def merge_file(cfg: CN, path: str, flag: str) -> list[str]:
+    """Merge a yaml config file and return the keys it sets; a bad key or value is named with the file it comes
+    from."""
     if not os.path.isfile(path):
         raise UserError(f"{flag} {path}: no such file")
     source = f"in {flag} {path}"
@@ -223,6 +156,7 @@ def merge_file(cfg: CN, path: str, flag: str) -> None:
             loaded = CN.load_cfg(f)
         _read_original_ctx_init(loaded)
         cfg.merge_from_other_cfg(loaded)
+        return _config_keys(loaded)
     except yaml.YAMLError as err:
         raise UserError(f"{flag} {path} is not valid YAML: {err}") from err
     except (KeyError, ValueError) as err:
@@ -239,8 +173,8 @@ def merge_file(cfg: CN, path: str, flag: str) -> None:
         raise UserError(_wrong_type(key, default, given, source)) from err
 
 
-def merge_options(cfg: CN, opts: list[str]) -> None:
-    """Merge the trailing `KEY VALUE` pairs one at a time, so that an error names its key."""
+def merge_options(cfg: CN, opts: list[str]) -> list[str]:
+    """Merge the trailing `KEY VALUE` pairs one at a time, so that an error names its key; return the keys."""
     for i in range(0, len(opts), 2):
         key = opts[i]
         try:
@@ -253,3 +187,4 @@ def merge_options(cfg: CN, opts: list[str]) -> None:
             cfg.merge_from_list([key, opts[i + 1]])
         except ValueError as err:  # yacs refuses a value of another type than the default
             raise UserError(_wrong_type(key, default, _decode(opts[i + 1]), "on the command line")) from err
+    return list(opts[::2])

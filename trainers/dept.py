@@ -11,12 +11,25 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from yacs.config import CfgNode as CN
 
 from dassl.engine import TRAINER_REGISTRY
 from dassl.utils.errors import UserError
 from datasets import catalog
-from trainers import anchoropt
 from trainers.coop import CoOp
+from trainers.coop import config as coop_config
+from trainers.families import (
+    ANCHOROPT_PROMPT,
+    ANCHOROPT_PROMPT_OPTIONS,
+    B2N,
+    EVAL,
+    SEED,
+    anchoropt_base2new,
+    atprompt_and_vanilla,
+    benchmark_columns,
+    fewshot,
+)
+from trainers.method import BenchmarkCase, Method
 from trainers.prompting import Outputs, PromptedCLIP, PromptLearner
 
 HEAD_TYPES = ("linear", "similarity")
@@ -41,6 +54,8 @@ class DePTCLIP(PromptedCLIP):
     is an Identity and the model gives plain similarity logits.
     """
 
+    TEST_LOGITS_FROM_ENCODER = True  # the heads take the raw encoder output (`features_from_encoded`)
+
     def __init__(
         self,
         clip_model,
@@ -53,15 +68,22 @@ class DePTCLIP(PromptedCLIP):
     ) -> None:
         super().__init__(clip_model, prompt_learner)
         if head_type not in HEAD_TYPES:
-            raise UserError(f"TRAINER.LINEAR_PROBE.TYPE must be one of {', '.join(HEAD_TYPES)}, got '{head_type}'")
-        self.base_mode, self.head_type, self.weight, self.fusion = base_mode, head_type, weight, fusion
-        dim = clip_model.visual.output_dim
+            raise UserError(f"TRAINER.DEPT.HEAD must be one of {', '.join(HEAD_TYPES)}, got '{head_type}'")
+        self.head_type, self.weight, self.fusion = head_type, weight, fusion
+        self.feature_dim = dim = clip_model.visual.output_dim
         self.film = film
         if film:
             self.film_lp_img = FiLM(dim)
             self.film_lp_text = FiLM(dim)
-        if base_mode and head_type == "linear":
-            self.linear_probe_proj = nn.Linear(dim, prompt_learner.n_cls).to(clip_model.dtype)
+        self.set_base_mode(base_mode)
+
+    def set_base_mode(self, base_mode: bool) -> None:
+        """Give the model the head of its classes (base mode, a linear head) or none."""
+        if getattr(self, "base_mode", None) == base_mode:
+            return
+        self.base_mode = base_mode
+        if base_mode and self.head_type == "linear":
+            self.linear_probe_proj = nn.Linear(self.feature_dim, self.prompt_learner.n_cls).to(self.dtype)
         else:
             self.linear_probe_proj = nn.Identity()
 
@@ -114,56 +136,101 @@ class DePTCLIP(PromptedCLIP):
         return (1 - self.weight) * logits + self.weight * head_logits
 
 
-def is_base_mode(cfg) -> bool:
-    """Whether the classes are those the head learns: base classes, or all classes of ImageNet (or a variant)."""
+def is_base_mode(cfg, trained: dict | None = None) -> bool:
+    """Whether the classes are those the head learns: those it trains on (base or all classes); in an evaluation,
+    those its checkpoint was trained on (`trained`: its settings), or the classes of ImageNet (or a variant) for a
+    head trained on all of ImageNet; without a record (the original's checkpoints), base classes or ImageNet's."""
     subsample = cfg.DATASET.SUBSAMPLE_CLASSES
+    if subsample == "new":
+        return False
     info = catalog.by_name(cfg.DATASET.NAME)
-    return subsample == "base" or (subsample == "all" and info is not None and info.imagenet_classes)
+    imagenet_head = subsample == "all" and info is not None and info.imagenet_classes
+    if trained is None:
+        return subsample == "base" or imagenet_head
+    same = (trained.get("DATASET.NAME"), trained.get("DATASET.SUBSAMPLE_CLASSES")) == (cfg.DATASET.NAME, subsample)
+    trained_info = catalog.by_name(trained.get("DATASET.NAME", ""))
+    return same or (imagenet_head and trained_info is not None and trained_info.imagenet_classes
+                    and trained.get("DATASET.SUBSAMPLE_CLASSES") == "all")
+
+
+def config() -> CN:
+    """TRAINER.DEPT: CoOp's prompt keys, then DePT's heads (the original read them as TRAINER.COOP.*,
+    TRAINER.LINEAR_PROBE.*, TRAINER.FILM.LINEAR_PROBE and TRAINER.NAMES_TO_UPDATE, which still work)."""
+    node = coop_config()
+    node.HEAD = "linear"  # the base-class head: linear (a classifier) or similarity (cosine logits)
+    node.WEIGHT = 0.7  # w: the loss is (1 - w) CE(similarity) + w CE(head), and so is the fused test
+    node.TEST_TIME_FUSION = True  # on base classes the test fuses both logits (False: the head's alone)
+    node.FILM = True  # the channel-wise transforms of the text and image features before the head
+    node.NAMES_TO_UPDATE = ["prompt_learner", "linear_probe", "film"]  # parameters that learn, by name
+    return node
+
+
+OPTIONS = "TRAINER.DEPT.N_CTX {NCTX} TRAINER.DEPT.WEIGHT {WEIGHT}"
+FAMILIES = (
+    # The original's docs/ATPrompt.md table (10 epochs, 4 tokens, w 0.7, with the differences below) and DePT's scripts.
+    *atprompt_and_vanilla("base2new", "DePT", "DePT", "vit_b16_ep10_bs4_lr35", B2N + "/CTX_{NCTX}_epo_{EPO}" + SEED,
+                          EVAL + "/CTX_{NCTX}_epo_{EPO}/{DATASET}" + SEED, OPTIONS,
+                          atprompt={"EPO": 10, "NCTX": 4, "WEIGHT": 0.7}, vanilla={"EPO": 20, "NCTX": 4, "WEIGHT": 0.7},
+                          atprompt_per_dataset={"imagenet": {"NCTX": 2}, "caltech101": {"WEIGHT": 0.6},
+                                                "oxford_pets": {"NCTX": 2}, "stanford_cars": {"NCTX": 2, "WEIGHT": 0.6},
+                                                "dtd": {"WEIGHT": 0.6}, "ucf101": {"WEIGHT": 0.5}},
+                          vanilla_cfg="vit_b16_ep20_bs4_lr35"),
+    # AnchorOPT's stage II (the original's docs/AnchorOPT.md table): no distillation, so its folders name the
+    # head's weight instead.
+    anchoropt_base2new("DePT", "DePT", "vit_b16_ep10_bs4_lr35",
+                       {"EPO": 10, "NCTX": 8, "ANCHOR_LEN": 1, "PROMPT_CE_WEIGHT": 10.0, "WEIGHT": 0.5},
+                       benchmark_columns({
+                           "NCTX": (4, 4, 4, 8, 8, 4, 4, 8, 8, 8, 8),
+                           "EPO": (10, 10, 10, 20, 10, 10, 20, 10, 10, 20, 10),
+                           "PROMPT_CE_WEIGHT": (10.0,) * 11,
+                           "WEIGHT": (0.5, 0.5, 0.5, 0.6, 0.9, 0.5, 0.6, 0.6, 0.8, 0.9, 0.8),
+                       }),
+                       run=ANCHOROPT_PROMPT + "_W_{WEIGHT}",
+                       options=(ANCHOROPT_PROMPT_OPTIONS
+                                + " TRAINER.ANCHOROPT.KD_WEIGHT 0.0 TRAINER.DEPT.WEIGHT {WEIGHT}")),
+)
+# All-class few-shot: no settings of the authors; those of base-to-novel (trainers/families.py `fewshot`).
+FAMILIES += fewshot(FAMILIES)
 
 
 @TRAINER_REGISTRY.register()
 class DePT(CoOp):
-    """CoOp's `TRAINER.COOP.*` prompt plus `TRAINER.LINEAR_PROBE.*` and `TRAINER.FILM.*`; whole-model checkpoints."""
+    """CoOp's prompt plus the base-class head (`TRAINER.DEPT.*`); whole-model checkpoints."""
 
+    METHOD = Method(
+        "DePT", "dept", "DEPT", order=40, config=config, families=FAMILIES,
+        benchmark=(BenchmarkCase("train", {0: None}), BenchmarkCase("eval", {0: 8.0})),
+        anchoropt_distills=False,
+        paper={"DePT": (83.80, 72.89, 77.97), "DePT_ATP": (83.80, 73.75, 78.45),
+               "DePT_AnchorOPT": (84.27, 76.90, 80.42)},
+        summary="CoOp's prompt plus a linear head on channel-wise transformed features",
+    )
+    MODEL = DePTCLIP
     SAVE_NAME = "PromptLearner"
     SAVE_WHOLE_MODEL = True
 
     @classmethod
-    def build_custom_clip(cls, cfg, clip_model, classnames, attributes):
-        branch = anchoropt.anchor_prompts(cfg, clip_model, classnames)
-        learner = cls.build_prompt_learner(cfg, clip_model, classnames, attributes)
-        probe = cfg.TRAINER.LINEAR_PROBE
-        # AnchorOPT's DePT variant has no distillation: PROMPT_CE_WEIGHT x DePT's own loss.
-        return anchoropt.build_model(
-            DePTCLIP,
-            cfg,
-            branch,
-            clip_model,
-            learner,
-            base_mode=is_base_mode(cfg),
-            head_type=probe.TYPE,
-            film=cfg.TRAINER.FILM.LINEAR_PROBE,
-            weight=probe.WEIGHT,
-            fusion=probe.TEST_TIME_FUSION,
-            distill=False,
-        )
+    def model_options(cls, cfg: CN, clip_model, classnames: list[str]) -> dict:
+        opts = cls.options(cfg)
+        # Built for training on its classes; an evaluation decides again from the checkpoint (adapt_state_dict).
+        base_mode = cfg.DATASET.SUBSAMPLE_CLASSES in ("base", "all")
+        return {"base_mode": base_mode, "head_type": opts.HEAD, "film": opts.FILM, "weight": opts.WEIGHT,
+                "fusion": opts.TEST_TIME_FUSION}
 
     @classmethod
     def is_trainable(cls, cfg, name: str) -> bool:
-        return any(part in name for part in cfg.TRAINER.NAMES_TO_UPDATE)
+        return any(part in name for part in cls.options(cfg).NAMES_TO_UPDATE)
 
     def before_train(self) -> None:
-        if not is_base_mode(self.cfg):
-            raise UserError(
-                f"DePT trains its linear head on base classes, but DATASET.SUBSAMPLE_CLASSES is "
-                f"'{self.cfg.DATASET.SUBSAMPLE_CLASSES}' on {self.cfg.DATASET.NAME}: set DATASET.SUBSAMPLE_CLASSES "
-                f"base (or all, on ImageNet)"
-            )
+        if self.cfg.DATASET.SUBSAMPLE_CLASSES == "new":
+            raise UserError("DePT trains its linear head on base classes (or all classes, in the few-shot protocol), "
+                            "but DATASET.SUBSAMPLE_CLASSES is 'new': set DATASET.SUBSAMPLE_CLASSES base (or all)")
         super().before_train()
 
-    def adapt_state_dict(self, state: dict) -> dict:
+    def adapt_state_dict(self, state: dict, meta: dict) -> dict:
         """The head is for the classes it was trained on: evaluated on others (new classes, another dataset) it is
         not used; an ImageNet head evaluated on a variant with fewer classes (ImageNet-A/R: 200) keeps their rows."""
+        self.model.set_base_mode(is_base_mode(self.cfg, meta.get("settings")))
         if not self.model.base_mode:
             return {k: v for k, v in state.items() if not k.startswith("linear_probe_proj.")}
         indices = getattr(self.dm.dataset, "imagenet_indices", None)
@@ -179,9 +246,3 @@ class DePT(CoOp):
             if key in state:
                 state[key] = state[key][rows]
         return state
-
-
-# The original's names: like the original, DePT_ATP uses ATPrompt only with TRAINER.ATPROMPT.USE_ATPROMPT True;
-# DePT_AnchorOPT always uses AnchorOPT.
-TRAINER_REGISTRY.register(DePT, name="DePT_ATP")
-TRAINER_REGISTRY.register(DePT, name="DePT_AnchorOPT")

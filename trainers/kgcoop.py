@@ -1,9 +1,9 @@
 """KgCoOp (Yao et al., CVPR 2023) and KgCoOp+ATPrompt: CoOp whose class text features stay near CLIP's own.
 
-The prompt is CoOp's (`TRAINER.COOP.*`, the ATPrompt blocks with `TRAINER.ATPROMPT.USE_ATPROMPT`); the loss adds
-W (`TRAINER.COOP.W`) times 1 - the mean cosine similarity between each class's prompted text feature and its
-feature from the hand-written template (datasets/catalog.py, the original's KgCoOp table), which keeps the learned
-prompt near the knowledge CLIP already has, so that it generalises better to unseen classes.
+The prompt is CoOp's (`TRAINER.KGCOOP.*`, the ATPrompt blocks with `TRAINER.ATPROMPT.USE_ATPROMPT`); the loss adds
+W (`TRAINER.KGCOOP.W`) times 1 - the mean cosine similarity between each class's prompted text feature and its
+feature from the hand-written template (`TEMPLATES`, else the zero-shot one of datasets/catalog.py), which keeps
+the learned prompt near the knowledge CLIP already has, so that it generalises better to unseen classes.
 
 The template features come from the same frozen CLIP, on the first training step, at the run's precision (the
 original loaded a second CLIP and encoded them in fp16 whatever PREC said), and the same loss is used in every
@@ -14,13 +14,25 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from yacs.config import CfgNode as CN
 
 from dassl.engine import TRAINER_REGISTRY
 from datasets import catalog
-from trainers import anchoropt
-from trainers.backbone import replay_clip_construction
-from trainers.coop import CoOp
+from trainers.coop import TRAIN_PROMPT, CoOp
+from trainers.coop import config as coop_config
+from trainers.families import (
+    ANCHOROPT_OPTIONS,
+    ANCHOROPT_RUN,
+    B2N,
+    EVAL,
+    SEED,
+    XD,
+    anchoropt_base2new,
+    atprompt_and_vanilla,
+    fewshot,
+)
 from trainers.layout import clean_classname
+from trainers.method import BenchmarkCase, Method, OriginalDraws
 from trainers.prompting import FixedPrompts, Outputs, PromptedCLIP, PromptLearner
 
 
@@ -43,21 +55,54 @@ class KgCoOpCLIP(PromptedCLIP):
         return F.cross_entropy(outputs["logits"], label) + self.weight * (1.0 - similarity.mean())
 
 
+def config() -> CN:
+    """TRAINER.KGCOOP: CoOp's prompt keys and the weight W (the original read them as TRAINER.COOP.*, which still
+    work)."""
+    node = coop_config()
+    node.W = 2.0  # weight of the loss keeping the class text features near the hand-written template's (paper: 8)
+    return node
+
+
+# The hand-written template of KgCoOp's loss where it is not the zero-shot one (the original's KgCoOp table).
+TEMPLATES = {"DescribableTextures": "a photo of a {}, a type of texture."}
+OPTIONS = ("TRAINER.KGCOOP.N_CTX {NCTX} TRAINER.KGCOOP.CSC False TRAINER.KGCOOP.CLASS_TOKEN_POSITION end "
+           "TRAINER.KGCOOP.W {WEIGHT}")
+RUN = "/CTX_{NCTX}_WT_{WEIGHT}_epo_{EPO}"
+FAMILIES = (
+    # No per-dataset table was published for KgCoOp+ATPrompt; the original's scripts tried W 2 and 4, NCTX 2 and 4.
+    # The vanilla settings are the paper's (W 8, 4 tokens "a photo of a").
+    *atprompt_and_vanilla("base2new", "KgCoOp", "KgCoOp", "vit_b16_ep100_ctxv4", B2N + RUN + SEED,
+                          EVAL + RUN + "/{DATASET}" + SEED, OPTIONS, atprompt={"EPO": 100, "NCTX": 4, "WEIGHT": 2.0},
+                          vanilla={"EPO": 100, "NCTX": 4, "WEIGHT": 8.0}),
+    *atprompt_and_vanilla("xd", "KgCoOp", "CoOp", "vit_b16",
+                          XD + TRAIN_PROMPT + "_few_shots/CTX_{NCTX}_epo_{EPO}" + SEED,
+                          EVAL + TRAIN_PROMPT + "/{DATASET}" + SEED, OPTIONS,
+                          atprompt={"EPO": 10, "NCTX": 4, "WEIGHT": 2.0}, vanilla=None, source=catalog.XD_SOURCE),
+    # AnchorOPT: no table was published for KgCoOp; KgCoOp's epochs and weight with CoOp's AnchorOPT defaults.
+    anchoropt_base2new("KgCoOp", "KgCoOp", "vit_b16_ep100_ctxv4",
+                       {"EPO": 100, "NCTX": 4, "WEIGHT": 8.0, "ANCHOR_LEN": 1, "PROMPT_CE_WEIGHT": 100.0,
+                        "KD_WEIGHT": 1000.0, "KD_TEMPERATURE": 1.0}, {},
+                       run=ANCHOROPT_RUN + "_WT_{WEIGHT}", options=f"{ANCHOROPT_OPTIONS} TRAINER.KGCOOP.W {{WEIGHT}}"),
+)
+# All-class few-shot: no settings of the authors; those of base-to-novel (trainers/families.py `fewshot`).
+FAMILIES += fewshot(FAMILIES)
+
+
 @TRAINER_REGISTRY.register()
 class KgCoOp(CoOp):
-    """CoOp's `TRAINER.COOP.*` prompt and the knowledge-guided loss of weight `TRAINER.COOP.W`."""
+    """CoOp's prompt (`TRAINER.KGCOOP.*`) and the knowledge-guided loss of weight `TRAINER.KGCOOP.W`."""
+
+    METHOD = Method(
+        "KgCoOp", "kgcoop", "KGCOOP", order=50, config=config, families=FAMILIES,
+        benchmark=(BenchmarkCase("train", {0: 1.5, 500: 3.0}), BenchmarkCase("eval", {0: 8.0})),
+        # The original loaded a second CLIP after its prompt learner, for the template features.
+        draws=OriginalDraws(clip_after_learner=True),
+        summary="CoOp whose class text features stay near CLIP's hand-written ones",
+    )
+    MODEL = KgCoOpCLIP
 
     @classmethod
-    def build_custom_clip(cls, cfg, clip_model, classnames, attributes):
-        branch = anchoropt.anchor_prompts(cfg, clip_model, classnames)
-        learner = cls.build_prompt_learner(cfg, clip_model, classnames, attributes)
-        if cfg.TRAINER.ORIGINAL_DRAWS:
-            replay_clip_construction(clip_model)  # the original loaded a second CLIP here for the template features
-        template = catalog.template(cfg.DATASET.NAME, "KgCoOp")
-        prompts = [template.format(clean_classname(name)) for name in classnames]
-        return anchoropt.build_model(KgCoOpCLIP, cfg, branch, clip_model, learner, prompts,
-                                     cfg.TRAINER.COOP.W)
-
-
-# The original's name: like the original, it uses ATPrompt only with TRAINER.ATPROMPT.USE_ATPROMPT True.
-TRAINER_REGISTRY.register(KgCoOp, name="KgCoOp_ATP")
+    def model_options(cls, cfg: CN, clip_model, classnames: list[str]) -> dict:
+        template = TEMPLATES.get(cfg.DATASET.NAME, catalog.template(cfg.DATASET.NAME))
+        return {"templates": [template.format(clean_classname(name)) for name in classnames],
+                "weight": cls.options(cfg).W}

@@ -1,6 +1,5 @@
 """The attribute-anchored prompt layout: where every token of every class's prompt goes.
 
-- `attributes_from_cfg`: the attribute words (and their soft-token counts) a config asks for.
 - `PromptLayout`: token ids of `[SOS][A1][w1][A2][w2]...[ctx][class name].[EOS]` per class (K = 0 attributes is
   vanilla CoOp) and the position of every soft token in them.
 - `TokenSlots`: where a block of deep prompts sits in a transformer's token sequence, for the text tower (a soft
@@ -20,11 +19,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from yacs.config import CfgNode
 
 from clip.simple_tokenizer import SimpleTokenizer
 from dassl.utils.errors import UserError
-from datasets import catalog
 
 CONTEXT_LENGTH = 77
 PLACEHOLDER = "X"  # the word the original templates put where soft tokens go
@@ -37,59 +34,6 @@ def tokenizer() -> SimpleTokenizer:
 
 def clean_classname(name: str) -> str:
     return name.replace("_", " ")
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Configuration -> attributes
-# --------------------------------------------------------------------------------------------------------------
-def attributes_from_cfg(cfg: CfgNode, enabled: bool | None = None) -> list[tuple[str, int]]:
-    """The (word, number of soft tokens) pairs a config asks for; [] when ATPrompt is off.
-
-    `enabled` overrides `TRAINER.ATPROMPT.USE_ATPROMPT` (a method that never uses ATPrompt passes False).
-
-    Explicit words win: `TRAINER.ATPROMPT.ATTRIBUTES` (any number), else `ATT1_TEXT..ATT3_TEXT` (the first
-    `ATT_NUM` of them, or all that are not "none"), else the paper's table for `DATASET.NAME`.
-    """
-    atp = cfg.TRAINER.ATPROMPT
-    if not (atp.USE_ATPROMPT if enabled is None else enabled):
-        return []
-    words = [str(w) for w in atp.ATTRIBUTES]
-    if not words:
-        given = [atp.get(f"ATT{k}_TEXT", "none") for k in (1, 2, 3)]
-        if atp.ATT_NUM > 0:
-            words = given[: atp.ATT_NUM]
-            missing = [f"ATT{k + 1}_TEXT" for k, w in enumerate(words) if w == "none"]
-            if missing and not all(w == "none" for w in words):
-                raise UserError(f"TRAINER.ATPROMPT.ATT_NUM is {atp.ATT_NUM} but {', '.join(missing)} not set")
-            if missing:  # ATT_NUM alone (as the original scripts pass it) selects the dataset's table
-                words = []
-        else:
-            words = [w for w in given if w != "none"]
-    if not words:
-        fix = "TRAINER.ATPROMPT.USE_ATPROMPT is on, so set TRAINER.ATPROMPT.ATTRIBUTES, e.g. \"['color', 'shape']\""
-        words = catalog.paper_words(cfg.DATASET.NAME, "attributes", fix)
-    return list(zip(words, _tokens_per_attribute(atp, len(words))))
-
-
-def unused_attribute_blocks(cfg: CfgNode, attributes: Sequence[tuple[str, int]]) -> list[int]:
-    """Sizes of the attribute blocks the original drew and never used: with ATPrompt on it always drew three
-    (N_ATT1..3), whatever the number of attributes. [] when ATPrompt is off or TRAINER.ORIGINAL_DRAWS is False."""
-    if not attributes or not cfg.TRAINER.ORIGINAL_DRAWS:
-        return []
-    return [cfg.TRAINER.ATPROMPT.get(f"N_ATT{k}") for k in range(len(attributes) + 1, 4)]
-
-
-def _tokens_per_attribute(atp: CfgNode, k: int) -> list[int]:
-    counts = [int(n) for n in atp.N_ATTS]
-    if len(counts) == 1:
-        counts = counts * k
-    elif not counts:  # the original keys; attributes beyond the third reuse N_ATT1
-        counts = [atp.get(f"N_ATT{i + 1}", atp.N_ATT1) for i in range(k)]
-    if len(counts) != k:
-        raise UserError(f"TRAINER.ATPROMPT.N_ATTS has {len(counts)} values for {k} attributes; give 1 or {k}")
-    if any(n < 0 for n in counts):
-        raise UserError(f"soft tokens per attribute must be >= 0, got {counts}")
-    return counts
 
 
 class PromptLayout:

@@ -20,13 +20,26 @@ from collections.abc import Sequence
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from yacs.config import CfgNode as CN
 
 from clip.model import CLIP, InputHook, LayerHook, VisionTransformer
 from dassl.engine import TRAINER_REGISTRY
 from dassl.utils.errors import UserError
+from datasets import catalog
 from trainers import anchoropt
 from trainers.base import PromptTrainer
-from trainers.layout import Anchoring, TokenSlots, arranged_context, unused_attribute_blocks
+from trainers.families import (
+    B2N,
+    EVAL,
+    SEED,
+    XD_FOLDERS,
+    anchoropt_base2new,
+    atprompt_and_vanilla,
+    benchmark_columns,
+    fewshot,
+)
+from trainers.layout import Anchoring, TokenSlots, arranged_context
+from trainers.method import BenchmarkCase, Method, OriginalDraws
 from trainers.prompting import PromptedCLIP, PromptLearner
 
 
@@ -123,6 +136,8 @@ class MaPLeCLIP(PromptedCLIP):
     """CLIP with MaPLe's prompts in both towers. The text features depend only on the prompt learner, so they are
     cached during evaluation (`PromptedCLIP.text_features`); the visual prompts are a few small matrix products."""
 
+    TEST_LOGITS_FROM_ENCODER = False  # the image encoder is prompted
+
     def _encode_text(self) -> torch.Tensor:
         learner = self.prompt_learner
         positions = learner.positions()  # AnchorOPT: one arrangement for the prompts and their deep layers
@@ -139,36 +154,77 @@ class MaPLeCLIP(PromptedCLIP):
         return F.normalize(self.image_encoder(image.type(self.dtype)), dim=-1)
 
 
+def config() -> CN:
+    """TRAINER.MAPLE."""
+    node = CN()
+    node.N_CTX = 2  # class-context tokens, coupled to the vision tower
+    node.CTX_INIT = "a photo of a"  # its first N_CTX words initialise the context (when N_CTX <= 4, as the original)
+    node.PREC = "fp16"  # fp16, fp32, amp or bf16
+    node.PROMPT_DEPTH = 9  # layers that receive deep prompts (1 = shallow only)
+    return node
+
+
+CFG = "vit_b16_c2_ep5_batch4_2ctx"
+OPTIONS = "TRAINER.MAPLE.N_CTX {NCTX}"
+# The epoch count is part of the evaluation folder (the original's 5- and 10-epoch evaluations shared one), and
+# MAPLE.N_CTX is set in cross-dataset runs (the original's never set it, which broke MaPLe_ATP's offsets).
+EVAL_DIR = EVAL + "/nctx{NCTX}_csc_ctp_epo{EPO}/{DATASET}" + SEED
+FAMILIES = (
+    # The original's docs/ATPrompt.md table (5 epochs, 4 tokens; 10 epochs on Caltech101, OxfordPets, Flowers102 and
+    # EuroSAT; 2 tokens on FGVCAircraft and UCF101).
+    *atprompt_and_vanilla("base2new", "MaPLe", "MaPLe", CFG, B2N + "/CTX_{NCTX}_epo_{EPO}" + SEED, EVAL_DIR, OPTIONS,
+                          atprompt={"EPO": 5, "NCTX": 4}, vanilla={"EPO": 5, "NCTX": 2},
+                          atprompt_per_dataset={"caltech101": {"EPO": 10}, "oxford_pets": {"EPO": 10},
+                                                "oxford_flowers": {"EPO": 10}, "fgvc_aircraft": {"NCTX": 2},
+                                                "eurosat": {"EPO": 10}, "ucf101": {"NCTX": 2}}),
+    *atprompt_and_vanilla("xd", "MaPLe", "MaPLe", CFG + "_cross_datasets", XD_FOLDERS, EVAL_DIR, OPTIONS,
+                          atprompt={"EPO": 2, "NCTX": 4}, vanilla={"EPO": 2, "NCTX": 2}, source=catalog.XD_SOURCE),
+    # AnchorOPT's stage II (the original's docs/AnchorOPT.md table; StanfordCars trains without distillation).
+    anchoropt_base2new("MaPLe", "MaPLe", CFG,
+                       {"EPO": 10, "NCTX": 4, "ANCHOR_LEN": 1, "PROMPT_CE_WEIGHT": 1.0, "KD_WEIGHT": 100.0,
+                        "KD_TEMPERATURE": 2.0},
+                       benchmark_columns({
+                           "NCTX": (8, 8, 8, 4, 4, 8, 4, 4, 4, 4, 8),
+                           "EPO": (5, 10, 10, 20, 20, 10, 10, 20, 20, 20, 10),
+                           "PROMPT_CE_WEIGHT": (1.0, 10.0, 1.0, 10.0, 10.0, 1.0, 1.0, 10.0, 1.0, 1.0, 1.0),
+                           "KD_WEIGHT": (100.0, 1000.0, 10.0, 0.0, 100.0, 100.0, 10.0, 1000.0, 10.0, 1.0, 1.0),
+                           "KD_TEMPERATURE": (1.0, 2.0, 0.5, 0.0, 2.0, 1.0, 4.0, 4.0, 4.0, 2.0, 2.0),
+                       })),
+)
+# All-class few-shot: no settings of the authors; those of base-to-novel (trainers/families.py `fewshot`).
+FAMILIES += fewshot(FAMILIES)
+
+
 @TRAINER_REGISTRY.register()
 class MaPLe(PromptTrainer):
     """`TRAINER.MAPLE.*` configures the prompts; `TRAINER.ATPROMPT.USE_ATPROMPT` adds the attribute blocks."""
 
-    PREC_NODE = "MAPLE"
+    METHOD = Method(
+        "MaPLe", "maple", "MAPLE", order=30, config=config, families=FAMILIES,
+        benchmark=(BenchmarkCase("train", {0: None}), BenchmarkCase("eval", {0: 8.0})),
+        draws=OriginalDraws(anchor_second_clip="before"), needs_vit=True,
+        paper={"MaPLe": (82.28, 75.14, 78.55), "MaPLe_ATP": (82.98, 75.76, 79.21),
+               "MaPLe_AnchorOPT": (83.62, 77.36, 80.37)},
+        summary="coupled deep prompts in both CLIP towers",
+    )
+    LEARNER = MultiModalPromptLearner
+    MODEL = MaPLeCLIP
+    CTX_INIT_SETS_LENGTH = False
     SAVE_NAME = "MultiModalPromptLearner"
     SAVE_WHOLE_MODEL = True
 
     @classmethod
-    def build_custom_clip(cls, cfg, clip_model, classnames, attributes):
-        opts = cfg.TRAINER.MAPLE
-        branch = anchoropt.anchor_prompts(cfg, clip_model, classnames, second_clip="before")
-        # The original word-initialises the context only for N_CTX <= 4 (the words of "a photo of a").
-        ctx_init = opts.CTX_INIT if opts.N_CTX <= 4 else ""
-        n_ctx, ctx_init, anchoring = anchoropt.context(cfg, opts.N_CTX, ctx_init, attributes)
-        learner = MultiModalPromptLearner(
-            clip_model,
-            classnames,
-            n_ctx=n_ctx,
-            depth=opts.PROMPT_DEPTH,
-            attributes=attributes,
-            ctx_init=ctx_init,
-            single_token_words=cfg.TRAINER.ATPROMPT.SINGLE_TOKEN_WORDS,
-            unused_blocks=unused_attribute_blocks(cfg, attributes),
-            anchoring=anchoring,
-            original_deep_anchor=cfg.TRAINER.ANCHOROPT.ORIGINAL_DEEP_ANCHOR,
-        )
-        return anchoropt.build_model(MaPLeCLIP, cfg, branch, clip_model, learner)
+    def context_init(cls, cfg: CN) -> str:
+        """The original word-initialises the context only for N_CTX <= 4 (the words of "a photo of a")."""
+        opts = cls.options(cfg)
+        return opts.CTX_INIT if opts.N_CTX <= 4 else ""
 
-    def adapt_state_dict(self, state: dict) -> dict:
+    @classmethod
+    def learner_options(cls, cfg: CN) -> dict:
+        return {"depth": cls.options(cfg).PROMPT_DEPTH,
+                "original_deep_anchor": cfg.TRAINER.ANCHOROPT.ORIGINAL_DEEP_ANCHOR}
+
+    def adapt_state_dict(self, state: dict, meta: dict) -> dict:
         """The original's MaPLe_AnchorOPT checkpoints hold its two CLIPs under other names and the anchor in its
         anchor learner: the prompted CLIP's weights are ours, the unprompted copy is dropped, the anchor moves."""
         if not anchoropt.enabled(self.cfg):
@@ -181,9 +237,3 @@ class MaPLe(PromptTrainer):
                 continue
             renamed[key.replace("_encoder_maple.", "_encoder.", 1)] = value
         return renamed
-
-
-# The original's names: like the original, MaPLe_ATP uses ATPrompt only with TRAINER.ATPROMPT.USE_ATPROMPT True;
-# MaPLe_AnchorOPT always uses AnchorOPT.
-TRAINER_REGISTRY.register(MaPLe, name="MaPLe_ATP")
-TRAINER_REGISTRY.register(MaPLe, name="MaPLe_AnchorOPT")

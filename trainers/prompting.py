@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from clip.clip import tokenize
 from clip.model import CLIP
 from dassl.utils.errors import UserError
-from trainers.layout import Anchoring, PromptLayout, arranged_context, arrangement
+from trainers.layout import Anchoring, PromptLayout, arranged_context, arrangement, tokenizer
 
 Outputs = dict[str, torch.Tensor]  # what a training forward gives its loss; "logits" is always there
 
@@ -235,6 +235,17 @@ class TextEncoder(nn.Module):
         return (x @ self.text_projection).reshape(*lead, -1)
 
 
+def fitting_token_ids(prompts: list[str], context_length: int) -> torch.Tensor:
+    """The token ids of hand-written prompts; a prompt longer than CLIP's context (a long class name in a template)
+    is one error naming it, as for learned prompts."""
+    for prompt in prompts:
+        length = len(tokenizer().encode(prompt)) + 2  # with the start and end tokens
+        if length > context_length:
+            raise UserError(f"the prompt {prompt!r} needs {length} tokens, more than CLIP's context of "
+                            f"{context_length}: use a shorter class name (or template)")
+    return tokenize(prompts, context_length)
+
+
 class FixedPrompts(nn.Module):
     """Hand-written prompts (templates, class descriptions): their normalised text features [N, E], computed once.
 
@@ -246,7 +257,7 @@ class FixedPrompts(nn.Module):
 
     def __init__(self, clip_model: CLIP, prompts: Sequence[str]) -> None:
         super().__init__()
-        ids = tokenize(list(prompts))
+        ids = fitting_token_ids(list(prompts), clip_model.context_length)
         eot = ids.argmax(dim=-1)
         with torch.no_grad():
             weight = clip_model.token_embedding.weight
@@ -271,6 +282,21 @@ class PromptedCLIP(nn.Module):
     Attribute names follow the original (`prompt_learner`, `image_encoder`, `text_encoder`, `logit_scale`) so the
     state dicts of whole-model checkpoints keep their keys.
     """
+
+    # Whether `forward(image)` is `logits_from_encoded(encode_image(image))`: the test logits then come from the
+    # frozen, unprompted image encoder alone, and evaluation may score cached image features
+    # (dassl/engine/feature_cache.py). A subclass that changes how images are encoded or scored (`ENCODING_METHODS`)
+    # says again whether this holds; its class is refused otherwise.
+    TEST_LOGITS_FROM_ENCODER = True
+    ENCODING_METHODS = ("forward", "encode_image", "image_features", "features_from_encoded", "logits_from_encoded",
+                        "anchor_image_features")
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        changed = sorted(set(cls.ENCODING_METHODS) & vars(cls).keys())
+        if changed and "TEST_LOGITS_FROM_ENCODER" not in vars(cls):
+            raise TypeError(f"{cls.__name__} overrides {', '.join(changed)}: set TEST_LOGITS_FROM_ENCODER in the class "
+                            "(True only if forward(image) is still logits_from_encoded(encode_image(image)))")
 
     def __init__(self, clip_model: CLIP, prompt_learner: PromptLearner) -> None:
         super().__init__()
@@ -327,7 +353,7 @@ class PromptedCLIP(nn.Module):
 
     def logits_from_encoded(self, encoded: torch.Tensor) -> torch.Tensor:
         """`forward(image)` from `encode_image(image)`: how evaluation scores cached image features. A class that
-        writes its own `forward` writes this too, or is evaluated without the cache (trainers/feature_cache.py)."""
+        writes its own `forward` writes this too, or is evaluated without the cache (dassl/engine/feature_cache.py)."""
         return self.class_logits(self.features_from_encoded(encoded))
 
     def anchor_image_features(self, image: torch.Tensor | None, image_features: torch.Tensor) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """Default configuration: the Dassl.pytorch keys and defaults that prompt-learning trainers rely on.
 
 Config files and command-line `KEY VALUE` pairs may only set keys that exist here (yacs refuses unknown
-keys and type changes). Trainers add their own sub-nodes under TRAINER before merging (see train.py).
+keys and type changes). Trainers add their own sub-nodes under TRAINER before merging (trainers/config.py).
 """
 
 from yacs.config import CfgNode as CN
@@ -133,10 +133,20 @@ _C.TEST.SPLIT = "test"  # test or val
 _C.TEST.FINAL_MODEL = "last_step"  # last_step, or best_val (keep and deploy the best validation model)
 
 ###########################
+# Feature cache
+###########################
+# Evaluation reads the frozen image encoder's output on a test image it has seen before from DIR instead of
+# recomputing it, with the same results (dassl/engine/feature_cache.py, docs/PERFORMANCE.md). Off by default so that
+# a run writes nothing outside its output folder unless asked to; the run scripts turn it on.
+_C.FEATURE_CACHE = CN()
+_C.FEATURE_CACHE.ENABLED = False
+_C.FEATURE_CACHE.DIR = ""  # a folder that many runs share; "" = ~/.cache/atprompt/features
+
+###########################
 # Trainer
 ###########################
 _C.TRAINER = CN()
-_C.TRAINER.NAME = ""  # a registered trainer name; trainer-specific sub-nodes are added by train.py
+_C.TRAINER.NAME = ""  # a registered trainer name; each method adds its own node (trainers/config.py)
 
 
 def get_cfg_default() -> CN:

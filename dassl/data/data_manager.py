@@ -9,11 +9,13 @@ import torch
 import torchvision.transforms as T
 from torch.utils.data import DataLoader, Dataset
 
+from dassl.config.checks import check_node
 from dassl.engine import distributed
 from dassl.utils import read_image
 from dassl.utils.errors import UserError
 
 from .datasets import build_dataset
+from .identity import data_identity
 from .samplers import build_sampler
 from .transforms import build_transform, interpolation_mode
 
@@ -65,6 +67,8 @@ class DataManager:
     """Builds the dataset named by DATASET.NAME and its train_x / train_u / val / test loaders."""
 
     def __init__(self, cfg, custom_tfm_train=None, custom_tfm_test=None, dataset_wrapper=None) -> None:
+        check_node(cfg.DATASET, "DATASET")
+        check_node(cfg.DATALOADER, "DATALOADER")
         with distributed.main_process_first():  # rank 0 writes any split cache, the other processes read it
             dataset = build_dataset(cfg)
 
@@ -106,6 +110,7 @@ class DataManager:
         self.test_loader = eval_loader(dataset.test)
 
         self.dataset = dataset
+        self.data_identity = data_identity(cfg)  # what decides the data read (dassl/data/identity.py)
         self._num_classes = dataset.num_classes
         self._num_source_domains = len(cfg.DATASET.SOURCE_DOMAINS)
         self._lab2cname = dataset.lab2cname

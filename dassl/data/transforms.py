@@ -25,6 +25,14 @@ TRANSFORM_NAMES = (
 # Dassl's own RandAugment variants; no config of this project uses them, torchvision has no equivalent.
 UNSUPPORTED_NAMES = ("randaugment_fixmatch", "randaugment2")
 
+# The INPUT keys of each transform: they do nothing unless it is among INPUT.TRANSFORMS.
+TRANSFORM_KEYS = {
+    "random_crop": ("CROP_PADDING",), "random_resized_crop": ("RRCROP_SCALE",), "cutout": ("CUTOUT_N", "CUTOUT_LEN"),
+    "gaussian_noise": ("GN_MEAN", "GN_STD"), "randaugment": ("RANDAUGMENT_N", "RANDAUGMENT_M"),
+    "colorjitter": ("COLORJITTER_B", "COLORJITTER_C", "COLORJITTER_S", "COLORJITTER_H"),
+    "randomgrayscale": ("RGS_P",), "gaussian_blur": ("GB_P", "GB_K"),
+}
+
 AUTOAUGMENT_POLICIES = {
     "imagenet_policy": T.AutoAugmentPolicy.IMAGENET,
     "cifar10_policy": T.AutoAugmentPolicy.CIFAR10,
@@ -106,6 +114,15 @@ def interpolation_mode(cfg) -> T.InterpolationMode:
     return INTERPOLATION_MODES[name]
 
 
+def unused_transform_keys(cfg, choices) -> list[str]:
+    """The INPUT keys set away from their default whose transform is not among `choices`: they have no effect."""
+    from dassl.config import get_cfg_default
+
+    default = get_cfg_default().INPUT
+    return [f"INPUT.{key}" for name, keys in TRANSFORM_KEYS.items() if name not in choices
+            for key in keys if cfg.INPUT[key] != default[key]]
+
+
 def build_transform(cfg, is_train: bool = True, choices=None) -> T.Compose | None:
     """The train or test transform for ``cfg.INPUT``; ``choices`` overrides INPUT.TRANSFORMS.
 
@@ -116,6 +133,10 @@ def build_transform(cfg, is_train: bool = True, choices=None) -> T.Compose | Non
         return None
     choices = list(cfg.INPUT.TRANSFORMS if choices is None else choices)
     _check_choices(choices)
+    unused = unused_transform_keys(cfg, choices) if is_train else []
+    if unused:
+        verb = "has" if len(unused) == 1 else "have"
+        print(f"Note: {', '.join(unused)} {verb} no effect: not set for a transform in INPUT.TRANSFORMS {choices}")
     build = _train_steps if is_train else _test_steps
     print(f"Building transform_{'train' if is_train else 'test'}")
     steps = []

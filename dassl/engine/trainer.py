@@ -23,6 +23,7 @@ from torch import nn
 from tqdm import tqdm
 from yacs.config import CfgNode
 
+from dassl.config.checks import check_node, check_value
 from dassl.evaluation import build_evaluator
 from dassl.utils import AverageMeter, MetricMeter, load_checkpoint, mkdir_if_missing, save_checkpoint
 from dassl.utils.errors import UserError
@@ -85,8 +86,9 @@ def check_same_optimizer(optim: torch.optim.Optimizer, saved: dict[str, Any], pa
                         "trained with, or use a new --output-dir")
 
 
-def _stderr_is_terminal() -> bool:
-    # Decided on stderr, where bars are drawn: stdout may be tee'd into log.txt.
+def progress_bars_shown() -> bool:
+    """Whether progress bars are drawn: on the main process, when stderr is a terminal (stdout may be tee'd into
+    log.txt)."""
     isatty = getattr(sys.stderr, "isatty", None)
     return bool(isatty and isatty()) and distributed.is_main_process()
 
@@ -434,6 +436,7 @@ class SimpleTrainer(TrainerBase):
 
     def __init__(self, cfg: CfgNode) -> None:
         super().__init__()
+        check_node(cfg.TRAIN, "TRAIN")
         self.check_cfg(cfg)
         use_cuda = cfg.USE_CUDA and torch.cuda.is_available()
         self.device = torch.device("cuda" if use_cuda else "cpu")
@@ -466,6 +469,7 @@ class SimpleTrainer(TrainerBase):
         raise NotImplementedError(f"{type(self).__name__} must implement build_model() and register its models")
 
     def train(self) -> None:
+        check_value("OPTIM.MAX_EPOCH", self.max_epoch)  # a run with no epoch would record the untrained model
         super().train(self.start_epoch, self.max_epoch)
 
     def before_train(self) -> None:
@@ -554,7 +558,7 @@ class SimpleTrainer(TrainerBase):
     def evaluation_outputs(self, data_loader, split: str) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """(outputs, labels) of each batch of `data_loader`, in its order: the model's inference on the batch
         (trainers may compute them otherwise, e.g. from cached image features)."""
-        batches = tqdm(data_loader, desc=f"Evaluate {split}", leave=False, disable=not _stderr_is_terminal())
+        batches = tqdm(data_loader, desc=f"Evaluate {split}", leave=False, disable=not progress_bars_shown())
         for batch in batches:
             input, label = self.parse_batch_test(batch)
             yield self.model_inference(input), label
@@ -604,7 +608,7 @@ class TrainerX(SimpleTrainer):
         self.num_batches = len(self.train_loader_x)
         batches, first_batch = self._epoch_batches()
         bar = tqdm(total=self.num_batches, initial=first_batch, desc=f"epoch {self.epoch + 1}/{self.max_epoch}",
-                   leave=False, dynamic_ncols=True, disable=not _stderr_is_terminal())
+                   leave=False, dynamic_ncols=True, disable=not progress_bars_shown())
         end = time.time()
         for self.batch_idx, batch in enumerate(batches, start=first_batch):
             data_time.update(time.time() - end)

@@ -6,6 +6,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import CosineAnnealingLR, LRScheduler, MultiStepLR, StepLR
 from yacs.config import CfgNode
 
+from dassl.config.checks import check_node
 from dassl.utils import check_availability
 from dassl.utils.errors import UserError
 
@@ -79,6 +80,7 @@ def build_lr_scheduler(optimizer: Optimizer, optim_cfg: CfgNode) -> LRScheduler:
     """Create OPTIM.LR_SCHEDULER, wrapped in a warmup scheduler when OPTIM.WARMUP_EPOCH > 0."""
     name = optim_cfg.LR_SCHEDULER
     check_availability(name, AVAI_SCHEDS, "LR scheduler (OPTIM.LR_SCHEDULER)")
+    check_node(optim_cfg, "OPTIM")
     stepsize = optim_cfg.STEPSIZE
     if name == "single_step":
         if isinstance(stepsize, (list, tuple)):

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 from yacs.config import CfgNode
 
+from dassl.config.checks import check_node
 from dassl.utils import check_availability
 from dassl.utils.errors import UserError
 
@@ -40,6 +41,7 @@ def build_optimizer(
     """
     name = optim_cfg.NAME
     check_availability(name, AVAI_OPTIMS, "optimizer (OPTIM.NAME)")
+    check_node(optim_cfg, "OPTIM")
     if param_groups is not None and optim_cfg.STAGED_LR:
         warnings.warn("OPTIM.STAGED_LR is ignored because explicit param_groups were given", stacklevel=2)
     if param_groups is None:

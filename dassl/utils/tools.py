@@ -19,7 +19,10 @@ from .errors import UserError
 
 
 def set_random_seed(seed: int) -> None:
-    """Seed Python's `random`, NumPy, torch and every CUDA device."""
+    """Seed Python's `random`, NumPy, torch and every CUDA device (a seed all of them take, or a UserError)."""
+    from dassl.config.checks import check_value  # here: dassl.config imports this package
+
+    check_value("SEED", seed)
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -85,12 +88,33 @@ def write_json(obj: Any, fpath: str) -> None:
     atomic_write(fpath, writer)
 
 
+def _clipped_by_conversion(img: Image.Image) -> str:
+    """What a conversion to 8-bit RGB would lose of `img` ("" when nothing): PIL clips 16-bit, 32-bit and float
+    values to 0..255 and truncates fractions, which turns a 16-bit photo white or a 0..1 float image black."""
+    if not (img.mode == "F" or img.mode.startswith("I")):  # I, I;16, I;16B, I;16L, I;16N, F
+        return ""
+    values = np.asarray(img)
+    low, high = values.min().item(), values.max().item()
+    if low < 0 or high > 255:
+        return f"values from {low:g} to {high:g}, which a conversion to 8-bit RGB clips to 0..255"
+    if img.mode == "F" and not np.array_equal(values, np.floor(values)):
+        return f"fractional values from {low:g} to {high:g}, which a conversion to 8-bit RGB truncates"
+    return ""
+
+
 def read_image(path: str) -> Image.Image:
-    """Open an image with PIL and convert it to RGB."""
+    """Open an image with PIL and convert it to RGB, as the benchmarks' readers do (Dassl's `read_image`): the
+    first frame of a multi-frame file, the stored pixel grid (EXIF orientation is not applied), alpha dropped,
+    palette, CMYK, YCbCr, LAB and HSV by PIL's conversion. An image whose values 8 bits cannot hold (16-bit,
+    32-bit or float modes beyond 0..255) is refused, naming the file, instead of being read clipped."""
     if not osp.isfile(path):
         raise UserError(f"Image not found: {path} (check DATASET.ROOT and the dataset layout)")
     try:
         with Image.open(path) as img:
+            lost = _clipped_by_conversion(img)
+            if lost:
+                raise UserError(f"Cannot read image {path}: it is a mode {img.mode} image with {lost}; save it as an "
+                                "8-bit image (values scaled to 0..255, e.g. mode L or RGB) and rerun.")
             return img.convert("RGB")
     except (OSError, ValueError, Image.DecompressionBombError) as e:
         raise UserError(f"Cannot read image {path}: {e}. The file is corrupt or not an image; replace it.") from e

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
 # CoCoOp+ATPrompt, base-to-novel: evaluate the trained models on the novel classes (own output folder).
 # usage: bash scripts/cocoop/atprompt_base2new_test.sh DATASET [DATA_ROOT] [SEED ...]   (--help: the environment it reads)
-# The jobs, their folders and the per-dataset settings are in tools/run_protocol.py and datasets/catalog.py.
+# Its jobs, folders and per-dataset settings are declared in trainers/cocoop.py (python tools/run_protocol.py --list).
 exec "${PYTHON:-python3}" "$(dirname "$0")/../../tools/run_protocol.py" "$0" "$@"

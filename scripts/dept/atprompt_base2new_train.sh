@@ -2,5 +2,5 @@
 # DePT+ATPrompt, base-to-novel: train on the base classes (the base accuracy is the final test in log.txt).
 # WEIGHT (environment) overrides the paper's linear-probe weight w of the dataset.
 # usage: bash scripts/dept/atprompt_base2new_train.sh DATASET [DATA_ROOT] [SEED ...]   (--help: the environment it reads)
-# The jobs, their folders and the per-dataset settings are in tools/run_protocol.py and datasets/catalog.py.
+# Its jobs, folders and per-dataset settings are declared in trainers/dept.py (python tools/run_protocol.py --list).
 exec "${PYTHON:-python3}" "$(dirname "$0")/../../tools/run_protocol.py" "$0" "$@"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
 # KgCoOp+ATPrompt, cross-dataset / domain generalisation: evaluate the ImageNet-trained models on all classes of a target dataset (the model keeps the attributes it was trained with).
 # usage: bash scripts/kgcoop/atprompt_xd_eval.sh TARGET_DATASET [DATA_ROOT] [SEED ...]   (--help: the environment it reads)
-# The jobs, their folders and the per-dataset settings are in tools/run_protocol.py and datasets/catalog.py.
+# Its jobs, folders and per-dataset settings are declared in trainers/kgcoop.py (python tools/run_protocol.py --list).
 exec "${PYTHON:-python3}" "$(dirname "$0")/../../tools/run_protocol.py" "$0" "$@"

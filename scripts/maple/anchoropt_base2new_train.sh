@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
 # MaPLe+AnchorOPT, base-to-novel: train on the base classes (the base accuracy is the final test in log.txt).
 # usage: bash scripts/maple/anchoropt_base2new_train.sh DATASET [DATA_ROOT] [SEED ...]   (--help: the environment it reads)
-# The jobs, their folders and the per-dataset settings are in tools/run_protocol.py and datasets/catalog.py.
+# Its jobs, folders and per-dataset settings are declared in trainers/maple.py (python tools/run_protocol.py --list).
 exec "${PYTHON:-python3}" "$(dirname "$0")/../../tools/run_protocol.py" "$0" "$@"

@@ -7,7 +7,7 @@ every seed and method, the cross-dataset targets) can read it from `FEATURE_CACH
 transforming and encoding the image. Training never uses the cache: its views are random.
 
 What decides a feature, and so the key:
-- the group (a folder, trainers/feature_store.py): the encoder's weights as they are in memory (the SHA-256 of every
+- the group (a folder, dassl/engine/feature_store.py): the encoder's weights as they are in memory (the SHA-256 of every
   tensor, so another checkpoint, another dtype or weights a checkpoint overwrote are another group), the code that
   runs it, the precision (autocast), the image pipeline (the dataset wrapper and every test transform step with its
   parameters: INPUT.SIZE, INTERPOLATION, PIXEL_MEAN/STD), the versions of torch, torchvision, Pillow and its image
@@ -44,13 +44,12 @@ from yacs.config import CfgNode
 
 from dassl.data.data_manager import DatasetWrapper
 from dassl.data.transforms import InstanceNormalization
-from dassl.engine.trainer import SimpleTrainer, _stderr_is_terminal
+from dassl.engine.feature_store import DAMAGED, FeatureStore
+from dassl.engine.precision import autocast
+from dassl.engine.trainer import SimpleTrainer, progress_bars_shown
 from dassl.utils import read_image
-from trainers.backbone import autocast
-from trainers.feature_store import DAMAGED, FeatureStore
-from trainers.prompting import PromptedCLIP
 
-FORMAT = 1  # of the key and the entries; raising it leaves the groups written before unused
+FORMAT = 2  # of the key and the entries; raising it leaves the groups written before unused
 DEFAULT_DIR = os.path.join("~", ".cache", "atprompt", "features")
 # Test transform steps that map one image to one tensor, always the same: nothing random can reach the cache.
 DETERMINISTIC_STEPS = (T.Resize, T.CenterCrop, T.ToTensor, T.PILToTensor, T.ConvertImageDtype, T.Normalize,
@@ -68,17 +67,6 @@ def cache_folder(cfg: CfgNode) -> str:
 
 def _owner(cls: type, name: str) -> type | None:
     return next((c for c in cls.__mro__ if name in vars(c)), None)
-
-
-def logits_follow_encoder(model: nn.Module) -> bool:
-    """Whether `model(image)` is `model.logits_from_encoded(model.encode_image(image))` by construction: the class
-    that wrote `forward` wrote `logits_from_encoded` too; no subclass changed how an image is encoded (MaPLe's
-    `image_features` prompts the encoder); and AnchorOPT's anchor features are written where the normal ones are
-    (`features_from_encoded`), so they derive from them and need no image (MaPLe's re-run the encoder)."""
-    cls = type(model)
-    return (isinstance(model, PromptedCLIP) and _owner(cls, "forward") is _owner(cls, "logits_from_encoded")
-            and _owner(cls, "encode_image") is PromptedCLIP and _owner(cls, "image_features") is PromptedCLIP
-            and _owner(cls, "anchor_image_features") is _owner(cls, "features_from_encoded"))
 
 
 def weights_checksum(module: nn.Module) -> str:
@@ -160,6 +148,23 @@ def _parallel(function: Callable[[int], object], n: int) -> list:
     """[function(i) for i in range(n)] on a few threads."""
     with ThreadPoolExecutor(LOOKUP_THREADS) as pool:
         return [value for chunk in pool.map(lambda r: [function(i) for i in r], _chunks(n)) for value in chunk]
+
+
+def _signature(vector: torch.Tensor) -> tuple:
+    return tuple(vector.shape), vector.dtype
+
+
+def unlike_the_rest(cached: dict[int, torch.Tensor], computed: dict[int, torch.Tensor]) -> list[int]:
+    """The cached entries whose shape or dtype differs from the encoder's output: that of the features just
+    computed, else the one most cached entries have. An entry of another width would otherwise fail the batch."""
+    if computed:
+        reference = _signature(next(iter(computed.values())))
+    elif cached:
+        signatures = [_signature(v) for v in cached.values()]
+        reference = max(set(signatures), key=signatures.count)
+    else:
+        return []
+    return [i for i, vector in cached.items() if _signature(vector) != reference]
 
 
 def draw_as_iterating(data_loader: DataLoader) -> None:
@@ -260,13 +265,18 @@ class CachedEvaluation:
         damaged = sum(entry is DAMAGED for entry in looked_up)
         features = {i: entry for i, entry in enumerate(looked_up) if isinstance(entry, torch.Tensor)}
         missing = [i for i in range(len(items)) if i not in features]
-        hits = len(features)
-        if missing:
-            with torch.random.fork_rng(devices=[]):  # its loader's draws are those of draw_as_iterating
-                features.update(self._encode(data_loader, missing, split))
-            unchanged = _parallel(lambda j: keys[missing[j]] is not None
-                                  and file_digest(items[missing[j]].impath) == keys[missing[j]], len(missing))
-            for i, same in zip(missing, unchanged):
+        with torch.random.fork_rng(devices=[]):  # its loader's draws are those of draw_as_iterating
+            computed = self._encode(data_loader, missing, split) if missing else {}
+            unlike = unlike_the_rest(features, computed)
+            if unlike:  # not this encoder's output (another width or dtype): computed like a damaged entry
+                computed.update(self._encode(data_loader, unlike, split))
+        hits, damaged = len(features) - len(unlike), damaged + len(unlike)
+        features.update(computed)
+        if computed:
+            fresh = sorted(computed)
+            unchanged = _parallel(lambda j: keys[fresh[j]] is not None
+                                  and file_digest(items[fresh[j]].impath) == keys[fresh[j]], len(fresh))
+            for i, same in zip(fresh, unchanged):
                 if same:
                     store.write(keys[i], features[i])
         print(self._report(split, len(items), hits, damaged, store))
@@ -281,7 +291,7 @@ class CachedEvaluation:
                             num_workers=data_loader.num_workers, pin_memory=data_loader.pin_memory,
                             collate_fn=data_loader.collate_fn)
         rows = []
-        for batch in tqdm(loader, desc=f"Encode {split}", leave=False, disable=not _stderr_is_terminal()):
+        for batch in tqdm(loader, desc=f"Encode {split}", leave=False, disable=not progress_bars_shown()):
             image, _ = self.parse_batch_test(batch)
             rows.extend(self.encode_images(image).cpu())
         return dict(zip(indices, rows))

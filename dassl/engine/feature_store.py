@@ -4,8 +4,9 @@ Layout under the cache folder: `<group>/group.json` says what the group's featur
 and `tools/feature_cache.py`; the group's name is the hash of it), and `<group>/<2 hex>/<62 hex>.feat` holds one
 entry, named by its 64-hex key. An entry is written to a temporary file beside its final name and renamed onto it,
 so a reader sees a whole entry or none, and two runs that store the same entry leave one of two identical files.
-Entries carry the checksum of their contents: one that a disk fault, a full disk or a partial copy damaged is told
-apart from a missing one, and its caller recomputes it and writes it again.
+Entries carry the checksum of their contents and of what they are the entry of (their group and key): one that a
+disk fault, a full disk or a partial copy damaged, or one copied or renamed onto another entry's name (which would
+serve another image's feature), is told apart from a whole one, and its caller recomputes it and writes it again.
 
 Nothing is synced to disk before the rename: after a power loss an entry may be empty, which its checksum tells.
 """
@@ -23,9 +24,11 @@ import torch
 
 from dassl.utils import atomic_write
 
-MAGIC = b"ATPFEAT1"
-HEADER = struct.Struct("<8sBI")  # magic, dtype code, number of elements
+MAGIC = b"ATPFEAT2"
+OWNER_BYTES = 16
+HEADER = struct.Struct(f"<8sBI{OWNER_BYTES}s")  # magic, dtype code, number of elements, the entry's owner
 CHECKSUM_BYTES = 16
+NO_OWNER = bytes(OWNER_BYTES)
 DTYPES = {0: torch.float32, 1: torch.float16, 2: torch.bfloat16, 3: torch.float64}
 DTYPE_CODES = {dtype: code for code, dtype in DTYPES.items()}
 GROUP_FILE = "group.json"
@@ -43,26 +46,36 @@ def _checksum(data: bytes) -> bytes:
     return hashlib.blake2b(data, digest_size=CHECKSUM_BYTES).digest()
 
 
-def encode_entry(vector: torch.Tensor) -> bytes:
-    """The file contents of one entry: header, the vector's bytes, the checksum of both."""
+def entry_owner(group: str, key: str) -> bytes:
+    """What an entry vouches to be the entry of: its group and key, hashed to a fixed size."""
+    return hashlib.blake2b(f"{group}/{key}".encode(), digest_size=OWNER_BYTES).digest()
+
+
+def encode_entry(vector: torch.Tensor, owner: bytes = NO_OWNER) -> bytes:
+    """The file contents of one entry: header (with its `owner`), the vector's bytes, the checksum of both."""
     vector = vector.detach().cpu().contiguous().reshape(-1)
-    body = HEADER.pack(MAGIC, DTYPE_CODES[vector.dtype], vector.numel()) + vector.view(torch.uint8).numpy().tobytes()
+    header = HEADER.pack(MAGIC, DTYPE_CODES[vector.dtype], vector.numel(), owner)
+    body = header + vector.view(torch.uint8).numpy().tobytes()
     return body + _checksum(body)
 
 
-def decode_entry(data: bytes) -> torch.Tensor | Damaged:
-    """The vector an entry's file holds, or DAMAGED when the bytes are not a whole, unaltered entry."""
+def decode_entry(data: bytes, owner: bytes | None = None) -> torch.Tensor | Damaged:
+    """The vector an entry's file holds, or DAMAGED when the bytes are not a whole, unaltered entry, when they are
+    another entry's (`owner` given), or when the vector is not finite (a cached NaN would be blamed on the model)."""
     if len(data) < HEADER.size + CHECKSUM_BYTES:
         return DAMAGED
     body, checksum = data[:-CHECKSUM_BYTES], data[-CHECKSUM_BYTES:]
-    magic, code, numel = HEADER.unpack_from(body)
+    magic, code, numel, stored_owner = HEADER.unpack_from(body)
     if magic != MAGIC or code not in DTYPES or _checksum(body) != checksum:
+        return DAMAGED
+    if owner is not None and stored_owner != owner:
         return DAMAGED
     dtype = DTYPES[code]
     payload = bytearray(body[HEADER.size :])
     if len(payload) != numel * dtype.itemsize:
         return DAMAGED
-    return torch.frombuffer(payload, dtype=dtype) if numel else torch.empty(0, dtype=dtype)
+    vector = torch.frombuffer(payload, dtype=dtype) if numel else torch.empty(0, dtype=dtype)
+    return vector if bool(torch.isfinite(vector).all()) else DAMAGED
 
 
 class FeatureStore:
@@ -81,13 +94,14 @@ class FeatureStore:
         return os.path.join(self.folder, key[:2], key[2:] + ENTRY_SUFFIX)
 
     def read(self, key: str) -> torch.Tensor | Damaged | None:
-        """The entry's vector, None when there is none (or it cannot be read), DAMAGED when its file is damaged."""
+        """The entry's vector, None when there is none (or it cannot be read), DAMAGED when its file is damaged or
+        holds another entry."""
         try:
             with open(self.path(key), "rb") as f:
                 data = f.read()
         except OSError:
             return None
-        return decode_entry(data)
+        return decode_entry(data, entry_owner(self.name, key))
 
     def write(self, key: str, vector: torch.Tensor) -> bool:
         """Store an entry atomically; False when it could not be written (`write_error` says why)."""
@@ -99,7 +113,7 @@ class FeatureStore:
             fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".", suffix=".tmp")
             try:
                 with os.fdopen(fd, "wb") as f:
-                    f.write(encode_entry(vector))
+                    f.write(encode_entry(vector, entry_owner(self.name, key)))
                 os.replace(tmp, path)
             except BaseException:
                 if os.path.lexists(tmp):

@@ -1,0 +1,5 @@
+#!/usr/bin/env bash
+# KgCoOp+AnchorOPT, base-to-novel: evaluate the trained models on the novel classes.
+# usage: bash scripts/kgcoop/anchoropt_base2new_test.sh DATASET [DATA_ROOT] [SEED ...]   (--help: the environment it reads)
+# Its jobs, folders and per-dataset settings are declared in trainers/kgcoop.py (python tools/run_protocol.py --list).
+exec "${PYTHON:-python3}" "$(dirname "$0")/../../tools/run_protocol.py" "$0" "$@"
