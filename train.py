@@ -28,7 +28,7 @@ from dassl.config.checks import check_settings
 from dassl.data.datasets import DATASET_REGISTRY
 from dassl.data.identity import data_identity
 from dassl.engine import TRAINER_REGISTRY, build_trainer
-from dassl.engine.distributed import init_distributed, is_main_process
+from dassl.engine.distributed import init_distributed, is_main_process, report_failure
 from dassl.engine.failures import user_error_message
 from dassl.engine.records import fingerprint, read_record, setting_fingerprint, write_record
 from dassl.engine.run_folder import RunFolder, checkpoint_folders
@@ -171,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         folder.close_failed(message or f"{type(err).__name__}: {err}")
         if message is None or args.debug or os.environ.get(DEBUG_ENV):
             raise
+        report_failure(f"error: {message}")  # for torchrun's failure summary (tools/torchrun.py prints it last)
         print(f"error: {message}", file=sys.stderr)
         return 2
     finally:

@@ -206,7 +206,10 @@ def load_state_dict(name_or_path: str, download_root: str | os.PathLike | None =
 
 
 def load_model(name_or_path: str, download_root: str | os.PathLike | None = None) -> tuple[CLIP, Preprocessing]:
-    """(CLIP in fp16 and eval mode as ``build_model`` gives it, the preprocessing its checkpoint was trained with).
+    """(CLIP in eval mode and in its checkpoint's precision, the preprocessing its checkpoint was trained with).
+
+    The precision is the weights': OpenAI's fp16 layout for checkpoints stored so (OpenAI's releases), fp32 for
+    fp32 ones (open_clip's LAION, DataComp, DFN and MetaCLIP checkpoints), which are never rounded to fp16 here.
 
     ``name_or_path`` is one of
     - an OpenAI model name (``available_models()``), downloaded into ``download_root`` (default ~/.cache/clip);
@@ -222,7 +225,7 @@ def load_model(name_or_path: str, download_root: str | os.PathLike | None = None
                   else open_clip_weights.named_source(str(name_or_path), download_root))
         if source is not None:
             return open_clip_weights.build(source, _read_state_dict(source.path)[0])
-    model = build_model(load_state_dict(name_or_path, download_root))
+    model = build_model(load_state_dict(name_or_path, download_root), half=None)
     return model, Preprocessing(model.visual.input_resolution)
 
 
@@ -230,9 +233,9 @@ def load(name_or_path: str, device: str | torch.device = "cpu", jit: bool = Fals
          download_root: str | os.PathLike | None = None) -> tuple[CLIP | torch.jit.ScriptModule, Compose]:
     """(model, preprocess) for any name ``load_model`` takes.
 
-    The model is rebuilt from the state dict with ``build_model`` (fp16 weights as released, fp32 on CPU) in eval
-    mode; ``preprocess`` is ``Preprocessing.transform()`` of its checkpoint. ``jit=True`` instead returns an OpenAI
-    TorchScript archive itself, exactly as traced.
+    The model is ``load_model``'s (in its checkpoint's precision, fp32 on CPU) in eval mode; ``preprocess`` is
+    ``Preprocessing.transform()`` of its checkpoint. ``jit=True`` instead returns an OpenAI TorchScript archive
+    itself, exactly as traced.
     """
     if jit:
         path = _resolve(name_or_path, download_root)

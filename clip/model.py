@@ -402,21 +402,30 @@ _HALF_TENSOR_NAMES = (
 )
 
 
-def convert_weights(model: nn.Module) -> None:
-    """Cast to fp16 exactly the tensors OpenAI stores in half: conv/linear weights and biases, attention
-    projections, ``text_projection`` and ``visual.proj``. Norms, embeddings and ``logit_scale`` stay fp32."""
-
-    def to_half(module: nn.Module) -> None:
-        if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Linear)):
-            module.weight.data = module.weight.data.half()
-            if module.bias is not None:
-                module.bias.data = module.bias.data.half()
-        for name in _HALF_TENSOR_NAMES:
+def _half_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
+    """{state-dict key: tensor} of the tensors OpenAI stores in half: conv/linear weights and biases, attention
+    projections, ``text_projection`` and ``visual.proj``. Norms, embeddings and ``logit_scale`` are not among them."""
+    found = {}
+    for prefix, module in model.named_modules():
+        names = ("weight", "bias") if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Linear)) else ()
+        for name in (*names, *_HALF_TENSOR_NAMES):
             tensor = getattr(module, name, None)
             if isinstance(tensor, torch.Tensor):
-                tensor.data = tensor.data.half()
+                found[f"{prefix}.{name}" if prefix else name] = tensor
+    return found
 
-    model.apply(to_half)
+
+def convert_weights(model: nn.Module) -> None:
+    """Cast to fp16 exactly the tensors OpenAI stores in half (``_half_tensors``); the others stay fp32."""
+    for tensor in _half_tensors(model).values():
+        tensor.data = tensor.data.half()
+
+
+def stored_in_half(state_dict: dict, model: nn.Module) -> bool:
+    """Whether a checkpoint for ``model`` holds OpenAI's fp16 layout (every tensor OpenAI halves is fp16 in it), as
+    OpenAI's releases do; open_clip's and most fine-tuned checkpoints are fp32."""
+    keys = [key for key in _half_tensors(model) if key in state_dict]
+    return bool(keys) and all(state_dict[key].dtype == torch.float16 for key in keys)
 
 
 def _count_blocks(state_dict: dict, prefix: str) -> int:
@@ -469,9 +478,13 @@ def infer_config(state_dict: dict) -> dict:
 
 
 def build_model(state_dict: dict, design_details: dict | None = None, *, activation: str = "quick_gelu",
-                vision_heads: int | None = None, transformer_heads: int | None = None) -> CLIP:
-    """Rebuild CLIP from an OpenAI-format state dict, in fp16 (see ``convert_weights``) and eval mode.
+                vision_heads: int | None = None, transformer_heads: int | None = None,
+                half: bool | None = True) -> CLIP:
+    """Rebuild CLIP from an OpenAI-format state dict, in eval mode and, by default, in OpenAI's fp16 layout (see
+    ``convert_weights``), as OpenAI's ``build_model`` does.
 
+    ``half`` False keeps every tensor fp32; None keeps the checkpoint's precision: the fp16 layout when it is stored
+    so (``stored_in_half``), else fp32, so that fp32 weights are never rounded.
     ``design_details`` (the upstream MaPLe/IVLP/VPT switches) is accepted so existing callers keep working, but the
     architecture never changes: deep prompts are added at run time through ``input_hook`` / ``layer_hook``.
     What the weights cannot tell comes from the other arguments, whose defaults are OpenAI's: the MLP activation and
@@ -486,7 +499,8 @@ def build_model(state_dict: dict, design_details: dict | None = None, *, activat
     config["transformer_heads"] = transformer_heads or config["transformer_heads"]
     model = CLIP(**config)
     state_dict = {k: v for k, v in state_dict.items() if k not in ("input_resolution", "context_length", "vocab_size")}
-    convert_weights(model)
+    if half or (half is None and stored_in_half(state_dict, model)):
+        convert_weights(model)
     missing, unexpected = model.load_state_dict(state_dict, strict=False)
     if missing or unexpected:
         raise CheckpointError(f"build_model: checkpoint does not match the CLIP architecture; missing keys {missing}, "

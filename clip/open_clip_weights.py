@@ -226,7 +226,8 @@ def _size_mismatches(state_dict: dict, config: dict) -> list[str]:
 
 
 def build(source: Source, state_dict: dict) -> tuple[CLIP, Preprocessing]:
-    """CLIP (fp16 in eval mode, as ``build_model``) from an open_clip state dict, and its preprocessing."""
+    """CLIP (eval mode, in the precision of its weights: fp32 for open_clip's fp32 checkpoints) from an open_clip
+    state dict, and its preprocessing."""
     reasons = unsupported_settings(source.model_cfg)
     if reasons:
         raise refusal(source.label, reasons)
@@ -244,5 +245,5 @@ def build(source: Source, state_dict: dict) -> tuple[CLIP, Preprocessing]:
     if foreign:
         raise refusal(source.label, ["its weights do not have OpenAI's layout: " + ", ".join(foreign)])
     model = build_model(state_dict, activation=config["activation"], vision_heads=config["vision_heads"],
-                        transformer_heads=config["transformer_heads"])
+                        transformer_heads=config["transformer_heads"], half=None)
     return model, Preprocessing(model.visual.input_resolution, **source.preprocess)

@@ -143,8 +143,11 @@ def test_training_log_checkpoint_and_final_test(tmp_path, capsys):
     for text in ("Finish training", "Deploy the last-epoch model", "Evaluate on the *test* set", "=> result",
                  "* total: 9", "* accuracy: ", "Elapsed: 0:00:"):
         assert text in out, text
-    # Only the last epoch is saved with CHECKPOINT_FREQ 0, plus the pointer file.
+    # Only the last epoch is saved with CHECKPOINT_FREQ 0, plus the pointer file; the rolling checkpoint of the
+    # epochs before it is written silently, so the log names the kept one alone.
     folder = tmp_path / "model"
+    saved = [line for line in out.splitlines() if "Checkpoint saved" in line]
+    assert saved == [f"Checkpoint saved to {folder}/model.pth.tar-4"]
     assert sorted(os.listdir(folder)) == ["checkpoint", "model.pth.tar-4"]
     assert (folder / "checkpoint").read_text().strip() == "model.pth.tar-4"
     ckpt = load_checkpoint(str(folder / "model.pth.tar-4"))

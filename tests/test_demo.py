@@ -14,6 +14,11 @@ def test_demo_prints_the_base_to_novel_table(tmp_path):
     done = subprocess.run(["bash", "scripts/demo.sh", "1"], cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
+    # One line per step: which one, out of how many, the seeds it ran, its time and the time so far.
+    progress = [line for line in done.stdout.splitlines() if line.startswith("[")]
+    assert [line.split("]")[0] for line in progress] == [f"[{k}/10" for k in range(1, 11)]
+    assert progress[0].startswith("[1/10] zero-shot CLIP, base and novel classes (the world is generated first): ")
+    assert all(re.search(r": seed 1 \(\d+ s; \d+ s in all\)$", line) for line in progress), progress
     rows = [line for line in done.stdout.splitlines() if line.startswith("| AttributeWorld |")]
     assert [row.split("|")[2].strip() for row in rows] == ["ZeroshotCLIP", "AnchorPretrain", "CoOp", "CoOp_ATP",
                                                           "CoOp_AnchorOPT"]

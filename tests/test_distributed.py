@@ -105,3 +105,16 @@ def test_two_processes_stop_together_resume_and_match_one(tmp_path, tiny_vit_pat
         # Averaging two half-batch gradients rounds differently from one full batch: ~1e-6 after 20 epochs, where a
         # wrong data shard or a missed gradient would differ by orders of magnitude more.
         assert torch.allclose(got[key], expected[key], rtol=1e-5, atol=1e-5), key
+
+
+def test_a_failed_run_ends_with_its_error_line_under_the_launcher(tmp_path):
+    """tools/torchrun.py: torchrun's summary (naming the error), then train.py's one line last, and its status."""
+    command = [sys.executable, "tools/torchrun.py", "--standalone", "--nproc_per_node=2", "train.py",
+               "--trainer", "NoSuchTrainer", "--output-dir", str(tmp_path / "out")]
+    done = subprocess.run(command, cwd=REPO, env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert lines[-1].startswith('error: Unknown trainer name "NoSuchTrainer". Available: ')
+    assert "Root Cause" in done.stderr and f"traceback : {lines[-1]}" in done.stderr
+    assert "Traceback (most recent call last)" not in done.stderr

@@ -16,15 +16,18 @@ import open_clip
 import pytest
 import torch
 from open_clip.model import CLIP as OpenClipCLIP
+from tiny_clip import make_tiny_clip
 from tiny_open_clip import CONFIGS, FakeHub, make_open_clip, save_checkpoint
 from torch import nn
 from yacs.config import CfgNode
 
 import clip
 from clip import hub, open_clip_weights
-from clip.model import QuickGELU, build_model
+from clip.model import QuickGELU, build_model, convert_weights
 from clip.preprocessing import CLIP_MEAN, CLIP_STD, Preprocessing
-from trainers.backbone import load_clip
+from dassl.engine.precision import PRECISIONS
+from trainers.backbone import load_clip, load_clip_at
+from trainers.config import get_cfg
 from trainers.prompting import PromptLearner, TextEncoder
 
 PROMPTS = ["a photo of a cat.", "a bright color photo of a dog.", "x"]
@@ -61,8 +64,8 @@ def test_encoders_and_logits_equal_open_clip(kind, tmp_path):
     reference = make_open_clip(config)
     path = save_checkpoint(reference, config, tmp_path, {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]})
     model, preprocessing = clip.load_model(path)
-    assert model.dtype == torch.float16 and not model.training  # the layout trainers expect, as for OpenAI's
-    model.float()
+    assert model.dtype == torch.float32 and not model.training  # the weights' own precision: nothing is rounded
+    assert all(torch.equal(tensor, reference.state_dict()[key]) for key, tensor in model.state_dict().items())
     image, text = inputs(reference)
     ours, theirs = outputs(model, image, text), outputs(reference, image, text)
     for key in theirs:
@@ -82,10 +85,49 @@ def test_encoders_and_logits_equal_open_clip(kind, tmp_path):
     # What the weights cannot tell matters: the other activation or OpenAI's heads give other numbers.
     state_dict = reference.state_dict()
     other_activation = build_model(state_dict, activation="gelu" if quick else "quick_gelu",
-                                   vision_heads=vision_heads, transformer_heads=2).float()
-    openai_heads = build_model(state_dict, activation="quick_gelu" if quick else "gelu").float()
+                                   vision_heads=vision_heads, transformer_heads=2, half=False)
+    openai_heads = build_model(state_dict, activation="quick_gelu" if quick else "gelu", half=False)
     for wrong in (other_activation, openai_heads):
         assert max_diff(outputs(wrong, image, text)["text"], theirs["text"]) > 1e-3
+
+
+# ---- precision: the weights' own unless the run asks for less ----------------------------------------------------
+
+
+def backbone_cfg(path: str, size: int = 32) -> CfgNode:
+    cfg = get_cfg()
+    cfg.merge_from_list(["MODEL.BACKBONE.NAME", path, "INPUT.SIZE", f"({size}, {size})"])
+    return cfg
+
+
+@pytest.mark.parametrize("prec", PRECISIONS)
+def test_open_clip_fp32_weights_stay_fp32_unless_the_run_asks_for_fp16(prec, tmp_path):
+    config = CONFIGS["vit_gelu"]
+    reference = make_open_clip(config)
+    model = load_clip_at(backbone_cfg(save_checkpoint(reference, config, tmp_path)), prec)
+    weights = reference.state_dict()
+    # fp32, amp and bf16 run over the checkpoint's fp32 weights, bit for bit (autocast lowers only the arithmetic);
+    # fp16 is the original's half layout, to which fp32 weights are rounded.
+    assert model.dtype == (torch.float16 if prec == "fp16" else torch.float32)
+    for key, tensor in model.state_dict().items():
+        assert torch.equal(tensor, weights[key].to(tensor.dtype)), key
+    assert {t.dtype for t in model.state_dict().values()} == ({torch.float16, torch.float32} if prec == "fp16"
+                                                               else {torch.float32})
+
+
+def test_checkpoints_stored_in_half_keep_openais_layout(tmp_path):
+    """OpenAI's releases hold their weights in half: they load in that layout, and fp32 runs hold the same values."""
+    released = make_tiny_clip("vit")
+    convert_weights(released)
+    path = str(tmp_path / "released.pt")
+    torch.save(released.state_dict(), path)
+    dtypes = {key: tensor.dtype for key, tensor in released.state_dict().items()}
+    assert {key: tensor.dtype for key, tensor in clip.load_model(path)[0].state_dict().items()} == dtypes
+    for prec in PRECISIONS:
+        model = load_clip_at(backbone_cfg(path), prec)
+        assert model.dtype == (torch.float16 if prec == "fp16" else torch.float32)
+        for key, tensor in model.state_dict().items():
+            assert torch.equal(tensor, released.state_dict()[key].to(tensor.dtype)), (prec, key)
 
 
 def test_safetensors_checkpoints_load_and_need_their_package(tmp_path, monkeypatch):
@@ -98,7 +140,7 @@ def test_safetensors_checkpoints_load_and_need_their_package(tmp_path, monkeypat
     save_file(reference.state_dict(), path)
     model, _ = clip.load_model(path)
     image, text = inputs(reference)
-    assert max_diff(outputs(model.float(), image, text)["logits"], outputs(reference, image, text)["logits"]) <= 1e-5
+    assert max_diff(outputs(model, image, text)["logits"], outputs(reference, image, text)["logits"]) <= 1e-5
     monkeypatch.setitem(sys.modules, "safetensors.torch", None)
     with pytest.raises(RuntimeError, match=r"needs the safetensors package: run `pip install safetensors`"):
         clip.load_model(path)
@@ -109,7 +151,7 @@ def test_prompt_learner_with_a_real_prompt_gives_open_clip_text_features(tmp_pat
     reference = make_open_clip(config)
     path = save_checkpoint(reference, config, tmp_path)
     cfg = CfgNode({"MODEL": CfgNode({"BACKBONE": CfgNode({"NAME": path, "DOWNLOAD_ROOT": ""})})})
-    model = load_clip(cfg)[0].float()
+    model = load_clip(cfg)[0]
     # [SOS] [A1 A1] color [ctx ctx] <class>. [EOS], with the soft tokens set to the embeddings of real words
     learner = PromptLearner(model, ["dog", "sea lion"], n_ctx=2, attributes=[("color", 2)])
     with torch.no_grad():
@@ -256,13 +298,13 @@ def test_tag_downloads_into_the_cache_once_and_matches_open_clip(tiny_tag, tmp_p
     assert preprocessing == Preprocessing(32, (0.5,) * 3, (0.5,) * 3, resize_mode="squash")
     image, text = inputs(reference)
     theirs = outputs(reference, image, text)
-    for key, value in outputs(model.float(), image, text).items():
+    for key, value in outputs(model, image, text).items():
         assert max_diff(value, theirs[key]) <= 1e-5, key
 
     fake.online = False  # the verified cached copy is enough
     again, _ = clip.load_model("Tiny-ViT/LAION-tiny", download_root=cache)  # open_clip's tag spelling rule
     assert len(fake.downloads) == 1
-    assert torch.equal(again.float().encode_text(text), model.encode_text(text))
+    assert torch.equal(again.encode_text(text), model.encode_text(text))
 
 
 def test_model_name_with_a_local_file_builds_that_config(tiny_tag, tmp_path):
@@ -272,7 +314,7 @@ def test_model_name_with_a_local_file_builds_that_config(tiny_tag, tmp_path):
     assert fake.downloads == []
     assert preprocessing == Preprocessing(32, (0.5,) * 3, (0.5,) * 3)  # from the config beside the file
     image, text = inputs(reference)
-    assert max_diff(outputs(model.float(), image, text)["logits"], outputs(reference, image, text)["logits"]) <= 1e-5
+    assert max_diff(outputs(model, image, text)["logits"], outputs(reference, image, text)["logits"]) <= 1e-5
     os.remove(tmp_path / "copy" / open_clip_weights.CONFIG_FILE)
     assert clip.load_model(f"Tiny-ViT/{path}")[1] == Preprocessing(32)  # OpenAI's
 
@@ -362,7 +404,7 @@ def test_small_files_are_checked_against_their_git_blob_id(tmp_path):
 def test_openai_checkpoints_keep_openai_preprocessing(tiny_vit_path):
     model, preprocessing = clip.load_model(str(tiny_vit_path))
     assert preprocessing == Preprocessing(32, CLIP_MEAN, CLIP_STD, "bicubic", "shortest")
-    assert model.dtype == torch.float16
+    assert model.dtype == torch.float32  # the file holds fp32 weights
 
 
 def test_preprocessing_transform_follows_the_record():

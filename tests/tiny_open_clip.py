@@ -29,8 +29,8 @@ CONFIGS = {
 
 
 def make_open_clip(config: dict, seed: int = 0) -> OpenClipCLIP:
-    """open_clip's CLIP in eval mode, every tensor moved off its init (bn3 scales start at zero) and rounded to an
-    fp16 value, as released checkpoints are, so that the fp16 layout of build_model loses nothing."""
+    """open_clip's CLIP in eval mode, every tensor moved off its init (bn3 scales start at zero), in fp32 as open_clip's
+    released checkpoints are: values an fp16 rounding would change."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = OpenClipCLIP(**json.loads(json.dumps(config))).eval()
@@ -40,7 +40,6 @@ def make_open_clip(config: dict, seed: int = 0) -> OpenClipCLIP:
                     continue
                 noise = 0.05 * torch.randn(tensor.shape)
                 tensor.copy_(tensor.abs() + 0.5 + noise.abs() if name.endswith("running_var") else tensor + noise)
-                tensor.copy_(tensor.half().float())
     return model
 
 

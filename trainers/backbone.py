@@ -11,14 +11,15 @@ from yacs.config import CfgNode
 
 from clip.clip import load_model, weights_sha256
 from clip.errors import CheckpointError
-from clip.model import CLIP
+from clip.model import CLIP, convert_weights
 from clip.preprocessing import Preprocessing
 from dassl.utils.errors import UserError
 
 
 def load_clip(cfg: CfgNode) -> tuple[CLIP, Preprocessing]:
     """CLIP on the CPU from `MODEL.BACKBONE.NAME` (an OpenAI name, an open_clip tag or a file; docs/BACKBONES.md) in
-    OpenAI's fp16 layout, and the preprocessing its checkpoint was trained with.
+    its checkpoint's precision (OpenAI's fp16 layout for OpenAI's releases, fp32 for fp32 weights), and the
+    preprocessing its checkpoint was trained with.
 
     A process that runs several jobs (tools/sweep.py's workers) reads each file once: the next job gets a copy of
     the same weights. Building CLIP draws random numbers (its initialisation, then overwritten), which the
@@ -83,7 +84,12 @@ def check_input(cfg: CfgNode, preprocessing: Preprocessing) -> None:
 
 
 def load_clip_at(cfg: CfgNode, prec: str) -> CLIP:
-    """`load_clip`, checked against INPUT.SIZE, in fp32 unless the precision is OpenAI's fp16."""
+    """`load_clip`, checked against INPUT.SIZE, at the precision a run asks for: OpenAI's fp16 layout for `fp16` (fp32
+    weights are rounded, as the original did), else fp32, which holds any checkpoint's weights exactly (amp and bf16
+    autocast over them)."""
     clip_model, preprocessing = load_clip(cfg)
     check_input(cfg, preprocessing)
-    return clip_model if prec == "fp16" else clip_model.float()
+    if prec == "fp16":
+        convert_weights(clip_model)
+        return clip_model
+    return clip_model.float()

@@ -37,8 +37,10 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import json
 import os
 import sys
+import time
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import timedelta
@@ -106,6 +108,20 @@ def init_distributed(use_cuda: bool) -> bool:
     if not is_main_process():
         sys.stdout = open(os.devnull, "w")  # kept open for the life of the process
     return True
+
+
+def report_failure(line: str) -> None:
+    """Give torchrun a failing process's one error line: written to the reply file torchrun names for each process
+    (TORCHELASTIC_ERROR_FILE, in the format of torch's own error handler), it becomes the failure's message in
+    torchrun's summary instead of "To enable traceback see ...". Nothing happens outside torchrun."""
+    path = os.environ.get("TORCHELASTIC_ERROR_FILE")
+    if not path:
+        return
+    try:
+        with open(path, "w") as file:
+            json.dump({"message": {"message": line, "extraInfo": {"timestamp": str(int(time.time()))}}}, file)
+    except OSError:
+        pass  # the summary then lacks the line, which the process prints anyway: never hide it behind this error
 
 
 def teardown() -> None:

@@ -259,7 +259,9 @@ class TrainerBase:
             if meta is not None:
                 state["meta"] = meta
             save_dir = osp.join(directory, name)
-            saved = save_checkpoint(state, save_dir, is_best=is_best, model_name=model_name)
+            # The rolling checkpoint is written every epoch and replaced by the next: the log names kept ones only.
+            saved = save_checkpoint(state, save_dir, is_best=is_best, model_name=model_name,
+                                    announce=model_name != LAST_MODEL_NAME)
             for stale in (INTERRUPTED_MODEL_NAME, LAST_MODEL_NAME):  # the `checkpoint` pointer names a newer file
                 path = osp.join(save_dir, stale)
                 if not batches_done and path != saved and osp.exists(path):

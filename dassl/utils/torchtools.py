@@ -21,12 +21,14 @@ def save_checkpoint(
     is_best: bool = False,
     remove_module_from_keys: bool = True,
     model_name: str = "",
+    announce: bool = True,
 ) -> str:
     """Save `state` to `save_dir/model.pth.tar-{state["epoch"]}` (or `save_dir/model_name`).
 
     Also records the file's basename in `save_dir/checkpoint` (read on resume) and, when `is_best`,
     copies the file to `model-best.pth.tar`. Every file is written atomically, and the `checkpoint`
-    pointer only after the file it names is complete. Returns the path of the saved file.
+    pointer only after the file it names is complete. `announce` prints Dassl's "Checkpoint saved to"
+    line. Returns the path of the saved file.
     """
     mkdir_if_missing(save_dir)
     if remove_module_from_keys and "state_dict" in state:
@@ -47,7 +49,8 @@ def save_checkpoint(
             f.write(buffer.getbuffer())
 
     atomic_write(fpath, write_bytes)
-    print(f"Checkpoint saved to {fpath}")
+    if announce:
+        print(f"Checkpoint saved to {fpath}")
 
     def write_pointer(tmp: str) -> None:
         with open(tmp, "w") as f:
