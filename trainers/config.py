@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 from yacs.config import CfgNode as CN
 
-from dassl.config import get_cfg_default
+from dassl.config import get_cfg_default, get_key, set_key
 from dassl.engine.records import TRAINING_ONLY
 from dassl.utils.errors import UserError
 from trainers import anchoropt, atprompt, method, original
@@ -114,7 +114,7 @@ def adopt_training(cfg: CN, given: dict[str, str], trained: Training) -> list[st
         if not _taken_from_training(key, given):
             continue
         try:
-            now = _config_value(cfg, key)
+            now = get_key(cfg, key)
         except KeyError:
             continue  # a key this version no longer has
         value = _recorded(now, value)
@@ -123,7 +123,7 @@ def adopt_training(cfg: CN, given: dict[str, str], trained: Training) -> list[st
         if key in given and not _same_setting(key, now, value, trained.settings):
             conflicts.append(f"{key} is {now!r} ({given[key]}) but {value!r} in training")
             continue
-        _set_value(cfg, key, value)
+        set_key(cfg, key, value)
     conflicts += _attribute_conflicts(cfg, given, trained)
     if conflicts:
         raise UserError(f"{trained.source} was trained with other settings than given here "
@@ -203,7 +203,7 @@ def cfg_of_settings(settings: dict[str, Any]) -> CN:
     cfg = get_cfg()
     for key, value in settings.items():
         try:
-            _set_value(cfg, key, _recorded(_config_value(cfg, key), value))
+            set_key(cfg, key, _recorded(get_key(cfg, key), value))
         except KeyError:
             continue
     return cfg
@@ -225,23 +225,6 @@ def _config_keys(node: CN, prefix: str = "") -> list[str]:
     for name, value in node.items():
         keys += _config_keys(value, f"{prefix}{name}.") if isinstance(value, CN) else [prefix + name]
     return keys
-
-
-def _set_value(cfg: CN, key: str, value) -> None:
-    *path, leaf = key.split(".")
-    node = cfg
-    for part in path:
-        node = node[part]
-    node[leaf] = value
-
-
-def _config_value(node: CN, key: str):
-    """The value at a dotted key; KeyError when there is none."""
-    for part in key.split("."):
-        if not isinstance(node, CN) or part not in node:
-            raise KeyError(key)
-        node = node[part]
-    return node
 
 
 def _unknown_key(cfg: CN, key: str, source: str) -> str:
@@ -305,11 +288,11 @@ def merge_file(cfg: CN, path: str, flag: str) -> list[str]:
             raise
         key = match.group(1)
         try:
-            default = _config_value(cfg, key)
+            default = get_key(cfg, key)
         except KeyError:
             raise UserError(_unknown_key(cfg, key, source)) from err
         with open(path) as f:
-            given = _decode(_config_value(CN.load_cfg(f), key))
+            given = _decode(get_key(CN.load_cfg(f), key))
         raise UserError(_wrong_type(key, default, given, source)) from err
 
 
@@ -318,7 +301,7 @@ def merge_options(cfg: CN, opts: list[str]) -> list[str]:
     for i in range(0, len(opts), 2):
         key = opts[i]
         try:
-            default = _config_value(cfg, key)
+            default = get_key(cfg, key)
         except KeyError:
             raise UserError(_unknown_key(cfg, key, "on the command line")) from None
         if i + 1 == len(opts):

@@ -23,6 +23,7 @@ import torch.nn as nn
 from yacs.config import CfgNode as CN
 
 from clip.model import CLIP, ResidualAttentionBlock, infer_config
+from dassl.config import get_key, set_key
 from dassl.engine import TRAINER_REGISTRY
 
 
@@ -108,21 +109,6 @@ def add_original_keys(cfg: CN) -> None:
     cfg.TRAINER.IVLP.IMG_WEIGHT = 0.5
 
 
-def _get(cfg: CN, key: str):
-    node = cfg
-    for part in key.split("."):
-        node = node[part]
-    return node
-
-
-def _set(cfg: CN, key: str, value) -> None:
-    *path, leaf = key.split(".")
-    node = cfg
-    for part in path:
-        node = node[part]
-    node[leaf] = value
-
-
 @dataclass
 class KeyResolution:
     """What `resolve_original_keys` did, for the log: the keys it moved and the notes about unread ones."""
@@ -141,7 +127,7 @@ def resolve_original_keys(cfg: CN, given: dict[str, int], method: str, own_nodes
     mapping = ORIGINAL_KEYS.get(method, {})
     for old, new in mapping.items():
         if old in given and given[old] > given.get(new, -1):
-            _set(cfg, new, _get(cfg, old))
+            set_key(cfg, new, get_key(cfg, old))
             done.moved.append((old, new))
     for key in sorted(given):
         node = key.split(".")[1] if key.startswith("TRAINER.") and key.count(".") >= 2 else None

@@ -17,6 +17,7 @@ from typing import Any
 
 from yacs.config import CfgNode
 
+from dassl.config.keys import get_key
 from dassl.utils.errors import UserError
 
 # NumPy takes seeds from 0 to 2**32 - 1 (torch and Python's `random` take more): a larger seed cannot be honoured
@@ -101,15 +102,6 @@ def check_value(key: str, value: Any, rules: dict[str, Rule] | None = None) -> N
         raise UserError(f"{key} is {shown!r}: it takes {rule[1]}")
 
 
-def _value(node: CfgNode, key: str) -> Any:
-    """The value at the dotted `key` below `node`, None when the config has no such key."""
-    for part in key.split("."):
-        if not isinstance(node, CfgNode) or part not in node:
-            return None
-        node = node[part]
-    return node
-
-
 def check_node(node: CfgNode, prefix: str = "", training: bool = False) -> None:
     """Check the keys with a rule below the config node at `prefix` (`check_node(cfg.OPTIM, "OPTIM")`; the whole
     config with no prefix); `training` adds the rules of what only training reads."""
@@ -117,9 +109,11 @@ def check_node(node: CfgNode, prefix: str = "", training: bool = False) -> None:
     start = f"{prefix}." if prefix else ""
     for key in rules:
         if key.startswith(start):
-            value = _value(node, key[len(start):])
-            if value is not None:
-                check_value(key, value, rules)
+            try:
+                value = get_key(node, key[len(start):])
+            except KeyError:
+                continue
+            check_value(key, value, rules)
 
 
 def check_settings(cfg: CfgNode, training: bool) -> None:
