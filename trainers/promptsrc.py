@@ -27,6 +27,7 @@ from dassl.engine import TRAINER_REGISTRY
 from dassl.utils.errors import UserError
 from datasets import catalog
 from datasets.prompt_templates import TEACHER_TEMPLATES
+from trainers import ivlp
 from trainers.families import B2N, EVAL, SEED, XD, anchoropt_base2new, atprompt_and_vanilla, fewshot
 from trainers.gpa import GaussianPromptAggregation
 from trainers.ivlp import ANCHOROPT, CFG, EVAL_DIR, IVLP, IVLPCLIP, RUN, IVLPPromptLearner
@@ -85,13 +86,9 @@ class PromptSRCCLIP(IVLPCLIP):
 
 def config() -> CN:
     """TRAINER.PROMPTSRC (the authors' defaults; the ATPrompt code's CTX_INIT was "")."""
-    node = CN()
-    node.N_CTX_VISION = 4  # vision prompt tokens, after the patch tokens
-    node.N_CTX_TEXT = 4  # class-context tokens
-    node.CTX_INIT = "a photo of a"  # its first N_CTX_TEXT words initialise the context (when N_CTX_TEXT <= 4)
-    node.PREC = "fp16"  # fp16, fp32, amp or bf16
-    node.PROMPT_DEPTH_VISION = 9  # vision layers with prompts, the input counted (0: no vision prompts)
-    node.PROMPT_DEPTH_TEXT = 9  # text layers with prompts, the input counted (1: the prompt alone)
+    node = ivlp.config()  # IVLP's prompts, four tokens in each tower
+    node.N_CTX_VISION = 4
+    node.N_CTX_TEXT = 4
     # Integers, as the original's keys (its yaml files give integers).
     node.TEXT_LOSS_WEIGHT = 25  # L1 of the text features to the 60-template teacher
     node.IMAGE_LOSS_WEIGHT = 10  # L1 of the image features to the unprompted ones
