@@ -7,8 +7,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-import train
 from dassl.engine import build_trainer
+from trainers import run_spec
 
 CLASSES = ["airplane", "face", "leopard", "car_side", "golden_retriever", "sea_lion"]
 
@@ -72,7 +72,7 @@ def run_args(data_root: str, out, trainer: str, clip_path, config: str, *opts: s
 
 def build_from(argv: list[str]):
     """The trainer train.py would build for these arguments (no training, no log)."""
-    return build_trainer(train.setup_cfg(train.build_parser().parse_args(argv)))
+    return build_trainer(run_spec.setup_cfg(run_spec.build_parser().parse_args(argv)))
 
 
 def images(n: int, seed: int = 0) -> torch.Tensor:

@@ -15,6 +15,7 @@ import gpt_query
 import train
 from dassl.engine.records import read_record
 from tools import run_protocol
+from trainers import run_spec
 
 REPO = Path(__file__).resolve().parents[1]
 CLASSES = ["cat", "dog", "fox", "owl"]  # base: cat, dog; new: fox, owl
@@ -79,8 +80,8 @@ def test_own_images_through_the_atprompt_scripts(script, photos, tmp_path):
     # Done either way: without the options, or with them repeated; and as planned with every setting given.
     for env in ({}, {"EXTRA_OPTS": ATTRIBUTES}):
         assert "Skip this job" in script("coop/atprompt_base2new_test.sh", "image_folder", str(photos), "1", **env)[1]
-    given = train.build_parser().parse_args(shlex.split(planned)[2:])
-    assert train.run_identity(given, train.setup_cfg(given))["fingerprint"] == evaluated["fingerprint"]
+    given = run_spec.build_parser().parse_args(shlex.split(planned)[2:])
+    assert run_spec.run_identity(given, run_spec.setup_cfg(given))["fingerprint"] == evaluated["fingerprint"]
 
 
 def test_an_evaluation_names_the_training_runs_it_cannot_choose_between(script, photos, tmp_path):

@@ -19,6 +19,7 @@ from clip.simple_tokenizer import SimpleTokenizer
 from dassl.utils import load_checkpoint, set_random_seed
 from dassl.utils.errors import UserError
 from datasets.prompt_templates import TEACHER_TEMPLATES
+from trainers import run_spec
 from trainers.base import training_step
 from trainers.gpa import gaussian_weights
 from trainers.ivlp import IVLPCLIP, IVLPPromptLearner
@@ -347,6 +348,6 @@ def test_base_to_new_through_train_py(tmp_path, data_root, tiny_vit_path, traine
 
 
 def test_the_originals_ivlp_experiment_key_is_accepted_and_noted():
-    cfg, notes = train.config_and_notes(train.build_parser().parse_args(
+    cfg, notes = run_spec.config_and_notes(run_spec.build_parser().parse_args(
         ["--trainer", "IVLP", "TRAINER.IVLP.IMG_WEIGHT", "0.7"]))
     assert any("TRAINER.IVLP.IMG_WEIGHT is not read" in note for note in notes)

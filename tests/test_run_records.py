@@ -20,6 +20,7 @@ from dassl.utils.errors import UserError
 from tools import run_protocol
 from tools.results import ResultsError
 from tools.results import summarize as build_summary
+from trainers import run_spec
 
 OPTS = ["OPTIM.MAX_EPOCH", "2", "DATALOADER.TRAIN_X.BATCH_SIZE", "4", "TRAINER.COOP.N_CTX", "2",
         "TRAINER.COCOOP.N_CTX", "2", "TRAINER.ATPROMPT.N_ATT1", "2", "TRAINER.ATPROMPT.N_ATT2", "2"]
@@ -287,8 +288,8 @@ def test_the_checkpoint_of_a_record_is_the_one_evaluated(tmp_path, data_root, ti
     state = torch.load(checkpoint, weights_only=True)
     state["state_dict"]["ctx"] += 1
     torch.save(state, checkpoint)
-    planned = train.run_identity(train.build_parser().parse_args(argv), train.setup_cfg(
-        train.build_parser().parse_args(argv)))
+    planned = run_spec.run_identity(run_spec.build_parser().parse_args(argv), run_spec.setup_cfg(
+        run_spec.build_parser().parse_args(argv)))
     assert planned["fingerprint"] != first and planned["settings"] == read_record(str(tmp_path / "eval"))["settings"]
 
 

@@ -42,7 +42,6 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import train  # noqa: E402
 from dassl.engine.records import (  # noqa: E402
     NOT_DECIDING,
     identity_problem,
@@ -55,6 +54,7 @@ from dassl.engine.run_folder import checkpoint_folders  # noqa: E402
 from dassl.utils.errors import UserError  # noqa: E402
 from datasets import catalog  # noqa: E402
 from tools.results import final_result, log_files  # noqa: E402
+from trainers import run_spec  # noqa: E402
 from trainers.families import FEWSHOT_SHOTS, IN_TRAINING, PROTOCOLS, VARIANTS, Family  # noqa: E402
 from trainers.method import Method, methods  # noqa: E402
 from trainers.original import SCRIPT_ALIASES, SCRIPT_FOLDER_ALIASES  # noqa: E402
@@ -416,8 +416,8 @@ def already_done(job: Job, folder: str, argv: list[str]) -> bool:
         return False
     else:
         try:
-            args = train.build_parser().parse_args(argv)
-            planned = train.run_identity(args, train.setup_cfg(args))
+            args = run_spec.build_parser().parse_args(argv)
+            planned = run_spec.run_identity(args, run_spec.setup_cfg(args))
         except UserError:
             return False  # train.py says what is wrong with this job
         decision = reuse_decision(job.kind, folder, record, planned)
