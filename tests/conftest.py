@@ -7,7 +7,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fake_data import original_anchor_file  # noqa: E402
+from fake_data import make_caltech101, original_anchor_file  # noqa: E402
 from tiny_clip import make_tiny_clip, save_state_dict, save_torchscript  # noqa: E402
 
 # Test tensors are tiny: intra-op threads cost far more in start-up and spin-waiting than they save.
@@ -18,6 +18,12 @@ torch.set_num_threads(1)
 def no_shared_feature_cache(monkeypatch):
     """The run scripts read test-image features from a cache in the home folder; tests that want it say where."""
     monkeypatch.setenv("FEATURE_CACHE", "0")
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    """A fake Caltech101 (its real layout and split file) for the tests of one module, which may write into it."""
+    return make_caltech101(str(tmp_path_factory.mktemp("data")))
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ import re
 import pytest
 import torch
 import torch.nn.functional as F
-from fake_data import CLASSES, build_from, images, make_caltech101, perturb, run_args
+from fake_data import CLASSES, build_from, images, perturb, run_args
 from tiny_clip import make_tiny_clip, save_state_dict
 
 import clip
@@ -43,11 +43,6 @@ def tiny():
 
 def describe(name: str, n: int) -> list[str]:
     return [f"a photo of a {name}, number {i}." for i in range(n)]
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    return make_caltech101(str(tmp_path_factory.mktemp("data")))
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ ran with."""
 import pytest
 import torch
 import torch.nn.functional as F
-from fake_data import assert_round_trip, build_from, images, make_caltech101, perturb, run_args
+from fake_data import assert_round_trip, build_from, images, perturb, run_args
 from test_anchoropt import full_prompt_features
 from test_promptsrc import teacher_by_hand
 
@@ -38,11 +38,6 @@ OPTS = [  # on top of fake_data.TINY_RUN
     "TRAINER.LINEAR_PROBE.WEIGHT", "0.6",
 ]  # fmt: skip
 LABELS = torch.tensor([0, 2, 1, 2])
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    return make_caltech101(str(tmp_path_factory.mktemp("data")))
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from fake_data import build_from, make_caltech101, run_args
+from fake_data import build_from, run_args
 from tiny_clip import make_tiny_clip
 
 import train
@@ -34,11 +34,6 @@ OPTS = [  # on top of fake_data.TINY_RUN
     "TRAINER.COOP.N_ATT1", "2",
 ]  # fmt: skip
 THREE_BASES = ["TRAINER.ATTRIBUTE_SEARCH.BASES", "['color', 'playfulness', 'size']"]
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    return make_caltech101(str(tmp_path_factory.mktemp("data")))
 
 
 def args(data_root, out, clip_path, *opts, trainer="AttributeCompute"):

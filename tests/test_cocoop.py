@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from fake_data import assert_round_trip, build_from, images, make_caltech101, perturb, run_args
+from fake_data import assert_round_trip, build_from, images, perturb, run_args
 from tiny_clip import make_tiny_clip
 
 import train
@@ -21,11 +21,6 @@ OPTS = [  # on top of fake_data.TINY_RUN
     "TRAINER.ATPROMPT.N_ATT2", "2",
 ]  # fmt: skip
 TRAINERS = ["CoCoOp_ATP", "CoCoOp"]
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    return make_caltech101(str(tmp_path_factory.mktemp("data")))
 
 
 def args(data_root, out, trainer, clip_path, *opts, extra=()):

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from fake_data import build_from, make_caltech101, run_args
+from fake_data import build_from, run_args
 
 import train
 from dassl.utils.errors import UserError
@@ -18,11 +18,6 @@ OPTS = [  # on top of fake_data.TINY_RUN
     "TRAINER.ATPROMPT.N_ATT1", "2",
     "TRAINER.ATPROMPT.N_ATT2", "2",
 ]  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    return make_caltech101(str(tmp_path_factory.mktemp("data")))
 
 
 def args(data_root, out, trainer, clip_path, *opts, extra=()):

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from fake_data import CLASSES, assert_round_trip, build_from, images, make_caltech101, perturb, run_args
+from fake_data import CLASSES, assert_round_trip, build_from, images, perturb, run_args
 from tiny_clip import make_tiny_clip
 
 import train
@@ -27,11 +27,6 @@ OPTS = [  # on top of fake_data.TINY_RUN
 ]  # fmt: skip
 TRAINERS = ["DePT_ATP", "DePT"]
 W = 0.6
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    return make_caltech101(str(tmp_path_factory.mktemp("data")))
 
 
 def args(data_root, out, trainer, clip_path, *opts, extra=()):

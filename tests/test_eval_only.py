@@ -6,7 +6,7 @@ import os
 import shutil
 
 import pytest
-from fake_data import REPO, make_caltech101, run_args
+from fake_data import REPO, run_args
 
 import train
 from dassl.engine.records import read_record
@@ -20,11 +20,6 @@ TRAINED = [  # what an evaluation must not need repeated: other than every defau
     "TRAINER.ATPROMPT.ATTRIBUTES", "['color', 'shape', 'size']",
     "TRAINER.ATPROMPT.N_ATTS", "[1]",
 ]  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    return make_caltech101(str(tmp_path_factory.mktemp("data")))
 
 
 @pytest.fixture(scope="module")

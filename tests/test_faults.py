@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from fake_data import REPO, make_caltech101, run_args
+from fake_data import REPO, run_args
 
 import train
 from dassl.data import data_manager
@@ -24,11 +24,6 @@ from dassl.utils import load_checkpoint
 from trainers.prompting import PromptLearner
 
 OPTS = ["OPTIM.MAX_EPOCH", "3", "DATALOADER.TRAIN_X.BATCH_SIZE", "4", "TRAINER.COOP.N_CTX", "2"]
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    return make_caltech101(str(tmp_path_factory.mktemp("data")))
 
 
 def args(data_root, out, clip, *opts, extra=()):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from fake_data import build_from, make_caltech101, perturb, run_args
+from fake_data import build_from, perturb, run_args
 from PIL import Image
 from torch.utils.data import DataLoader
 
@@ -32,11 +32,6 @@ CONFIGS = {
     "PromptSRC": "PromptSRC/vit_b16_c2_ep20_batch4_4+4ctx.yaml",
 }
 REPORT = re.compile(r"Feature cache: (\d+) of (\d+) test image features from the cache, (\d+) computed")
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    return make_caltech101(str(tmp_path_factory.mktemp("data")))
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from fake_data import assert_round_trip, build_from, images, make_caltech101, perturb, run_args
+from fake_data import assert_round_trip, build_from, images, perturb, run_args
 
 import clip
 import train
@@ -20,11 +20,6 @@ OPTS = [  # on top of fake_data.TINY_RUN
 ]  # fmt: skip
 TRAINERS = ["KgCoOp_ATP", "KgCoOp"]
 CPU = torch.device("cpu")
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    return make_caltech101(str(tmp_path_factory.mktemp("data")))
 
 
 def args(data_root, out, trainer, clip_path, *opts, extra=()):

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from fake_data import CLASSES, build_from, make_caltech101, run_args
+from fake_data import CLASSES, build_from, run_args
 from tiny_clip import make_tiny_clip
 
 import train
@@ -233,11 +233,6 @@ OPTS = [  # on top of fake_data.TINY_RUN
     "TRAINER.ATPROMPT.N_ATT1", "3",
     "TRAINER.ATPROMPT.N_ATT2", "1",
 ]  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    return make_caltech101(str(tmp_path_factory.mktemp("data")))
 
 
 def args(data_root, out, trainer, clip_path, *opts, extra=()):

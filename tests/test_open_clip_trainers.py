@@ -11,7 +11,7 @@ import huggingface_hub
 import open_clip
 import pytest
 import torch
-from fake_data import build_from, make_caltech101, original_anchor_file, run_args
+from fake_data import build_from, original_anchor_file, run_args
 from tiny_open_clip import CONFIGS, FakeHub, make_open_clip, save_checkpoint
 
 import train
@@ -51,11 +51,6 @@ CONFIG_FILES = {
 TRAINED = ["CoOp", "CoOp_ATP", "CoCoOp", "CoCoOp_ATP", "MaPLe", "MaPLe_ATP", "DePT", "DePT_ATP", "KgCoOp",
            "KgCoOp_ATP", "AttributeCompute", "CoOp_AnchorOPT", "CoCoOp_AnchorOPT", "MaPLe_AnchorOPT",
            "DePT_AnchorOPT"]
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    return make_caltech101(str(tmp_path_factory.mktemp("data")))
 
 
 @pytest.fixture(scope="module")

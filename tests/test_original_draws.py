@@ -6,7 +6,7 @@ authors' independentVL)."""
 import pytest
 import torch
 import torch.nn as nn
-from fake_data import build_from, make_caltech101, run_args
+from fake_data import build_from, run_args
 from torch.nn.modules.module import register_module_module_registration_hook
 
 from clip.model import CLIP, ResidualAttentionBlock, VisionTransformer, infer_config
@@ -29,11 +29,6 @@ OPTS = ["TRAINER.COOP.N_CTX", "2", "TRAINER.COCOOP.N_CTX", "2", "TRAINER.MAPLE.N
             f"TRAINER.{node}.N_CTX_TEXT", "2", f"TRAINER.{node}.N_CTX_VISION", "3", f"TRAINER.{node}.CTX_INIT", "",
             f"TRAINER.{node}.PROMPT_DEPTH_TEXT", "2", f"TRAINER.{node}.PROMPT_DEPTH_VISION", "2")],
         *[x for k, n in enumerate(N_ATT, 1) for x in (f"TRAINER.ATPROMPT.N_ATT{k}", str(n))]]
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    return make_caltech101(str(tmp_path_factory.mktemp("data")))
 
 
 def normal(*shape, std):

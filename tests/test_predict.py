@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from fake_data import REPO, build_from, make_caltech101, run_args
+from fake_data import REPO, build_from, run_args
 
 import train
 from dassl.utils.errors import UserError
@@ -31,11 +31,6 @@ OPTS = [  # on top of fake_data.TINY_RUN: one short epoch, small prompts
 ]  # fmt: skip
 VARIANTS = ("", "_ATP", "_AnchorOPT")
 CASES = [(method, variant) for method in CONFIGS for variant in VARIANTS]
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    return make_caltech101(str(tmp_path_factory.mktemp("data")))
 
 
 @pytest.fixture(scope="module")

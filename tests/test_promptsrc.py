@@ -9,7 +9,7 @@ import shutil
 import pytest
 import torch
 import torch.nn.functional as F
-from fake_data import CLASSES, assert_round_trip, build_from, images, make_caltech101, run_args
+from fake_data import CLASSES, assert_round_trip, build_from, images, run_args
 from tiny_clip import make_tiny_clip
 
 import clip
@@ -199,11 +199,6 @@ OPTS = [  # on top of fake_data.TINY_RUN
 ]  # fmt: skip
 CFG = "vit_b16_c2_ep20_batch4_4+4ctx.yaml"
 CONFIGS = {"PromptSRC": f"PromptSRC/{CFG}", "IVLP": f"IVLP/{CFG}"}
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    return make_caltech101(str(tmp_path_factory.mktemp("data")))
 
 
 def args(data_root, out, trainer, clip_path, *opts, extra=()):

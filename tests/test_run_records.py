@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from fake_data import image_folder, make_caltech101, run_args
+from fake_data import image_folder, run_args
 from tiny_clip import make_tiny_clip, save_state_dict
 
 import train
@@ -26,11 +26,6 @@ OPTS = ["OPTIM.MAX_EPOCH", "2", "DATALOADER.TRAIN_X.BATCH_SIZE", "4", "TRAINER.C
         "TRAINER.COCOOP.N_CTX", "2", "TRAINER.ATPROMPT.N_ATT1", "2", "TRAINER.ATPROMPT.N_ATT2", "2"]
 CONFIGS = {"CoOp": "CoOp/vit_b16.yaml", "CoCoOp": "CoCoOp/vit_b16_c4_ep10_batch1.yaml"}
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    return make_caltech101(str(tmp_path_factory.mktemp("data")))
 
 
 def args(data_root, out, clip, *opts, trainer="CoOp", extra=()):

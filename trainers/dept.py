@@ -29,7 +29,7 @@ from trainers.families import (
     benchmark_columns,
     fewshot,
 )
-from trainers.method import BenchmarkCase, Method
+from trainers.method import TRAIN_AND_EVAL, Method
 from trainers.prompting import Outputs, PromptedCLIP, PromptLearner
 
 HEAD_TYPES = ("linear", "similarity")
@@ -199,7 +199,7 @@ class DePT(CoOp):
 
     METHOD = Method(
         "DePT", "dept", "DEPT", order=40, config=config, families=FAMILIES,
-        benchmark=(BenchmarkCase("train", {0: None}), BenchmarkCase("eval", {0: 8.0})),
+        benchmark=TRAIN_AND_EVAL,
         anchoropt_distills=False,
         paper={"DePT": (83.80, 72.89, 77.97), "DePT_ATP": (83.80, 73.75, 78.45),
                "DePT_AnchorOPT": (84.27, 76.90, 80.42)},

@@ -25,7 +25,7 @@ from trainers.base import PromptTrainer
 from trainers.deep_prompts import DeepPromptedCLIP, DeepPromptLearner
 from trainers.families import B2N, EVAL, SEED, anchoropt_base2new, atprompt_and_vanilla, fewshot
 from trainers.layout import Anchoring
-from trainers.method import BenchmarkCase, Method, OriginalDraws
+from trainers.method import TRAIN_AND_EVAL, Method, OriginalDraws
 from trainers.original import replay_prompted_construction
 
 
@@ -147,7 +147,7 @@ class IVLP(PromptTrainer):
 
     METHOD = Method(
         "IVLP", "ivlp", "IVLP", order=55, config=config, families=FAMILIES,
-        benchmark=(BenchmarkCase("train", {0: None}), BenchmarkCase("eval", {0: 8.0})),
+        benchmark=TRAIN_AND_EVAL,
         draws=OriginalDraws(anchor_second_clip=None, prompts_in_clip=True), needs_vit=True,
         paper={"IVLP": (84.21, 71.79, 77.51)},
         summary="independent deep prompts in both CLIP towers",

@@ -38,7 +38,7 @@ from trainers.families import (
     fewshot,
 )
 from trainers.layout import Anchoring
-from trainers.method import BenchmarkCase, Method, OriginalDraws
+from trainers.method import TRAIN_AND_EVAL, Method, OriginalDraws
 
 
 class MultiModalPromptLearner(DeepPromptLearner):
@@ -159,7 +159,7 @@ class MaPLe(PromptTrainer):
 
     METHOD = Method(
         "MaPLe", "maple", "MAPLE", order=30, config=config, families=FAMILIES,
-        benchmark=(BenchmarkCase("train", {0: None}), BenchmarkCase("eval", {0: 8.0})),
+        benchmark=TRAIN_AND_EVAL,
         draws=OriginalDraws(anchor_second_clip="before"), needs_vit=True,
         paper={"MaPLe": (82.28, 75.14, 78.55), "MaPLe_ATP": (82.98, 75.76, 79.21),
                "MaPLe_AnchorOPT": (83.62, 77.36, 80.37)},

@@ -38,21 +38,11 @@ class Alias:
 
 
 ALIASES: dict[str, Alias] = {
-    "CoOp_ATP": Alias("CoOp"),
-    "CoOp_AnchorOPT": Alias("CoOp", anchoropt=True),
+    **{f"{method}_ATP": Alias(method) for method in ("CoOp", "CoCoOp", "MaPLe", "DePT", "KgCoOp", "PromptSRC", "IVLP")},
+    # PromptSRC's and IVLP's are not the original's (it had no such variants), but named alike for the scripts.
+    **{f"{method}_AnchorOPT": Alias(method, anchoropt=True)
+       for method in ("CoOp", "CoCoOp", "MaPLe", "DePT", "PromptSRC", "IVLP")},
     "CoOp_Pretrain_Anchor": Alias("AnchorPretrain"),
-    "CoCoOp_ATP": Alias("CoCoOp"),
-    "CoCoOp_AnchorOPT": Alias("CoCoOp", anchoropt=True),
-    "MaPLe_ATP": Alias("MaPLe"),
-    "MaPLe_AnchorOPT": Alias("MaPLe", anchoropt=True),
-    "DePT_ATP": Alias("DePT"),
-    "DePT_AnchorOPT": Alias("DePT", anchoropt=True),
-    "KgCoOp_ATP": Alias("KgCoOp"),
-    "PromptSRC_ATP": Alias("PromptSRC"),
-    # Not the original's (it had no such variants), but named alike for the scripts' folders.
-    "PromptSRC_AnchorOPT": Alias("PromptSRC", anchoropt=True),
-    "IVLP_ATP": Alias("IVLP"),
-    "IVLP_AnchorOPT": Alias("IVLP", anchoropt=True),
     "AttributeCompute": Alias("AttributeSearch"),
 }
 
