@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from deep_reference import randomise, reference_text
 from fake_data import CLASSES, build_from, run_args
 from tiny_clip import make_tiny_clip
 
@@ -32,43 +33,7 @@ def image_batch(n: int = 2) -> torch.Tensor:
     return torch.randn(n, 3, 32, 32, generator=torch.Generator().manual_seed(1))
 
 
-def randomise(model: torch.nn.Module) -> None:
-    """Non-trivial values for every prompt parameter (the coupling layers start as identical copies)."""
-    generator = torch.Generator().manual_seed(2)
-    with torch.no_grad():
-        for param in model.prompt_learner.parameters():
-            param.copy_(0.3 * torch.randn(param.shape, generator=generator))
-
-
 # ---------------------------------------------------------------------------------------- a plain reference
-def reference_text(clip, learner, attributes, depth):
-    """Text features by hand: one class at a time, full 77 tokens, deep prompts written into a layer loop."""
-    tok = SimpleTokenizer()
-    x_id, n_ctx = tok.encode("X")[0], learner.ctx.shape[0]
-    features = []
-    for name in NAMES:
-        ids, soft = [tok.encoder["<|startoftext|>"]], []
-        for k, (word, n) in enumerate(attributes):
-            soft += [(len(ids) + j, getattr(learner, f"ctx_att{k + 1}")[j]) for j in range(n)]
-            ids += [x_id] * n + tok.encode(word)
-        ctx_start = len(ids)
-        soft += [(ctx_start + j, learner.ctx[j]) for j in range(n_ctx)]
-        ids += [x_id] * n_ctx + tok.encode(name + ".") + [tok.encoder["<|endoftext|>"]]
-        eot = len(ids) - 1
-        ids += [0] * (77 - len(ids))
-        x = clip.token_embedding(torch.tensor(ids)).clone()
-        for position, vector in soft:
-            x[position] = vector
-        x = (x + clip.positional_embedding).unsqueeze(1)
-        for i, block in enumerate(clip.transformer.resblocks):
-            if 1 <= i < depth:
-                x = x.clone()
-                x[ctx_start : ctx_start + n_ctx, 0] = learner.compound_prompts_text[i - 1]
-            x = block(x)
-        features.append(clip.ln_final(x[eot, 0]) @ clip.text_projection)
-    return F.normalize(torch.stack(features), dim=-1)
-
-
 def reference_image(clip, learner, image, depth):
     visual, n_ctx = clip.visual, learner.ctx.shape[0]
     x = visual.conv1(image).flatten(2).transpose(1, 2)
@@ -89,11 +54,13 @@ def test_deep_prompts_match_a_plain_reference(clip4, k):
     model = MaPLeCLIP(clip4, MultiModalPromptLearner(clip4, NAMES, n_ctx=2, depth=3, attributes=attributes))
     randomise(model)
     image = image_batch()
+    learner = model.prompt_learner
     with torch.no_grad():
         text = model.text_features()
-        assert torch.allclose(text, reference_text(clip4, model.prompt_learner, attributes, 3), atol=1e-5)
+        reference = reference_text(clip4, learner, NAMES, attributes, learner.compound_prompts_text, 3)
+        assert torch.allclose(text, reference, atol=1e-5)
         logits = model(image)
-        expected = reference_image(clip4, model.prompt_learner, image, 3) @ text.t() * model.logit_scale.exp()
+        expected = reference_image(clip4, learner, image, 3) @ text.t() * model.logit_scale.exp()
     assert torch.allclose(logits, expected, atol=1e-4)
 
 

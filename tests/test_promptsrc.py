@@ -9,13 +9,13 @@ import shutil
 import pytest
 import torch
 import torch.nn.functional as F
+from deep_reference import randomise, reference_text
 from fake_data import CLASSES, assert_round_trip, build_from, images, run_args
 from tiny_clip import make_tiny_clip
 
 import clip
 import train
 from clip.model import convert_weights
-from clip.simple_tokenizer import SimpleTokenizer
 from dassl.utils import load_checkpoint, set_random_seed
 from dassl.utils.errors import UserError
 from datasets.prompt_templates import TEACHER_TEMPLATES
@@ -41,41 +41,7 @@ def learner(clip_model, attributes=(), text_depth=3, vision_depth=2, **kwargs) -
                              vision_depth=vision_depth, attributes=attributes, **kwargs)
 
 
-def randomise(model) -> None:
-    generator = torch.Generator().manual_seed(2)
-    with torch.no_grad():
-        for param in model.prompt_learner.parameters():
-            param.copy_(0.3 * torch.randn(param.shape, generator=generator))
-
-
 # ----- the prompts ------------------------------------------------------------------------------------------
-def reference_text(clip_model, prompts, attributes, depth):
-    """Text features by hand: one class at a time over 77 tokens, the class context replaced in a layer loop."""
-    tok = SimpleTokenizer()
-    x_id, n_ctx = tok.encode("X")[0], prompts.ctx.shape[0]
-    features = []
-    for name in NAMES:
-        ids, soft = [tok.encoder["<|startoftext|>"]], []
-        for k, (word, n) in enumerate(attributes):
-            soft += [(len(ids) + j, getattr(prompts, f"ctx_att{k + 1}")[j]) for j in range(n)]
-            ids += [x_id] * n + tok.encode(word)
-        start = len(ids)
-        soft += [(start + j, prompts.ctx[j]) for j in range(n_ctx)]
-        ids += [x_id] * n_ctx + tok.encode(name + ".") + [tok.encoder["<|endoftext|>"]]
-        eot = len(ids) - 1
-        x = clip_model.token_embedding(torch.tensor(ids + [0] * (77 - len(ids)))).clone()
-        for position, vector in soft:
-            x[position] = vector
-        x = (x + clip_model.positional_embedding).unsqueeze(1)
-        for i, block in enumerate(clip_model.transformer.resblocks):
-            if 1 <= i < depth:
-                x = x.clone()
-                x[start : start + n_ctx, 0] = prompts.deep_text[i - 1]
-            x = block(x)
-        features.append(clip_model.ln_final(x[eot, 0]) @ clip_model.text_projection)
-    return F.normalize(torch.stack(features), dim=-1)
-
-
 def reference_image(clip_model, prompts, image, depth):
     """Image features by hand: the prompt tokens appended after the patches, the last ones replaced layer by layer."""
     visual, n = clip_model.visual, prompts.VPT.shape[0]
@@ -99,7 +65,8 @@ def test_deep_prompts_in_both_towers_match_a_plain_reference(clip4, attributes):
         [(2, 64), (3, 128), (2, 64), (2, 64), (3, 128)]
     with torch.no_grad():
         text = model.text_features()
-        torch.testing.assert_close(text, reference_text(clip4, prompts, attributes, 3), rtol=1e-5, atol=1e-5)
+        reference = reference_text(clip4, prompts, NAMES, attributes, prompts.deep_text, 3)
+        torch.testing.assert_close(text, reference, rtol=1e-5, atol=1e-5)
         expected = model.logit_scale.exp() * reference_image(clip4, prompts, image, 2) @ text.t()
         torch.testing.assert_close(model(image), expected, rtol=1e-4, atol=1e-4)
 
