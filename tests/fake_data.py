@@ -2,6 +2,7 @@
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -95,6 +96,14 @@ def assert_round_trip(trained, fresh, folder) -> None:
     fresh.load_model(str(folder))
     with torch.no_grad():
         assert torch.equal(trained.model_inference(images(4)), fresh.model_inference(images(4)))
+
+
+def save_original_checkpoint(state: dict, folder, epoch: int) -> None:
+    """`state` as the original's Dassl saved a model: `<folder>/model.pth.tar-<epoch>` (folder: the run's folder and
+    the model's name), with the epoch and no optimiser or scheduler state."""
+    Path(folder).mkdir(parents=True)
+    checkpoint = {"state_dict": state, "epoch": epoch, "optimizer": None, "scheduler": None}
+    torch.save(checkpoint, Path(folder) / f"model.pth.tar-{epoch}")
 
 
 def original_anchor_file(path, width: int = 64, seed: int = 7):

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from fake_data import assert_round_trip, build_from, images, perturb, run_args
+from fake_data import assert_round_trip, build_from, images, perturb, run_args, save_original_checkpoint
 from tiny_clip import make_tiny_clip
 
 import train
@@ -139,9 +139,7 @@ def test_original_checkpoint_loads(tmp_path, data_root, tiny_vit_path):
                              "meta_net.linear2.weight", "meta_net.linear2.bias"}
     original["ctx_att3"] = torch.zeros(2, original["ctx"].shape[-1])
     original.update({k: torch.zeros(1) for k in ("token_prefix", "token_middle1", "token_middle2", "token_suffix")})
-    folder = tmp_path / "original" / "prompt_learner"
-    folder.mkdir(parents=True)
-    torch.save({"state_dict": original, "epoch": 10, "optimizer": None, "scheduler": None}, folder / "model.pth.tar-10")
+    save_original_checkpoint(original, tmp_path / "original" / "prompt_learner", 10)
     ours.load_model(str(tmp_path / "original"), epoch=10)
 
     reference = build(data_root, tmp_path / "b", "CoCoOp_ATP", tiny_vit_path)

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from fake_data import build_from, run_args
+from fake_data import build_from, run_args, save_original_checkpoint
 
 import train
 from dassl.utils.errors import UserError
@@ -62,9 +62,7 @@ def test_original_checkpoint_loads_and_predicts_the_same(tmp_path, data_root, ti
     original = {"ctx": learner.ctx.detach().clone() + 0.5, "ctx_att3": torch.zeros(2, learner.ctx.shape[-1])}
     original.update({f"ctx_att{k}": getattr(learner, f"ctx_att{k}").detach() - 0.25 for k in (1, 2)})
     original.update({k: torch.zeros(1) for k in ("token_prefix", "token_middle1", "token_middle2", "token_suffix")})
-    folder = tmp_path / "original" / "prompt_learner"
-    folder.mkdir(parents=True)
-    torch.save({"state_dict": original, "epoch": 7, "optimizer": None, "scheduler": None}, folder / "model.pth.tar-7")
+    save_original_checkpoint(original, tmp_path / "original" / "prompt_learner", 7)
 
     ours.load_model(str(tmp_path / "original"), epoch=7)
     assert torch.equal(ours.model.prompt_learner.ctx, original["ctx"])

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from fake_data import CLASSES, assert_round_trip, build_from, images, perturb, run_args
+from fake_data import CLASSES, assert_round_trip, build_from, images, perturb, run_args, save_original_checkpoint
 from tiny_clip import make_tiny_clip
 
 import train
@@ -183,9 +183,7 @@ def original_checkpoint(model, folder: Path, epoch: int, head_rows=None) -> dict
     state["prompt_learner.ctx_att3"] = torch.zeros(2, width)
     for name in ("token_prefix", "token_middle1", "token_middle2", "token_suffix"):
         state[f"prompt_learner.{name}"] = torch.zeros(3, 1, width)
-    folder.mkdir(parents=True)
-    torch.save({"state_dict": state, "epoch": epoch, "optimizer": None, "scheduler": None},
-               folder / f"model.pth.tar-{epoch}")
+    save_original_checkpoint(state, folder, epoch)
     return state
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from deep_reference import randomise, reference_text
-from fake_data import CLASSES, assert_round_trip, build_from, images, run_args
+from fake_data import CLASSES, assert_round_trip, build_from, images, run_args, save_original_checkpoint
 from tiny_clip import make_tiny_clip
 
 import clip
@@ -278,9 +278,7 @@ def original_checkpoint(trainer) -> dict:
 def test_the_originals_checkpoints_load(tmp_path, data_root, tiny_vit_path):
     source = build(data_root, tmp_path / "a", "PromptSRC_ATP", tiny_vit_path)
     original = original_checkpoint(source)
-    folder = tmp_path / "original" / "VLPromptLearner"
-    folder.mkdir(parents=True)
-    torch.save({"state_dict": original, "epoch": 5, "optimizer": None, "scheduler": None}, folder / "model.pth.tar-5")
+    save_original_checkpoint(original, tmp_path / "original" / "VLPromptLearner", 5)
     loaded = build(data_root, tmp_path / "b", "PromptSRC_ATP", tiny_vit_path, subsample="new")
     loaded.load_model(str(tmp_path / "original"), epoch=5)
     mine = loaded.model.state_dict()

@@ -26,6 +26,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -185,16 +186,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> tuple[bool, float]:
-    args = parse_args(argv)
+@contextlib.contextmanager
+def work_folder(args: argparse.Namespace, prefix: str) -> Iterator[Path]:
+    """The benchmark's folder: --work (new or empty: the benchmark starts cold), kept; else a temporary one, removed
+    at the end. Sets --threads first."""
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    work = Path(args.work or tempfile.mkdtemp(prefix="benchmark_cache-"))
+    work = Path(args.work or tempfile.mkdtemp(prefix=prefix))
     if args.work:
         if work.exists() and any(work.iterdir()):
             raise SystemExit(f"--work {work} is not empty: give a new or empty folder (the benchmark starts cold)")
         work.mkdir(parents=True, exist_ok=True)
     try:
+        yield work
+    finally:
+        if not args.work:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> tuple[bool, float]:
+    args = parse_args(argv)
+    with work_folder(args, "benchmark_cache-") as work:
         weights = work / "clip.pt"
         resolution = write_weights(args.arch, weights, args.seed)
         jobs = protocol(work, weights, resolution, args)
@@ -212,9 +224,6 @@ def main(argv: list[str] | None = None) -> tuple[bool, float]:
         print(f"\nEvaluation-only runs: warm cache {ratio:.1f}x faster than without it; result lines identical in "
               f"all passes: {'yes' if same else 'NO'}")
         return same, ratio
-    finally:
-        if not args.work:
-            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

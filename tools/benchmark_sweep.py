@@ -16,7 +16,6 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -74,9 +73,7 @@ def in_a_worker(jobs: list[benchmark_cache.Job], out: Path, cache: Path) -> list
 
 def main(argv: list[str] | None = None) -> tuple[bool, float]:
     args = benchmark_cache.parse_args(argv)
-    work = Path(args.work or tempfile.mkdtemp(prefix="benchmark_sweep-"))
-    work.mkdir(parents=True, exist_ok=True)
-    try:
+    with benchmark_cache.work_folder(args, "benchmark_sweep-") as work:
         weights = work / "clip.pt"
         resolution = benchmark_cache.write_weights(args.arch, weights, args.seed)
         protocol = benchmark_cache.protocol(work, weights, resolution, args)
@@ -110,9 +107,6 @@ def main(argv: list[str] | None = None) -> tuple[bool, float]:
               f"one process per job and a warm cache); result lines identical in all passes: "
               f"{'yes' if same else 'NO'}")
         return same, ratio
-    finally:
-        if not args.work:
-            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
