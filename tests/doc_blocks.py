@@ -18,8 +18,8 @@ it) that ends on the line before the fence:
 - `llm`: gpt_query.py talks to a stand-in chat model, not to an API (OPENAI_API_KEY holds a stand-in key);
 - `expect TEXT`: the block's output holds TEXT (a line of it, matched as an output block's line is).
 `skip (REASON)` says why the suite cannot run the block; REASON begins with one of SKIP_REASONS. `covered by FILE
-...` names the test files that run the block's commands in a tiny form (each command's script or tool is named in
-one of them).
+...` names the test files that run the block's commands in a tiny form (a script by its path, a tool by its path or
+its main(), a test file by being one of them).
 
 A block of another language may show what a command of an earlier block of its page printed:
 

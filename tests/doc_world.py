@@ -97,6 +97,8 @@ def stand_in_answer(chat: gpt_query.Chat, messages: list[dict], json_mode: bool)
 
 @dataclass
 class Ran:
+    """A command as it ran: its line (after the block's replacements), exit status and output."""
+
     command: str
     code: int
     output: str
