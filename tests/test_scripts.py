@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from dassl.data.datasets import DATASET_REGISTRY
+from dassl.engine import TRAINER_REGISTRY
 from datasets import catalog
 from tools import run_protocol
 
@@ -38,6 +39,12 @@ def test_every_script_is_the_same_call_of_the_runner_and_runs_something(monkeypa
         args = ["data", "1"] if path.name.endswith("xd_train.sh") else ["caltech101", "data", "1"]
         jobs = commands(monkeypatch, capsys, str(path.relative_to(REPO / "scripts")), *args)
         assert jobs and all(job[0] == "train.py" for job in jobs), path
+
+
+def test_every_script_runs_a_registered_trainer():
+    # A dry run never builds the trainer, so a family naming an unregistered one would pass the test above.
+    for name, script in run_protocol.scripts().items():
+        assert script.family.trainer in TRAINER_REGISTRY, name
 
 
 def test_folders_and_options_are_the_originals(monkeypatch, capsys):

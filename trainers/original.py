@@ -39,9 +39,10 @@ class Alias:
 
 ALIASES: dict[str, Alias] = {
     **{f"{method}_ATP": Alias(method) for method in ("CoOp", "CoCoOp", "MaPLe", "DePT", "KgCoOp", "PromptSRC", "IVLP")},
-    # PromptSRC's and IVLP's are not the original's (it had no such variants), but named alike for the scripts.
+    # KgCoOp's, PromptSRC's and IVLP's are not the original's (it had no such variants), but named alike for the
+    # scripts.
     **{f"{method}_AnchorOPT": Alias(method, anchoropt=True)
-       for method in ("CoOp", "CoCoOp", "MaPLe", "DePT", "PromptSRC", "IVLP")},
+       for method in ("CoOp", "CoCoOp", "MaPLe", "DePT", "KgCoOp", "PromptSRC", "IVLP")},
     "CoOp_Pretrain_Anchor": Alias("AnchorPretrain"),
     "AttributeCompute": Alias("AttributeSearch"),
 }
