@@ -55,6 +55,8 @@ def test_every_declared_script_exists_and_every_script_is_declared():
 
 
 def test_the_listing_names_every_family_and_its_scripts(capsys):
+    assert run_protocol.main(["--help"]) == 0 and "--list" in capsys.readouterr().out
+    assert run_protocol.main([]) == 2 and "--list" in capsys.readouterr().err
     assert run_protocol.main(["--list"]) == 0
     out = capsys.readouterr().out
     for _, card in methods():

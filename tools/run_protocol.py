@@ -462,6 +462,9 @@ def run(job: Job) -> int:
 
 
 def main(argv: list[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help"):  # asked for, or called without a script
+        print(__doc__, file=sys.stdout if argv else sys.stderr)
+        return 0 if argv else 2
     if argv[:1] == ["--list"]:
         print(listing())
         return 0
