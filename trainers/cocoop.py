@@ -29,7 +29,6 @@ from trainers.families import (
     anchoropt_base2new,
     atprompt_and_vanilla,
     benchmark_columns,
-    fewshot,
 )
 from trainers.method import BenchmarkCase, Method, OriginalDraws
 from trainers.prompting import PromptedCLIP, PromptLearner
@@ -135,8 +134,6 @@ FAMILIES = (
                            "KD_TEMPERATURE": (4.0, 4.0, 2.0, 4.0, 4.0, 4.0, 0.5, 2.0, 4.0, 0.5, 0.1),
                        })),
 )
-# All-class few-shot: no settings of the authors; those of base-to-novel (trainers/families.py `fewshot`).
-FAMILIES += fewshot(FAMILIES)
 
 
 @TRAINER_REGISTRY.register()

@@ -27,7 +27,6 @@ from trainers.families import (
     anchoropt_base2new,
     atprompt_and_vanilla,
     benchmark_columns,
-    fewshot,
 )
 from trainers.method import TRAIN_AND_EVAL, Method
 from trainers.prompting import Outputs, PromptedCLIP, PromptLearner
@@ -189,8 +188,6 @@ FAMILIES = (
                        options=(ANCHOROPT_PROMPT_OPTIONS
                                 + " TRAINER.ANCHOROPT.KD_WEIGHT 0.0 TRAINER.DEPT.WEIGHT {WEIGHT}")),
 )
-# All-class few-shot: no settings of the authors; those of base-to-novel (trainers/families.py `fewshot`).
-FAMILIES += fewshot(FAMILIES)
 
 
 @TRAINER_REGISTRY.register()

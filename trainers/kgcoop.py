@@ -29,7 +29,6 @@ from trainers.families import (
     XD,
     anchoropt_base2new,
     atprompt_and_vanilla,
-    fewshot,
 )
 from trainers.layout import clean_classname
 from trainers.method import BenchmarkCase, Method, OriginalDraws
@@ -84,8 +83,6 @@ FAMILIES = (
                         "KD_WEIGHT": 1000.0, "KD_TEMPERATURE": 1.0}, {},
                        run=ANCHOROPT_RUN + "_WT_{WEIGHT}", options=f"{ANCHOROPT_OPTIONS} TRAINER.KGCOOP.W {{WEIGHT}}"),
 )
-# All-class few-shot: no settings of the authors; those of base-to-novel (trainers/families.py `fewshot`).
-FAMILIES += fewshot(FAMILIES)
 
 
 @TRAINER_REGISTRY.register()

@@ -17,7 +17,7 @@ from yacs.config import CfgNode
 
 from dassl.engine import TRAINER_REGISTRY
 from dassl.engine.records import settings_of
-from trainers.families import Family
+from trainers.families import Family, fewshot
 
 # The names a prompt learner's results take with its plug-ins (trainers/base.py `method_name`).
 PLUGIN_SUFFIXES = ("", "_ATP", "_AnchorOPT", "_ATP_AnchorOPT")
@@ -87,6 +87,12 @@ class Method:
     anchoropt_distills: bool = True  # its AnchorOPT variant adds the distillation term (DePT's does not)
     needs_vit: bool = False  # it prompts the vision transformer (no ResNet backbone)
     summary: str = ""  # one line for listings
+
+    def __post_init__(self) -> None:
+        # Every method runs the all-class few-shot protocol: with its authors' settings where its module declares
+        # them (CoOp, PromptSRC), else with its base-to-novel ones (trainers/families.py `fewshot`).
+        if not any(family.protocol == "fewshot" for family in self.families):
+            object.__setattr__(self, "families", self.families + fewshot(self.families))
 
     def labels(self) -> list[str]:
         """Its names in the result tables, in order."""
