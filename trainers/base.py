@@ -74,9 +74,10 @@ class PromptTrainer(CachedEvaluation, TrainerX):
     METHOD: Method
     LEARNER: type[PromptLearner] = PromptLearner
     MODEL: type[PromptedCLIP] = PromptedCLIP
-    # Whether a word-initialised context (CTX_INIT) is as long as its words (CoOp, CoCoOp); else its first N_CTX
-    # words are learnable and the rest stay fixed (MaPLe).
-    CTX_INIT_SETS_LENGTH = True
+    # None: a word-initialised context (CTX_INIT) is as long as its words (CoOp, CoCoOp). A number: the context keeps
+    # N_CTX tokens, the first N_CTX words' when N_CTX is at most this number (the rest of the words stay fixed), else
+    # random (MaPLe's and IVLP's originals: 4, the words of "a photo of a").
+    CTX_INIT_MAX_LENGTH: int | None = None
     SAVE_NAME = "prompt_learner"  # the registered name: the checkpoint folder under OUTPUT_DIR
     SAVE_WHOLE_MODEL = False  # register the whole model (MaPLe, DePT) instead of the prompt learner
     RECORD_KIND = "train"  # what its training run is to the result tables ("search": not a classifier)
@@ -144,7 +145,7 @@ class PromptTrainer(CachedEvaluation, TrainerX):
         """`LEARNER` with the method's context (N_CTX, CTX_INIT of its node) and the plug-ins: ATPrompt's attribute
         blocks, and AnchorOPT's anchoring (its context is TRAINER.ANCHOROPT.N_CTX random tokens)."""
         n_ctx, ctx_init, anchoring = anchoropt.context(cfg, cls.context_length(cfg), cls.context_init(cfg), attributes)
-        word_length = bool(ctx_init) and cls.CTX_INIT_SETS_LENGTH
+        word_length = bool(ctx_init) and cls.CTX_INIT_MAX_LENGTH is None
         learner = cls.LEARNER(
             clip_model,
             classnames,
@@ -168,6 +169,8 @@ class PromptTrainer(CachedEvaluation, TrainerX):
     @classmethod
     def context_init(cls, cfg: CfgNode) -> str:
         """The words that initialise the context ("" = random)."""
+        if cls.CTX_INIT_MAX_LENGTH is not None and cls.context_length(cfg) > cls.CTX_INIT_MAX_LENGTH:
+            return ""
         return cls.options(cfg).CTX_INIT or ""
 
     @classmethod

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from clip.model import CLIP, InputHook, LayerHook
-from trainers.layout import Anchoring, TokenSlots, arranged_context
+from trainers.layout import TokenSlots, arranged_context
 from trainers.prompting import PromptedCLIP, PromptLearner
 
 
@@ -25,31 +26,19 @@ class DeepPromptLearner(PromptLearner):
 
     `text_depth` counts the input layer (1: the prompt alone); `vision_depth` 0 means no vision prompts, else the
     `n_vision` tokens appended to the vision tower's input and replaced before its layers 1..vision_depth-1.
+    `prompt`: the text prompt's layout and plug-ins as `PromptLearner` takes them (attributes, ctx_init,
+    single_token_words, unused_blocks, anchoring).
     """
 
-    def __init__(
-        self,
-        clip_model: CLIP,
-        classnames: Sequence[str],
-        n_ctx: int,
-        text_depth: int,
-        vision_depth: int,
-        n_vision: int,
-        attributes: Sequence[tuple[str, int]] = (),
-        ctx_init: str = "",
-        single_token_words: bool = False,
-        unused_blocks: Sequence[int] = (),
-        anchoring: Anchoring | None = None,
-        original_deep_anchor: bool = False,
-    ) -> None:
+    def __init__(self, clip_model: CLIP, classnames: Sequence[str], n_ctx: int, text_depth: int, vision_depth: int,
+                 n_vision: int, original_deep_anchor: bool = False, **prompt: Any) -> None:
         # Plain values may be set before Module.__init__; init_method_parts reads them.
         self.text_depth, self.vision_depth, self.n_vision = text_depth, vision_depth, n_vision
-        super().__init__(clip_model, classnames, n_ctx, attributes, ctx_init, single_token_words=single_token_words,
-                         unused_blocks=unused_blocks, anchoring=anchoring)
+        super().__init__(clip_model, classnames, n_ctx, **prompt)
         self.text_slots = TokenSlots.of_block(self.layout, "ctx")
         if vision_depth:
             self.vision_slots = TokenSlots.after_patches(clip_model.visual.positional_embedding.shape[0], n_vision)
-        if anchoring:  # where deep layers read the anchor's hidden state (MaPLe's original: one position early)
+        if self.anchoring:  # where deep layers read the anchor's hidden state (MaPLe's original: one position early)
             self.anchor_slots = TokenSlots(self.layout.block_positions("ctx") - int(original_deep_anchor))
 
     def deep_text_prompt(self, i: int) -> torch.Tensor:

@@ -13,6 +13,7 @@ attribute words of any token length, any N_ATT), and every precision works.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -23,8 +24,7 @@ from dassl.engine import TRAINER_REGISTRY
 from dassl.utils.errors import UserError
 from trainers.base import PromptTrainer
 from trainers.deep_prompts import DeepPromptedCLIP, DeepPromptLearner
-from trainers.families import B2N, EVAL, SEED, anchoropt_base2new, atprompt_and_vanilla, fewshot
-from trainers.layout import Anchoring
+from trainers.families import B2N, EVAL, SEED, anchoropt_base2new, atprompt_and_vanilla
 from trainers.method import TRAIN_AND_EVAL, Method, OriginalDraws
 from trainers.original import replay_prompted_construction
 
@@ -41,28 +41,13 @@ class IVLPPromptLearner(DeepPromptLearner):
     The original drew them while building CLIP, before the context; `original_construction` replays that
     construction here (trainers/original.py), its draws standing for those of loading CLIP."""
 
-    def __init__(
-        self,
-        clip_model: CLIP,
-        classnames: Sequence[str],
-        n_ctx: int,
-        n_ctx_vision: int,
-        text_depth: int,
-        vision_depth: int,
-        attributes: Sequence[tuple[str, int]] = (),
-        ctx_init: str = "",
-        single_token_words: bool = False,
-        unused_blocks: Sequence[int] = (),
-        anchoring: Anchoring | None = None,
-        original_construction: bool = False,
-        node: str = "IVLP",
-    ) -> None:
+    def __init__(self, clip_model: CLIP, classnames: Sequence[str], n_ctx: int, n_ctx_vision: int, text_depth: int,
+                 vision_depth: int, original_construction: bool = False, node: str = "IVLP", **prompt: Any) -> None:
         check_prompts(clip_model, n_ctx, n_ctx_vision, text_depth, vision_depth, node)
         vision, text = (n_ctx_vision, vision_depth), (n_ctx, text_depth)
         # A plain value may be set before Module.__init__; init_method_parts takes it.
         self.drawn = replay_prompted_construction(clip_model, vision, text) if original_construction else None
-        super().__init__(clip_model, classnames, n_ctx, text_depth, vision_depth, n_ctx_vision, attributes, ctx_init,
-                         single_token_words=single_token_words, unused_blocks=unused_blocks, anchoring=anchoring)
+        super().__init__(clip_model, classnames, n_ctx, text_depth, vision_depth, n_ctx_vision, **prompt)
 
     def init_method_parts(self, clip_model: CLIP) -> None:
         self.init_positions()
@@ -137,8 +122,6 @@ FAMILIES = (
                           atprompt={"EPO": 20, "NCTX": 4}, vanilla={"EPO": 20, "NCTX": 4}),
     anchoropt_base2new("IVLP", "IVLP", CFG, ANCHOROPT, {}),
 )
-# All-class few-shot: no settings of the authors; those of base-to-novel (trainers/families.py `fewshot`).
-FAMILIES += fewshot(FAMILIES)
 
 
 @TRAINER_REGISTRY.register()
@@ -154,19 +137,13 @@ class IVLP(PromptTrainer):
     )
     LEARNER = IVLPPromptLearner
     MODEL = IVLPCLIP
-    CTX_INIT_SETS_LENGTH = False
+    CTX_INIT_MAX_LENGTH = 4
     SAVE_NAME = "VLPromptLearner"
     SAVE_WHOLE_MODEL = True
 
     @classmethod
     def context_length(cls, cfg: CN) -> int:
         return cls.options(cfg).N_CTX_TEXT
-
-    @classmethod
-    def context_init(cls, cfg: CN) -> str:
-        """The original word-initialises the context only for N_CTX_TEXT <= 4 (the words of "a photo of a")."""
-        opts = cls.options(cfg)
-        return opts.CTX_INIT if opts.N_CTX_TEXT <= 4 else ""
 
     @classmethod
     def learner_options(cls, cfg: CN) -> dict:

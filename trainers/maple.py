@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -35,9 +36,7 @@ from trainers.families import (
     anchoropt_base2new,
     atprompt_and_vanilla,
     benchmark_columns,
-    fewshot,
 )
-from trainers.layout import Anchoring
 from trainers.method import TRAIN_AND_EVAL, Method, OriginalDraws
 
 
@@ -50,19 +49,8 @@ class MultiModalPromptLearner(DeepPromptLearner):
     - `compound_prompt_projections`: J-1 copies of one Linear(text width -> vision width), the coupling functions.
     """
 
-    def __init__(
-        self,
-        clip_model: CLIP,
-        classnames: Sequence[str],
-        n_ctx: int,
-        depth: int,
-        attributes: Sequence[tuple[str, int]] = (),
-        ctx_init: str = "",
-        single_token_words: bool = False,
-        unused_blocks: Sequence[int] = (),
-        anchoring: Anchoring | None = None,
-        original_deep_anchor: bool = False,
-    ) -> None:
+    def __init__(self, clip_model: CLIP, classnames: Sequence[str], n_ctx: int, depth: int,
+                 original_deep_anchor: bool = False, **prompt: Any) -> None:
         if not isinstance(clip_model.visual, VisionTransformer):
             raise UserError(
                 "MaPLe prompts the vision transformer, but this CLIP has a ResNet image encoder; choose a ViT "
@@ -76,9 +64,8 @@ class MultiModalPromptLearner(DeepPromptLearner):
             )
         if n_ctx < 1:
             raise UserError(f"TRAINER.MAPLE.N_CTX is {n_ctx}; MaPLe couples the class context to vision, set it >= 1")
-        super().__init__(clip_model, classnames, n_ctx, depth, depth, n_ctx, attributes, ctx_init,
-                         single_token_words=single_token_words, unused_blocks=unused_blocks, anchoring=anchoring,
-                         original_deep_anchor=original_deep_anchor)
+        super().__init__(clip_model, classnames, n_ctx, depth, depth, n_ctx, original_deep_anchor=original_deep_anchor,
+                         **prompt)
 
     @property
     def depth(self) -> int:
@@ -149,8 +136,6 @@ FAMILIES = (
                            "KD_TEMPERATURE": (1.0, 2.0, 0.5, 0.0, 2.0, 1.0, 4.0, 4.0, 4.0, 2.0, 2.0),
                        })),
 )
-# All-class few-shot: no settings of the authors; those of base-to-novel (trainers/families.py `fewshot`).
-FAMILIES += fewshot(FAMILIES)
 
 
 @TRAINER_REGISTRY.register()
@@ -167,15 +152,9 @@ class MaPLe(PromptTrainer):
     )
     LEARNER = MultiModalPromptLearner
     MODEL = MaPLeCLIP
-    CTX_INIT_SETS_LENGTH = False
+    CTX_INIT_MAX_LENGTH = 4
     SAVE_NAME = "MultiModalPromptLearner"
     SAVE_WHOLE_MODEL = True
-
-    @classmethod
-    def context_init(cls, cfg: CN) -> str:
-        """The original word-initialises the context only for N_CTX <= 4 (the words of "a photo of a")."""
-        opts = cls.options(cfg)
-        return opts.CTX_INIT if opts.N_CTX <= 4 else ""
 
     @classmethod
     def learner_options(cls, cfg: CN) -> dict:
