@@ -18,7 +18,7 @@ import re
 import shlex
 import subprocess
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -124,11 +124,7 @@ class Shell:
         try:
             return self.lines(logical_lines(text))
         finally:
-            for name, value in before.items():
-                if value is None:
-                    self.variables.pop(name, None)
-                else:
-                    self.variables[name] = value
+            restore(self.variables, before)
             self.exported = (self.exported - set(env)) | was_exported
 
     def lines(self, lines: list[str]) -> list[Ran]:
@@ -236,11 +232,16 @@ def environment(values: dict[str, str]) -> Iterator[None]:
     try:
         yield
     finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        restore(os.environ, saved)
+
+
+def restore(variables: MutableMapping[str, str], saved: dict[str, str | None]) -> None:
+    """Put back the values `saved` held before a change (None: the name was unset)."""
+    for name, value in saved.items():
+        if value is None:
+            variables.pop(name, None)
+        else:
+            variables[name] = value
 
 
 NUMBER = r"\d+(?:\.\d+)?"

@@ -98,6 +98,17 @@ def assert_round_trip(trained, fresh, folder) -> None:
         assert torch.equal(trained.model_inference(images(4)), fresh.model_inference(images(4)))
 
 
+def assert_bf16_like_fp32(fp32, bf16) -> torch.Tensor:
+    """With `fp32`'s weights, `bf16` gives finite fp32 logits close to `fp32`'s; returns the images it classified."""
+    bf16.model.load_state_dict(fp32.model.state_dict())
+    image = images(2)
+    with torch.no_grad():
+        reference, logits = fp32.model_inference(image), bf16.model_inference(image)
+    assert logits.dtype == torch.float32 and torch.isfinite(logits).all()
+    torch.testing.assert_close(logits, reference, atol=0.5, rtol=0.05)
+    return image
+
+
 def save_original_checkpoint(state: dict, folder, epoch: int) -> None:
     """`state` as the original's Dassl saved a model: `<folder>/model.pth.tar-<epoch>` (folder: the run's folder and
     the model's name), with the epoch and no optimiser or scheduler state."""
