@@ -79,6 +79,11 @@ def config(*opts, trainer="DePT", files=()):
     return run_spec.config_and_notes(args)
 
 
+def test_command_line_flags_are_taken_as_given():
+    cfg, _ = config("--output-dir", "2024", "--root", "1e3", "--backbone", "True", "--seed", "3", trainer="CoOp")
+    assert (cfg.OUTPUT_DIR, cfg.DATASET.ROOT, cfg.MODEL.BACKBONE.NAME, cfg.SEED) == ("2024", "1e3", "True", 3)
+
+
 def test_the_originals_keys_are_moved_to_the_methods_own_node():
     cfg, notes = config("TRAINER.LINEAR_PROBE.WEIGHT", 0.6, "TRAINER.COOP.N_CTX", 3, "TRAINER.FILM.LINEAR_PROBE",
                         False)

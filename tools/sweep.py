@@ -19,8 +19,8 @@ Executors:
   wave (trainings, then their evaluations) is one array job, `--array-parallelism` at a time, requeued on
   preemption (a training resumes from its checkpoint). `--submitit local` runs the same submission on this machine.
 
-The scripts' environment settings are flags here (--cfg, --epo, --nctx, --weight, --shots, --anchor, --extra-opts;
---no-feature-cache, --force), so one sweep has one set of them.
+The scripts' environment settings are flags here (--cfg, --epo, --nctx, --weight, --shots, --anchor; --opts for
+EXTRA_OPTS, --no-feature-cache, --force), so one sweep has one set of them.
 """
 
 from __future__ import annotations
@@ -49,8 +49,7 @@ from trainers.method import methods  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 # Flags of the sweep -> the environment variable of the scripts they stand for.
-ENVIRONMENT = {"cfg": "CFG", "epo": "EPO", "nctx": "NCTX", "weight": "WEIGHT", "shots": "SHOTS", "anchor": "ANCHOR",
-               "extra_opts": "EXTRA_OPTS"}
+ENVIRONMENT = {"cfg": "CFG", "epo": "EPO", "nctx": "NCTX", "weight": "WEIGHT", "shots": "SHOTS", "anchor": "ANCHOR"}
 LOG_TAIL = 12  # lines of a failed job's output shown in the report
 FAILED = "train.py ended with exit status"
 
@@ -452,8 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--opts", nargs=argparse.REMAINDER, default=[],
                         help="KEY VALUE config options for every job (as EXTRA_OPTS); must come last")
     for flag, name in ENVIRONMENT.items():
-        if flag != "extra_opts":
-            parser.add_argument(f"--{flag.replace('_', '-')}", help=f"the scripts' {name}")
+        parser.add_argument(f"--{flag}", help=f"the scripts' {name}")
     parser.add_argument("--no-feature-cache", action="store_true", help="as FEATURE_CACHE=0")
     parser.add_argument("--force", action="store_true", help="run jobs whose runs finished already (FORCE=1)")
     parser.add_argument("--dry-run", action="store_true", help="list the jobs without running them")
@@ -487,9 +485,10 @@ def set_environment(args: argparse.Namespace) -> None:
     """The scripts' environment from the flags, so the jobs are those the scripts would run."""
     os.environ["OUTPUT"] = args.output
     for flag, name in ENVIRONMENT.items():
-        value = shlex.join(args.opts) if flag == "extra_opts" else getattr(args, flag)
-        if value:
-            os.environ[name] = value
+        if getattr(args, flag):
+            os.environ[name] = getattr(args, flag)
+    if args.opts:
+        os.environ["EXTRA_OPTS"] = shlex.join(args.opts)
     if args.no_feature_cache:
         os.environ["FEATURE_CACHE"] = "0"
     if args.force:

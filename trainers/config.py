@@ -59,7 +59,7 @@ def setup_cfg(files: list[tuple[str, str]], flags: dict[str, object], opts: list
         if path:
             given += [(key, f"{flag} {path}") for key in merge_file(cfg, path, flag)]
     for key, value in flags.items():
-        cfg.merge_from_list([key, value])
+        set_key(cfg, key, value)  # as given: an --output-dir 2024 stays a folder name, not a number
         given.append((key, "on the command line"))
     given += [(key, "on the command line") for key in merge_options(cfg, opts)]
     notes, moved = resolve_keys(cfg, {key: place for place, (key, _) in enumerate(given)})
