@@ -10,7 +10,8 @@ cd "$(dirname "$0")/.."
 export DATA=${DATA:-data} OUTPUT=${OUTPUT:-output/demo} CFG=world_tiny EPO=${EPO:-20} SHOTS=${SHOTS:-16}
 SEEDS=${*:-1 2 3}
 start=$SECONDS
-steps=$((9 + ${SEARCH:+1}))
+steps=9
+if [ -n "${SEARCH:-}" ]; then steps=10; fi
 export PYTHONUNBUFFERED=1  # each run's first lines arrive as it starts, so the seed it trains shows at once
 
 # Every run keeps its full log in its output folder; the terminal shows which step runs, the seeds it has started
@@ -29,7 +30,7 @@ run_step() {  # run_step TITLE COMMAND...: step number, title, then each seed as
     printf ' (%d s; %d s in all)\n' $((SECONDS - begun)) $((SECONDS - start))
 }
 seeds_started() {  # reads train.py's output: " seed 1, 2, ..." as runs of new seeds start
-    local line seed last=
+    local line seed last= skipped=0
     while IFS= read -r line; do
         case $line in
             "Setting fixed seed: "*)
@@ -40,9 +41,12 @@ seeds_started() {  # reads train.py's output: " seed 1, 2, ..." as runs of new s
                     printf ', %s' "$seed"
                 fi
                 last=$seed ;;
-            *"Skip this job") printf ' (done before)' ;;
+            *"Skip this job") skipped=$((skipped + 1)) ;;
         esac
     done
+    if [ "$skipped" -gt 0 ]; then
+        printf ' %d run(s) done before' "$skipped"
+    fi
 }
 
 echo "AttributeWorld demo, seeds $SEEDS: $steps steps (about 4 minutes on 2 CPU cores with the defaults); logs under" \

@@ -57,16 +57,34 @@ def test_unknown_methods_and_missing_datasets_are_one_line(capsys):
     assert "--datasets: which datasets the fewshot jobs run on" in capsys.readouterr().err
 
 
+def test_slurm_times_and_options_are_read_as_slurm_reads_them_or_refused_in_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no Slurm commands
+    assert [sweep.minutes(t) for t in ("90", "30:00", "30:01", "4:00:00", "0:00:10")] == [90, 30, 31, 240, 1]
+    assert sweep.slurm_options(["account=proj", "qos=a=b"]) == {"account": "proj", "qos": "a=b"}
+    for flags, message in ((["--time", "4h"], "--time 4h: give minutes, "),
+                           (["--slurm-arg", "account"], "--slurm-arg account: give an sbatch option as KEY=VALUE"),
+                           ([], "--slurm: this machine has no Slurm")):
+        assert sweep.main(["--protocol", "base2new", "--methods", "coop/atprompt", "--datasets", "dtd", "--slurm",
+                           *flags]) == 2
+        assert message in capsys.readouterr().err
+
+
+def test_the_eta_counts_hours_past_a_day():
+    done, waiting = (sweep.Task(None, "", "", [], 0, state=state, seconds=25 * 3600.0) for state in ("done", "waiting"))
+    assert sweep.Progress([done, waiting], slots=1).line().endswith("1 left, ETA 25:00:00")
+
+
 def test_two_workers_stopped_midway_continue_where_they_were_and_end_with_the_table(tmp_path, tiny_vit_path):
     fake_data(tmp_path, "caltech101", "dtd")
     command = [sys.executable, str(REPO / "tools/sweep.py"), *sweep_args(tmp_path, tiny_vit_path, "--jobs", "2")]
-    first = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    for line in first.stdout:  # stop it once a job has finished
+    first = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             start_new_session=True)
+    for line in first.stdout:  # once a job has finished, Ctrl+C as a terminal sends it: to the whole process group
         if line.startswith("[sweep] done"):
-            first.send_signal(signal.SIGTERM)
+            os.killpg(first.pid, signal.SIGINT)
             break
     rest = first.communicate(timeout=300)[0]
-    assert first.returncode == 130, rest
+    assert first.returncode == 130 and "Traceback" not in rest, rest
     finished = records(tmp_path / "out")
     assert 1 <= len(finished) < 8
 

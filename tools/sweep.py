@@ -149,7 +149,8 @@ class Progress:
         eta = ""
         if ran:
             remaining = sum(ran) / len(ran) * left / max(1, min(self.slots, left or 1))
-            eta = f", ETA {time.strftime('%H:%M:%S', time.gmtime(remaining))}"
+            hours, rest = divmod(round(remaining), 3600)
+            eta = f", ETA {hours}:{rest // 60:02d}:{rest % 60:02d}"
         return (f"[sweep] {self.count('done', 'skipped')} done ({self.count('skipped')} already), "
                 f"{self.count('running')} running, {self.count('failed', 'blocked')} failed, {left} left{eta}")
 
@@ -244,9 +245,11 @@ class Worker:
 
     def __init__(self, env: dict[str, str]) -> None:
         self.env = env
+        # Its own session: a Ctrl+C in the terminal reaches the sweep alone, which then asks each busy worker once
+        # to stop after its batch and save (a second signal would abort the run without saving).
         self.process = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--serve"],
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                        env={**os.environ, **env})
+                                        env={**os.environ, **env}, start_new_session=True)
         self.task: Task | None = None
 
     def send(self, argv: list[str], log: Path) -> None:
@@ -392,12 +395,16 @@ def submitit_executor(args: argparse.Namespace):
         executor = submitit.AutoExecutor(folder=folder, cluster=args.submitit)
         executor.update_parameters(timeout_min=args.time_minutes)
         return executor
-    executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
+    try:
+        executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
+    except RuntimeError as err:  # submitit finds no srun
+        raise UserError(f"--slurm: this machine has no Slurm ({err}); start the sweep on the cluster, or try the "
+                        "submission here with --submitit local") from None
     executor.update_parameters(
         name="atprompt-sweep", timeout_min=args.time_minutes, gpus_per_node=args.gpus_per_job,
         cpus_per_task=args.cpus_per_job, mem_gb=args.mem_gb, slurm_partition=args.partition,
         slurm_array_parallelism=args.array_parallelism, slurm_use_srun=False,
-        slurm_additional_parameters=dict(arg.split("=", 1) for arg in args.slurm_arg),
+        slurm_additional_parameters=args.slurm_options,
     )
     return executor
 
@@ -463,7 +470,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="submitit's executor of this machine (separate processes, or this one): to try a sweep")
     slurm = parser.add_argument_group("Slurm")
     slurm.add_argument("--partition")
-    slurm.add_argument("--time", default="4:00:00", help="time limit per job, H:MM:SS (default 4:00:00)")
+    slurm.add_argument("--time", default="4:00:00",
+                       help="time limit per job: minutes or HOURS:MINUTES:SECONDS (default 4:00:00)")
     slurm.add_argument("--gpus-per-job", type=int, default=1)
     slurm.add_argument("--cpus-per-job", type=int, default=8)
     slurm.add_argument("--mem-gb", type=int, default=32)
@@ -474,11 +482,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def minutes(text: str) -> int:
-    parts = [int(p) for p in text.split(":")]
-    if not 1 <= len(parts) <= 3:
-        raise UserError(f"--time {text}: give H:MM:SS, MM:SS or minutes")
-    parts = [0] * (3 - len(parts)) + parts
-    return max(1, parts[0] * 60 + parts[1] + (parts[2] > 0))
+    """Slurm's time forms MINUTES, MINUTES:SECONDS and HOURS:MINUTES:SECONDS, in whole minutes (seconds round up)."""
+    try:
+        parts = [int(part) for part in text.split(":")]
+    except ValueError:
+        parts = []
+    if not 1 <= len(parts) <= 3 or min(parts) < 0:
+        raise UserError(f"--time {text}: give minutes, MINUTES:SECONDS or HOURS:MINUTES:SECONDS (e.g. 90 or 4:00:00)")
+    hours, mins, secs = [0, *parts, 0] if len(parts) == 1 else [0, *parts] if len(parts) == 2 else parts
+    return max(1, hours * 60 + mins + (secs > 0))
+
+
+def slurm_options(pairs: list[str]) -> dict[str, str]:
+    """--slurm-arg KEY=VALUE options as sbatch parameters."""
+    bad = [pair for pair in pairs if "=" not in pair or pair.startswith("=")]
+    if bad:
+        raise UserError(f"--slurm-arg {bad[0]}: give an sbatch option as KEY=VALUE, e.g. --slurm-arg account=myproject")
+    return dict(pair.split("=", 1) for pair in pairs)
 
 
 def set_environment(args: argparse.Namespace) -> None:
@@ -503,7 +523,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.protocol != "xd" and not args.datasets:
             raise UserError(f"--datasets: which datasets the {args.protocol} jobs run on, e.g. caltech101 dtd")
-        args.time_minutes = minutes(args.time)
+        args.time_minutes, args.slurm_options = minutes(args.time), slurm_options(args.slurm_arg)
         set_environment(args)
         tasks = tasks_of(args.protocol, args.methods, args.datasets, args.data, args.seeds)
         if args.dry_run:
