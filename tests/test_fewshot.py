@@ -65,3 +65,6 @@ def test_the_learning_curves_are_drawn_as_png_and_pdf(fewshot_runs, capsys):
         path = csv.with_name("results_fewshot" + suffix)
         assert path.is_file() and path.stat().st_size > 1000
     assert "no base-to-novel" not in capsys.readouterr().err
+    # With --out the curves go beside the bars, never over them: <name>_fewshot, in the format asked for.
+    assert plot_summary.main([str(csv), "--out", str(csv.with_name("figure.png"))]) == 0
+    assert [p.name for p in csv.parent.glob("figure*")] == ["figure_fewshot.png"]

@@ -170,6 +170,23 @@ def test_help_usage_and_bad_datasets(capsys):
     assert "unknown dataset 'Caltech101'. Did you mean caltech101?" in err and "oxford_pets" in err
 
 
+def test_unknown_scripts_and_bad_shot_counts_are_one_line_and_empty_settings_take_the_default(monkeypatch, capsys):
+    assert run_protocol.main([str(REPO / "scripts/coop/nothing.sh"), "dtd"]) == 2
+    err = capsys.readouterr().err
+    assert "scripts/coop/nothing.sh is not a run script this runner knows" in err and "Traceback" not in err
+    assert run_protocol.main([str(REPO / "scripts/coop/nothing.sh"), "--help"]) == 0
+    assert capsys.readouterr().out.startswith("The one runner behind every scripts/")
+    for script, shots in (("coop/atprompt_base2new_train.sh", "abc"), ("coop/atprompt_fewshot_train.sh", "1 0")):
+        monkeypatch.setenv("SHOTS", shots)
+        assert run_protocol.main([str(REPO / "scripts" / script), "dtd"]) == 2
+        err = capsys.readouterr().err
+        assert f"error: SHOTS is '{shots}': give images per class as whole numbers of 1 or more" in err
+    jobs = commands(monkeypatch, capsys, "coop/atprompt_fewshot_train.sh", "dtd", "data", "1", SHOTS="", CFG="")
+    assert [option(j, "DATASET.NUM_SHOTS") for j in jobs] == ["1", "2", "4", "8", "16"]
+    (zero_shot,) = commands(monkeypatch, capsys, "zsclip/zeroshot.sh", "dtd", "data", "all", CFG="")
+    assert option(zero_shot, "--config-file").endswith("CoOp/vit_b16.yaml")
+
+
 def test_through_bash(tmp_path):
     done = subprocess.run(["bash", "scripts/maple/vanilla_xd_train.sh", "data", "4"], cwd=REPO, text=True,
                           capture_output=True, env={"PATH": "/usr/bin:/bin", "DRY_RUN": "1",

@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         with contextlib.redirect_stdout(sys.stderr):  # stdout holds the JSON lines alone
             prec = resolve_precision(requested, device)
             clip_model = benchmark.build_clip(args.arch, device, prec, args.seed)
-        if not isinstance(clip_model.visual, VisionTransformer):  # MaPLe's cases prompt a ViT image encoder
+        if not isinstance(clip_model.visual, VisionTransformer):  # cases that prompt a ViT (MaPLe, IVLP, PromptSRC)
             cases = [c for c in cases if not c.needs_vit]
         rows = []
         for n_cls in args.classes:

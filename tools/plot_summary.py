@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ResultsError("nothing to plot: the tables have no base-to-novel and no few-shot rows")
         saved = plot(records, out, args.metric, args.methods, args.title) if "base2novel" in sections else []
         if "fewshot" in sections:
-            curves = out.with_name(out.name.replace(f"_{args.metric}", "") + "_fewshot").with_suffix(out.suffix)
+            curves = out.with_name(out.stem.replace(f"_{args.metric}", "") + "_fewshot" + out.suffix)
             saved += plot_fewshot(records, curves, args.methods, args.title)
     except ResultsError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -131,13 +131,19 @@ STAGE_TEXT = {
     ("anchor", "eval"): "evaluate the anchor prompt alone on the novel classes",
     ("fewshot", "train"): ("train on all classes with each shot count in SHOTS (default 1 2 4 8 16); the final test, "
                            "on the whole test set, is the result"),
+    ("zeroshot", "eval"): "evaluate zero-shot CLIP on the class splits given (default: base and new)",
+    ("search", "train"): "search which subset of the attribute bases suits the dataset best",
 }
+# The arguments of a script where they differ from DATASET [DATA_ROOT] [SEED ...].
+PROTOCOL_ARGS = {"zeroshot": "DATASET [DATA_ROOT] [SUBSAMPLE ...]", "search": 'DATASET [DATA_ROOT] ["w1 w2 w3 w4 w5"]'}
 
 
 def script_text(path: str, found: Script) -> str:
     """A run script as --write-scripts writes it: a header saying what it runs, then the call of this runner."""
     family, stage = found.family, found.stage
-    args = "[DATA_ROOT] [SEED ...]" if family.source and stage == "train" else "DATASET [DATA_ROOT] [SEED ...]"
+    args = PROTOCOL_ARGS.get(family.protocol, "DATASET [DATA_ROOT] [SEED ...]")
+    if family.source and stage == "train":
+        args = "[DATA_ROOT] [SEED ...]"
     module = found.trainer.__module__.replace(".", "/") + ".py"
     what = STAGE_TEXT.get((family.protocol, stage), stage)
     return "\n".join([
@@ -164,9 +170,13 @@ def write_scripts() -> list[str]:
 
 
 def usage(script: str) -> str:
-    """The script's own header comment (what it does and how to call it) and the environment it reads."""
+    """The script's own header comment (what it does and how to call it) and the environment it reads; this
+    runner's usage for a script it does not know."""
     path = Path(script)
-    text = path.read_text() if path.exists() else script_text(script, script_of(script))
+    try:
+        text = path.read_text() if path.exists() else script_text(script, script_of(script))
+    except UserError:
+        return __doc__.strip()
     lines = [line[2:] for line in text.splitlines()[1:] if line.startswith("# ")]
     return "\n".join(lines + ["", "Environment: " + __doc__.split("Environment: ", 1)[1].strip()])
 
@@ -187,14 +197,22 @@ def env_settings(family: Family, dataset: str, shots: int | None = None) -> dict
 
 
 def shot_counts(family: Family) -> list[str]:
-    """SHOTS: one shot count (default 16), or several for a few-shot family (default "1 2 4 8 16")."""
-    if family.protocol == "fewshot":
-        return os.environ.get("SHOTS", FEWSHOT_SHOTS).split()
-    shots = os.environ.get("SHOTS", "16")
-    if len(shots.split()) != 1:
+    """SHOTS: one shot count (default 16), or several for a few-shot family (default "1 2 4 8 16"); -1 is every
+    training image."""
+    several = family.protocol == "fewshot"
+    shots = os.environ.get("SHOTS") or (FEWSHOT_SHOTS if several else "16")
+    if not all(count == "-1" or (count.isdigit() and int(count) >= 1) for count in shots.split()):
+        raise UserError(f"SHOTS is '{shots}': give images per class as whole numbers of 1 or more (-1: all), "
+                        "e.g. SHOTS=16")
+    if len(shots.split()) != 1 and not several:
         raise UserError(f"SHOTS is '{shots}': this script takes one shot count; the few-shot scripts "
                         "(*_fewshot_train.sh) take several")
-    return [shots]
+    return shots.split()
+
+
+def config_name(family: Family, settings: dict[str, str] | None = None) -> str:
+    """CFG: the trainer config's name, from the environment, else the family's settings, else its default."""
+    return os.environ.get("CFG") or (settings or {}).pop("CFG", family.cfg)
 
 
 def extra_options() -> list[str]:
@@ -266,7 +284,7 @@ def folder_name(dataset: str, root: str) -> str:
 def job(family: Family, stage: str, dataset: str, root: str, shots: str, seed: str) -> Job:
     """One seed's training or evaluation with `shots` per class."""
     settings = env_settings(family, family.source or dataset, int(shots))
-    cfg = os.environ.get("CFG") or settings.pop("CFG", family.cfg)
+    cfg = config_name(family, settings)
     values = {"TRAINER": family.trainer, "CFG": cfg, "SHOTS": shots, **settings, "SEED": seed,
               "DATASET": folder_name(dataset, root)}
     train_dir = varied(family.train_dir.format(**values), family.train_dir, settings)
@@ -357,7 +375,7 @@ def training_record(folder: str) -> dict | None:
 def zeroshot_jobs(family: Family, args: list[str]) -> list[Job]:
     """scripts/zsclip/zeroshot.sh DATASET [DATA_ROOT] [SUBSAMPLE ...]: one evaluation per class split."""
     dataset, rest = dataset_and_rest(args)
-    cfg = os.environ.get("CFG", family.cfg)
+    cfg = config_name(family)
     name = folder_name(dataset, data_root(rest))
     return [Job("eval", varied(family.eval_dir.format(CFG=cfg, SUBSAMPLE=subsample, DATASET=name), "", {}),
                 ["--root", data_root(rest), "--seed", "1", "--trainer", family.trainer, "--dataset-config-file",
@@ -372,9 +390,8 @@ def search_jobs(family: Family, args: list[str]) -> list[Job]:
         raise UserError('usage: scripts/attribute_search/main.sh DATASET [DATA_ROOT] ["w1 w2 w3 w4 w5"]')
     dataset, rest = dataset_and_rest(args)
     settings = env_settings(family, dataset)
-    values = {"DATASET": folder_name(dataset, data_root(rest)), "CFG": os.environ.get("CFG", family.cfg),
-              "SHOTS": os.environ.get("SHOTS", "16"),
-              **settings}
+    values = {"DATASET": folder_name(dataset, data_root(rest)), "CFG": config_name(family),
+              "SHOTS": shot_counts(family)[0], **settings}
     bases = ["TRAINER.ATTRIBUTE_SEARCH.BASES", repr(rest[1].split())] if len(rest) == 2 else []
     return [Job("train", varied(family.train_dir.format(**values), family.train_dir, settings, bases),
                 ["--root", data_root(rest), "--seed", "1", "--trainer", family.trainer, "--dataset-config-file",
