@@ -179,6 +179,15 @@ def test_kd_weight_zero_drops_the_term_and_a_zero_temperature_is_refused_otherwi
         stage_two(data_root, tmp_path, tiny_vit_path, anchor_run, "TRAINER.ANCHOROPT.KD_TEMPERATURE", "0.0")
 
 
+def test_anchoropt_settings_are_refused_before_anything_loads_or_is_written(tmp_path, data_root, tiny_vit_path,
+                                                                            capsys):
+    argv = args(data_root, tmp_path / "out", "CoOp_AnchorOPT", tiny_vit_path, "TRAINER.ANCHOROPT.ANCHOR_LEN", "0")
+    assert train.main(argv) == 2
+    out, err = capsys.readouterr()
+    assert "TRAINER.ANCHOROPT.ANCHOR_LEN is 0: the anchor needs at least 1 token" in err
+    assert "Loading" not in out and not (tmp_path / "out").exists()
+
+
 def test_the_anchor_features_are_computed_once_per_anchor(tmp_path, data_root, tiny_vit_path, anchor_run):
     model = stage_two(data_root, tmp_path, tiny_vit_path, anchor_run).model.train()
     first = model.anchor_text_features()

@@ -16,6 +16,7 @@ from test_datasets import load, make_cfg, triples
 
 import datasets
 from dassl.data.datasets import DatasetBase, Datum, build_dataset
+from dassl.data.identity import listing_checksum
 from dassl.utils import tools
 from dassl.utils.errors import UserError
 
@@ -393,3 +394,18 @@ def test_image_folder_split_of_other_class_folders_is_refused(tmp_path, change, 
     message = str(err.value)
     assert str(tmp_path / "split_zhou_ImageFolder.json") in message and "Delete" in message
     assert f"added: {added}" in message and f"removed: {removed}" in message
+
+
+def test_the_listing_of_a_dataset_follows_linked_folders_and_survives_broken_links_and_loops(tmp_path):
+    data, elsewhere = tmp_path / "images", tmp_path / "elsewhere"
+    (data / "cat").mkdir(parents=True)
+    (data / "cat" / "1.jpg").write_bytes(b"x")
+    (elsewhere / "dog").mkdir(parents=True)
+    (elsewhere / "dog" / "1.jpg").write_bytes(b"y")
+    (data / "dog").symlink_to(elsewhere / "dog")  # a class folder kept elsewhere, as large datasets often are
+    first = listing_checksum(str(data))
+    (elsewhere / "dog" / "2.jpg").write_bytes(b"z")  # the linked class changed: so does the listing
+    assert listing_checksum(str(data)) != first
+    (data / "cat" / "gone.jpg").symlink_to(tmp_path / "nothing.jpg")
+    (data / "cat" / "loop").symlink_to(data)
+    assert len(listing_checksum(str(data))) == 64

@@ -194,6 +194,18 @@ def test_gpa_weights_are_the_normalised_gaussian_density():
     assert gaussian_weights(15, 1, 10)[-1] == pytest.approx(0.9959, abs=1e-4)  # the ATPrompt scripts: GPA in name only
 
 
+@pytest.mark.parametrize("opts, message", [
+    (("TRAINER.PROMPTSRC.GPA_STD", "0"), "TRAINER.PROMPTSRC.GPA_STD is 0: the standard deviation"),
+    (("TRAINER.PROMPTSRC.GPA_MEAN", "45", "TRAINER.PROMPTSRC.GPA_STD", "1", "OPTIM.MAX_EPOCH", "5"),
+     r"GPA_MEAN 45 and GPA_STD 1 give each of the 5 epochs \(OPTIM.MAX_EPOCH\) a weight of 0, so the aggregated "
+     "prompts would be NaN"),
+])
+def test_gpa_settings_that_would_give_no_weights_are_refused(opts, message):
+    args = run_spec.build_parser().parse_args(["--trainer", "PromptSRC", *opts])
+    with pytest.raises(UserError, match=message):
+        run_spec.check_args(args, run_spec.config_and_notes(args)[0])
+
+
 def test_gpa_averages_the_learned_prompts_of_every_epoch_and_nothing_else(tmp_path, data_root, tiny_vit_path):
     trainer = build(data_root, tmp_path, "PromptSRC_ATP", tiny_vit_path)
     frozen = {k: v.clone() for k, v in trainer.clip_model.state_dict().items()}

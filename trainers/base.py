@@ -118,6 +118,8 @@ class PromptTrainer(CachedEvaluation, TrainerX):
             others = ", ".join(card.name for _, card in methods() if card.plugins)
             raise UserError(f"{cfg.TRAINER.NAME} has no AnchorOPT variant: set TRAINER.ANCHOROPT.USE_ANCHOROPT "
                             f"False, or use it with {others}")
+        if anchoropt.enabled(cfg):
+            anchoropt.check_settings(cfg)
         cls.attributes_of(cfg)  # ATPrompt's words must be known before the data and CLIP load
 
     @classmethod

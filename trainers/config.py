@@ -236,7 +236,8 @@ def _unknown_key(cfg: CN, key: str, source: str) -> str:
     close += [k for k in difflib.get_close_matches(key.upper(), keys, n=3, cutoff=0.6) if k not in close]
     hint = f" Did you mean {' or '.join(close[:3])}?" if close else ""
     return (f"unknown config key {key} ({source}).{hint} Every key is listed with its default in "
-            "dassl/config/defaults.py, trainers/atprompt.py, trainers/anchoropt.py and each method's module.")
+            "dassl/config/defaults.py, trainers/config.py, trainers/atprompt.py, trainers/anchoropt.py and each "
+            "method's module (the original's names: trainers/original.py).")
 
 
 _TYPE_NAMES = {bool: "True or False", int: "an integer", float: "a float", str: "a string", tuple: "a tuple",

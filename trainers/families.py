@@ -15,7 +15,6 @@ from typing import Any
 
 from datasets import catalog
 
-STAGES = ("train", "eval")
 # What each protocol trains on and evaluates (DATASET.SUBSAMPLE_CLASSES), and the stem of its evaluation script.
 PROTOCOLS: dict[str, dict[str, str]] = {
     "base2new": {"train": "base", "eval": "new", "eval_script": "test", "title": "base-to-novel"},

@@ -17,7 +17,10 @@ def gaussian_weights(mean: float, std: float, epochs: int) -> list[float]:
     computed them, so that they are the same to the last bit)."""
     scale = 1 / (std * np.sqrt(2 * np.pi))
     density = np.array([scale * np.exp(-0.5 * ((e - mean) / std) ** 2) for e in range(1, epochs + 1)])
-    return [float(d) for d in density / sum(density)]
+    total = sum(density)
+    if epochs and not total > 0:  # every epoch so many standard deviations from the mean that its density is 0
+        raise ValueError(f"the Gaussian of mean {mean} and standard deviation {std} is 0 at each of epochs 1-{epochs}")
+    return [float(d) for d in density / total]
 
 
 class GaussianPromptAggregation:

@@ -151,15 +151,3 @@ def paper_averages() -> dict[str, tuple[float, float, float]]:
     """Base / Novel / HM averages over the 11 datasets as the papers report them, by table label."""
     return {label: values for _, card in methods() for label, values in card.paper.items()}
 
-
-def family_of(method_folder: str, name: str) -> tuple[type, Method, Family] | None:
-    """The family `name` of the method whose scripts are under scripts/<method_folder>/."""
-    for trainer, card in methods():
-        for family in card.families:
-            if card.scripts == method_folder and family.name == name:
-                return trainer, card, family
-    return None
-
-
-def describe_settings(values: Mapping[str, Any]) -> str:
-    return ", ".join(f"{key} {value}" for key, value in values.items())

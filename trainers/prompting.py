@@ -360,7 +360,8 @@ class PromptedCLIP(nn.Module):
 
     def logits_from_encoded(self, encoded: torch.Tensor) -> torch.Tensor:
         """`forward(image)` from `encode_image(image)`: how evaluation scores cached image features. A class that
-        writes its own `forward` writes this too, or is evaluated without the cache (dassl/engine/feature_cache.py)."""
+        writes its own `forward` writes this too, or declares TEST_LOGITS_FROM_ENCODER False (then it is evaluated
+        without the cache, dassl/engine/feature_cache.py); a class that does neither is refused when defined."""
         return self.class_logits(self.features_from_encoded(encoded))
 
     def anchor_image_features(self, image: torch.Tensor | None, image_features: torch.Tensor) -> torch.Tensor:

@@ -29,7 +29,7 @@ from datasets import catalog
 from datasets.prompt_templates import TEACHER_TEMPLATES
 from trainers import ivlp
 from trainers.families import B2N, EVAL, SEED, XD, anchoropt_base2new, atprompt_and_vanilla, fewshot
-from trainers.gpa import GaussianPromptAggregation
+from trainers.gpa import GaussianPromptAggregation, gaussian_weights
 from trainers.ivlp import ANCHOROPT, CFG, EVAL_DIR, IVLP, IVLPCLIP, RUN, IVLPPromptLearner
 from trainers.layout import clean_classname
 from trainers.method import BenchmarkCase, Method, OriginalDraws
@@ -137,9 +137,16 @@ class PromptSRC(IVLP):
     @classmethod
     def check_settings(cls, cfg: CN, kind: str | None = None) -> None:
         super().check_settings(cfg, kind)
-        if cfg.TRAINER.PROMPTSRC.GPA_STD <= 0:
-            raise UserError(f"TRAINER.PROMPTSRC.GPA_STD is {cfg.TRAINER.PROMPTSRC.GPA_STD}: the standard deviation of "
-                            "the Gaussian prompt aggregation must be > 0 (the scripts use 1)")
+        opts = cfg.TRAINER.PROMPTSRC
+        if opts.GPA_STD <= 0:
+            raise UserError(f"TRAINER.PROMPTSRC.GPA_STD is {opts.GPA_STD}: the standard deviation of the Gaussian "
+                            "prompt aggregation must be > 0 (the scripts use 1)")
+        try:
+            gaussian_weights(opts.GPA_MEAN, opts.GPA_STD, cfg.OPTIM.MAX_EPOCH)
+        except ValueError:
+            raise UserError(f"TRAINER.PROMPTSRC.GPA_MEAN {opts.GPA_MEAN} and GPA_STD {opts.GPA_STD} give each of the "
+                            f"{cfg.OPTIM.MAX_EPOCH} epochs (OPTIM.MAX_EPOCH) a weight of 0, so the aggregated prompts "
+                            "would be NaN; put GPA_MEAN within the epochs or widen GPA_STD") from None
 
     @classmethod
     def model_options(cls, cfg: CN, clip_model, classnames: list[str]) -> dict:

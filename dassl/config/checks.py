@@ -6,7 +6,7 @@ names the range in words, and a value outside it is one `UserError` line: `OPTIM
 
 train.py runs `check_settings` on the merged config before it opens the output folder; the code that reads a key
 checks it again with `check_node` / `check_value`, so tools that build a trainer without train.py get the same line.
-A method config adds its own keys' checks with `add_check` (the engine keys here are the generic ones).
+A method checks its own keys in its trainer's `check_settings` (trainers/base.py), which train.py runs next.
 """
 
 from __future__ import annotations
@@ -83,17 +83,6 @@ TRAINING_RULES: dict[str, Rule] = {
     "OPTIM.MAX_EPOCH": at_least(1, "a run with no epoch would record the untrained prompt; evaluate with "
                                    "--eval-only instead"),
 }
-# Checks that method configs add (each takes the config and whether the run trains).
-EXTRA_CHECKS: list[Callable[[CfgNode, bool], None]] = []
-
-
-def add_check(check: Callable[[CfgNode, bool], None]) -> Callable[[CfgNode, bool], None]:
-    """Register a check of a method's own keys; `check_settings` runs it after the engine's. Usable as a
-    decorator."""
-    EXTRA_CHECKS.append(check)
-    return check
-
-
 def check_value(key: str, value: Any, rules: dict[str, Rule] | None = None) -> None:
     """Raise the one-line error for `key` when `value` is outside its rule (keys without a rule pass)."""
     rule = (rules or {**ENGINE_RULES, **TRAINING_RULES}).get(key)
@@ -117,7 +106,5 @@ def check_node(node: CfgNode, prefix: str = "", training: bool = False) -> None:
 
 
 def check_settings(cfg: CfgNode, training: bool) -> None:
-    """Check every engine key with a rule, then the checks methods added; `training`: the run will train."""
+    """Check every engine key with a rule; `training`: the run will train."""
     check_node(cfg, training=training)
-    for check in EXTRA_CHECKS:
-        check(cfg, training)

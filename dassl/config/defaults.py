@@ -48,7 +48,7 @@ _C.DATASET.ROOT = ""  # folder that holds the dataset folders
 _C.DATASET.NAME = ""  # a registered dataset name, e.g. Caltech101
 _C.DATASET.SOURCE_DOMAINS = ()  # domain adaptation / generalisation only
 _C.DATASET.TARGET_DOMAINS = ()
-_C.DATASET.NUM_SHOTS = -1  # images per class for few-shot training; < 1 keeps all
+_C.DATASET.NUM_SHOTS = -1  # images per class for few-shot training; -1 keeps all
 _C.DATASET.SUBSAMPLE_CLASSES = "all"  # all, base (first half of the classes) or new (second half)
 # Where the few-shot cache (and ImageNet's listing) goes when the dataset folder is read-only; readers look in the
 # dataset folder first, then here. "" = ~/.cache/atprompt/fewshot. See docs/DATASETS.md.

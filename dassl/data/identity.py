@@ -58,16 +58,23 @@ def listing_name(folder: str, root: str) -> str:
 def listing_checksum(folder: str, skip: tuple[str, ...] = ()) -> str:
     """SHA-256 of the relative path and size of every file below `folder` (hidden ones and the top-level entries
     named in `skip` aside), in sorted order: what a split made from the folder depends on, without reading the
-    images."""
+    images. Linked folders are followed, as the readers list them; a link to nothing counts as such (the reader
+    names it when it opens the image)."""
     if not os.path.isdir(folder):
         return MISSING
-    entries = []
-    for dirpath, dirnames, filenames in os.walk(folder):
+    entries, seen = [], set()
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:  # a link back to a folder listed already
+            dirnames[:] = []
+            continue
+        seen.add(real)
         top = dirpath == folder
         dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and not (top and d in skip))
         for name in sorted(f for f in filenames if not f.startswith(".") and not (top and f in skip)):
             path = os.path.join(dirpath, name)
-            entries.append(f"{os.path.relpath(path, folder)}\t{os.path.getsize(path)}")
+            size = os.path.getsize(path) if os.path.exists(path) else "broken link"
+            entries.append(f"{os.path.relpath(path, folder)}\t{size}")
     return hashlib.sha256("\n".join(entries).encode()).hexdigest()
 
 

@@ -60,7 +60,7 @@ def _flatten(node: CfgNode, prefix: str = "") -> dict[str, Any]:
 
 def settings_of(cfg: CfgNode, kind: str, unread: Sequence[str] = ()) -> dict[str, Any]:
     """The config keys that decide the numbers of a run of `kind` ("train" or "eval"), flattened; `unread`: the
-    keys (or nodes) its trainer never reads, such as other methods' nodes (a trainer's `unread_keys`)."""
+    keys (or nodes) its trainer never reads, such as other methods' nodes (trainers/method.py `unread_nodes`)."""
     skipped = tuple(unread) + tuple(f"{key}." for key in unread)
     return {key: value for key, value in _flatten(cfg).items()
             if key not in NOT_DECIDING and not (kind == "eval" and key.startswith(TRAINING_ONLY))
