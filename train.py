@@ -17,13 +17,14 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Sequence
 
 import torch
 from yacs.config import CfgNode
 
 import datasets  # noqa: F401  (registers the datasets)
 import trainers  # noqa: F401  (registers the trainers)
-from dassl.engine import build_trainer
+from dassl.engine import TrainerBase, build_trainer
 from dassl.engine.distributed import init_distributed, is_main_process, report_failure
 from dassl.engine.failures import user_error_message
 from dassl.engine.records import read_record, setting_fingerprint, write_record
@@ -56,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         folder.close()
 
 
-def run(args: argparse.Namespace, cfg: CfgNode, folder: RunFolder, notes: list[str] = ()) -> int:
+def run(args: argparse.Namespace, cfg: CfgNode, folder: RunFolder, notes: Sequence[str] = ()) -> int:
     init_distributed(cfg.USE_CUDA)  # several processes under torchrun: docs/MULTI_GPU.md
     if cfg.SEED >= 0:
         print(f"Setting fixed seed: {cfg.SEED}")
@@ -94,7 +95,7 @@ def run(args: argparse.Namespace, cfg: CfgNode, folder: RunFolder, notes: list[s
     return 0
 
 
-def run_record(args: argparse.Namespace, cfg: CfgNode, trainer, identity: dict) -> dict:
+def run_record(args: argparse.Namespace, cfg: CfgNode, trainer: TrainerBase, identity: dict) -> dict:
     """The results.json of a finished run (dassl/engine/records.py says what it is for)."""
     record = {
         "status": "finished", "kind": identity["kind"], "trainer": cfg.TRAINER.NAME, "dataset": cfg.DATASET.NAME,

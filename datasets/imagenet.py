@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 
+from yacs.config import CfgNode
+
 from dassl.data.datasets import DATASET_REGISTRY, DatasetBase, Datum, check_image_files, subsample_classes
 from dassl.data.datasets.fewshot_cache import cache_file
 from dassl.data.identity import dataset_root, file_checksum, listing_checksum, listing_name, relative
@@ -75,7 +77,7 @@ class ImageNet(DatasetBase):
         super().__init__(train_x=train, val=test, test=test)
 
     @classmethod
-    def data_identity(cls, cfg) -> dict:
+    def data_identity(cls, cfg: CfgNode) -> dict:
         """What decides its images (dassl/data/identity.py): the listing it reads (preprocessed.json, in the dataset
         or the cache folder), else the image folders it would scan, and the few-shot file of NUM_SHOTS and SEED."""
         root = dataset_root(cfg)
@@ -146,7 +148,7 @@ class ImageNetVariant(DatasetBase):
         super().__init__(train_x=data, test=data)
 
     @classmethod
-    def data_identity(cls, cfg) -> dict:
+    def data_identity(cls, cfg: CfgNode) -> dict:
         """What decides its images (dassl/data/identity.py): classnames.txt and the listing of its image folder; it
         draws no few shots."""
         root = dataset_root(cfg)

@@ -21,6 +21,8 @@ import os
 import random
 from collections import defaultdict
 
+from yacs.config import CfgNode
+
 from dassl.data.datasets import DatasetBase, Datum, check_image_files, datums_from_entries, subsample_classes
 from dassl.data.datasets.fewshot_cache import cache_file, load_fewshot_cache, save_fewshot_cache
 from dassl.data.identity import dataset_root, file_checksum, listing_checksum, listing_name, relative
@@ -300,7 +302,7 @@ def load_fewshot(reader: DatasetBase, cfg, train: list[Datum], val: list[Datum] 
     return data["train"], (data["val"] if val is not None else None)
 
 
-def fewshot_identity(cfg, dataset_dir: str) -> dict[str, str]:
+def fewshot_identity(cfg: CfgNode, dataset_dir: str) -> dict[str, str]:
     """The "shots" part of a run's data identity (dassl/data/identity.py): the few-shot cache of NUM_SHOTS and
     SEED that the run reads or writes, in the dataset folder or the cache folder, named by its place in the dataset
     folder; nothing when no cache is there (yet) or NUM_SHOTS < 1."""
@@ -382,7 +384,7 @@ class SplitDataset(DatasetBase):
         raise NotImplementedError
 
     @classmethod
-    def data_identity(cls, cfg) -> dict:
+    def data_identity(cls, cfg: CfgNode) -> dict:
         """What decides this reader's images (dassl/data/identity.py): its split file, or the image folder's listing
         where the split is made from the folders each run, and the few-shot file of NUM_SHOTS and SEED."""
         root = dataset_root(cfg)

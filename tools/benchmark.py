@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -133,7 +134,7 @@ class Setup:
         clip_model = self.clip if self.clip.dtype == torch.float32 else copy.deepcopy(self.clip).float()
         return dataclasses.replace(self, clip=clip_model, prec=prec)
 
-    def cfg(self, trainer: type[PromptTrainer], options: tuple = ()):
+    def cfg(self, trainer: type[PromptTrainer], options: tuple = ()) -> CfgNode:
         """The config `trainer` would run with: ImageNet base classes, CoOp's optimiser, this run's prompt shape (the
         method's N_CTX* keys; its PROMPT_DEPTH* keys at most the layers a tiny CLIP has)."""
         cfg = get_cfg()
@@ -162,7 +163,7 @@ class Case:
     spec: BenchmarkCase
     options: tuple = ()  # the case's config overrides, AnchorOPT's switch among them
 
-    def __getattr__(self, name: str):
+    def __getattr__(self, name: str) -> Any:
         return getattr(self.spec, name)  # kind, targets, batch, ... as declared
 
     @property

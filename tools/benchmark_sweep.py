@@ -14,6 +14,7 @@ cross-dataset targets) again.
 from __future__ import annotations
 
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -93,8 +94,8 @@ def main(argv: list[str] | None = None) -> tuple[bool, float]:
             lines[name] = [result_lines(out / job.name) for job in evaluations]
             print(f"pass {name}: {sum(timings[name]):.1f} s", flush=True)
         same = all(lines[name] == lines[PASSES[0]] for name in PASSES)
-        startup = (sum(timings["process, warm"]) - sum(timings["worker, warm"][1:])
-                   - timings["worker, warm"][0] / len(evaluations)) / len(evaluations)
+        # A separate process pays start-up and the evaluation; a warm worker's later jobs pay the evaluation alone.
+        startup = statistics.mean(timings["process, warm"]) - statistics.mean(timings["worker, warm"][1:])
         ratio = sum(timings["process, cold"]) / sum(timings["worker, warm"])
         print()
         for name in PASSES:

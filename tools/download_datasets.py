@@ -32,6 +32,7 @@ import sys
 import zipfile
 import zlib
 from pathlib import Path
+from types import ModuleType
 
 from tqdm import tqdm
 
@@ -177,7 +178,7 @@ def zip_from_folder(folder: str, archive: str) -> str:
     return path
 
 
-def hub():
+def hub() -> ModuleType:
     """huggingface_hub, an optional package: only downloading needs it."""
     try:
         import huggingface_hub

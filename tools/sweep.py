@@ -36,8 +36,10 @@ import sys
 import time
 import traceback
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TextIO
 
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -222,7 +224,7 @@ def serve() -> int:
 
 
 @contextlib.contextmanager
-def redirected(out):
+def redirected(out: TextIO) -> Iterator[None]:
     """stdout and stderr (the file descriptors too, for what C code and subprocesses write) into `out`."""
     sys.stdout.flush()
     sys.stderr.flush()
@@ -376,7 +378,9 @@ class SubmittedJob:
             raise RuntimeError(f"{FAILED} {code}")
         return code
 
-    def checkpoint(self, *args, **kwargs):
+    def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
+        """submitit's hook on preemption or timeout: the running training saves where it is, and the job is
+        requeued (it resumes from that checkpoint)."""
         import submitit
 
         for process in _TRAINING:
@@ -385,7 +389,7 @@ class SubmittedJob:
         return submitit.helpers.DelayedSubmission(SubmittedJob(self.argv, self.log, self.env))
 
 
-def submitit_executor(args: argparse.Namespace):
+def submitit_executor(args: argparse.Namespace) -> Any:
     try:
         import submitit
     except ImportError:
@@ -409,7 +413,7 @@ def submitit_executor(args: argparse.Namespace):
     return executor
 
 
-def run_submitit(tasks: list[Task], executor) -> None:
+def run_submitit(tasks: list[Task], executor: Any) -> None:
     """Submit each wave as one array job (trainings, then the evaluations of those that succeeded) and wait."""
     progress = Progress(tasks, len(tasks))
     env = {key: os.environ[key] for key in ("OUTPUT", "FEATURE_CACHE", "PYTHON", "LAUNCH") if key in os.environ}

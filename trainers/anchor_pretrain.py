@@ -17,7 +17,9 @@ from __future__ import annotations
 import os
 
 import torch
+from yacs.config import CfgNode
 
+from clip.model import CLIP
 from dassl.engine import TRAINER_REGISTRY
 from dassl.engine.resume import capture_rng_state
 from trainers import anchor_files
@@ -66,7 +68,7 @@ class AnchorPretrainCLIP(PromptedCLIP):
         return self.weight * per_class.mean()
 
 
-def made_up_descriptions(model: AnchorPretrainCLIP, clip_model, classnames: list[str], seed: int) -> None:
+def made_up_descriptions(model: AnchorPretrainCLIP, clip_model: CLIP, classnames: list[str], seed: int) -> None:
     """What stage I reads from a description file, for the benchmark: ten sentences per class."""
     sentences = [[f"a photo of a {name}, view {i}." for i in range(10)] for name in classnames]
     model.descriptions = Descriptions(clip_model, sentences).to(model.logit_scale.device)
@@ -94,7 +96,7 @@ class AnchorPretrain(PromptTrainer):
         return cls.SAVE_NAME
 
     @classmethod
-    def check_settings(cls, cfg, kind: str | None = None) -> None:
+    def check_settings(cls, cfg: CfgNode, kind: str | None = None) -> None:
         super().check_settings(cfg, kind)
         if kind == "train":  # the descriptions it learns from, before the data and CLIP load
             anchor_files.check_descriptions(cfg)

@@ -283,7 +283,7 @@ class AttributeSearch(PromptTrainer):
     RECORD_KIND = "search"  # its record is a search, not a classifier of a result table
 
     @classmethod
-    def check_settings(cls, cfg, kind: str | None = None) -> None:
+    def check_settings(cls, cfg: CN, kind: str | None = None) -> None:
         super().check_settings(cfg, kind)
         if cfg.TRAINER.ATTRIBUTE_SEARCH.VALIDATION not in ("all", "first_batch"):
             raise UserError(f"TRAINER.ATTRIBUTE_SEARCH.VALIDATION is '{cfg.TRAINER.ATTRIBUTE_SEARCH.VALIDATION}'; "

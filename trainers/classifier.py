@@ -15,7 +15,7 @@ average of AnchorOPT's two branches).
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from PIL import Image
@@ -37,7 +37,8 @@ from trainers.trained import TrainedModel, find_model
 class Classifier:
     """A trained prompt's model on `classnames`, with the test-time preprocessing of its run."""
 
-    def __init__(self, model: PromptedCLIP, classnames: list[str], transform, device: torch.device, prec: str,
+    def __init__(self, model: PromptedCLIP, classnames: list[str], transform: Callable[[Image.Image], torch.Tensor],
+                 device: torch.device, prec: str,
                  batch_size: int = 32) -> None:
         self.model, self.classnames, self.transform = model, classnames, transform
         self.device, self.prec, self.batch_size = device, prec, batch_size

@@ -13,6 +13,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from yacs.config import CfgNode as CN
 
+from clip.model import CLIP
+from dassl.data.datasets import DatasetBase
 from dassl.engine import TRAINER_REGISTRY
 from dassl.utils.errors import UserError
 from datasets import catalog
@@ -135,7 +137,7 @@ class DePTCLIP(PromptedCLIP):
         return (1 - self.weight) * logits + self.weight * head_logits
 
 
-def is_base_mode(cfg, trained: dict | None = None) -> bool:
+def is_base_mode(cfg: CN, trained: dict | None = None) -> bool:
     """Whether the classes are those the head learns: those it trains on (base or all classes); in an evaluation,
     those its checkpoint was trained on (`trained`: its settings), or the classes of ImageNet (or a variant) for a
     head trained on all of ImageNet; without a record (the original's checkpoints), base classes or ImageNet's."""
@@ -207,7 +209,7 @@ class DePT(CoOp):
     SAVE_WHOLE_MODEL = True
 
     @classmethod
-    def model_options(cls, cfg: CN, clip_model, classnames: list[str]) -> dict:
+    def model_options(cls, cfg: CN, clip_model: CLIP, classnames: list[str]) -> dict:
         opts = cls.options(cfg)
         # Built for training on its classes; an evaluation decides again from the checkpoint (adapt_state_dict).
         base_mode = cfg.DATASET.SUBSAMPLE_CLASSES in ("base", "all")
@@ -225,7 +227,8 @@ class DePT(CoOp):
         super().before_train()
 
     @classmethod
-    def adapt_state_dict(cls, cfg: CN, model: DePTCLIP, state: dict, meta: dict, dataset=None) -> dict:
+    def adapt_state_dict(cls, cfg: CN, model: DePTCLIP, state: dict, meta: dict,
+                         dataset: DatasetBase | None = None) -> dict:
         """The head is for the classes it was trained on: evaluated on others (new classes, another dataset) it is
         not used; an ImageNet head evaluated on a variant with fewer classes (ImageNet-A/R: 200) keeps their rows."""
         model.set_base_mode(is_base_mode(cfg, meta.get("settings")))

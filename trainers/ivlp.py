@@ -20,6 +20,7 @@ import torch.nn as nn
 from yacs.config import CfgNode as CN
 
 from clip.model import CLIP, VisionTransformer
+from dassl.data.datasets import DatasetBase
 from dassl.engine import TRAINER_REGISTRY
 from dassl.utils.errors import UserError
 from trainers.base import PromptTrainer
@@ -27,6 +28,7 @@ from trainers.deep_prompts import DeepPromptedCLIP, DeepPromptLearner
 from trainers.families import B2N, EVAL, SEED, anchoropt_base2new, atprompt_and_vanilla
 from trainers.method import TRAIN_AND_EVAL, Method, OriginalDraws
 from trainers.original import replay_prompted_construction
+from trainers.prompting import PromptedCLIP
 
 
 def normal_prompts(count: int, n: int, width: int) -> list[torch.Tensor]:
@@ -153,7 +155,8 @@ class IVLP(PromptTrainer):
                 "node": cls.METHOD.node}
 
     @classmethod
-    def adapt_state_dict(cls, cfg: CN, model, state: dict, meta: dict, dataset=None) -> dict:
+    def adapt_state_dict(cls, cfg: CN, model: PromptedCLIP, state: dict, meta: dict,
+                         dataset: DatasetBase | None = None) -> dict:
         """The original's checkpoints hold the prompts inside CLIP's modules (`image_encoder.VPT`, `*.transformer.
         resblocks.<i>.VPT_shallow`) and PromptSRC's a second image encoder: the prompts move to the prompt learner,
         the copy is dropped."""

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from yacs.config import CfgNode as CN
 
+from clip.model import CLIP
 from dassl.engine import TRAINER_REGISTRY
 from datasets import catalog
 from trainers.coop import TRAIN_PROMPT, CoOp
@@ -99,7 +100,7 @@ class KgCoOp(CoOp):
     MODEL = KgCoOpCLIP
 
     @classmethod
-    def model_options(cls, cfg: CN, clip_model, classnames: list[str]) -> dict:
+    def model_options(cls, cfg: CN, clip_model: CLIP, classnames: list[str]) -> dict:
         template = TEMPLATES.get(cfg.DATASET.NAME, catalog.template(cfg.DATASET.NAME))
         return {"templates": [template.format(clean_classname(name)) for name in classnames],
                 "weight": cls.options(cfg).W}

@@ -22,6 +22,7 @@ import torch.nn as nn
 from yacs.config import CfgNode as CN
 
 from clip.model import CLIP, VisionTransformer
+from dassl.data.datasets import DatasetBase
 from dassl.engine import TRAINER_REGISTRY
 from dassl.utils.errors import UserError
 from datasets import catalog
@@ -38,6 +39,7 @@ from trainers.families import (
     benchmark_columns,
 )
 from trainers.method import TRAIN_AND_EVAL, Method, OriginalDraws
+from trainers.prompting import PromptedCLIP
 
 
 class MultiModalPromptLearner(DeepPromptLearner):
@@ -162,7 +164,8 @@ class MaPLe(PromptTrainer):
                 "original_deep_anchor": cfg.TRAINER.ANCHOROPT.ORIGINAL_DEEP_ANCHOR}
 
     @classmethod
-    def adapt_state_dict(cls, cfg: CN, model, state: dict, meta: dict, dataset=None) -> dict:
+    def adapt_state_dict(cls, cfg: CN, model: PromptedCLIP, state: dict, meta: dict,
+                         dataset: DatasetBase | None = None) -> dict:
         """The original's MaPLe_AnchorOPT checkpoints hold its two CLIPs under other names and the anchor in its
         anchor learner: the prompted CLIP's weights are ours, the unprompted copy is dropped, the anchor moves."""
         if not anchoropt.enabled(cfg):

@@ -23,6 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from yacs.config import CfgNode as CN
 
+from clip.model import CLIP
 from dassl.engine import TRAINER_REGISTRY
 from dassl.utils.errors import UserError
 from datasets import catalog
@@ -149,7 +150,7 @@ class PromptSRC(IVLP):
                             "would be NaN; put GPA_MEAN within the epochs or widen GPA_STD") from None
 
     @classmethod
-    def model_options(cls, cfg: CN, clip_model, classnames: list[str]) -> dict:
+    def model_options(cls, cfg: CN, clip_model: CLIP, classnames: list[str]) -> dict:
         opts = cls.options(cfg)
         return {"text_weight": opts.TEXT_LOSS_WEIGHT, "image_weight": opts.IMAGE_LOSS_WEIGHT}
 

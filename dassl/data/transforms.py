@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 
 import torch
 import torchvision.transforms as T
 from PIL import Image
+from yacs.config import CfgNode
 
 from dassl.utils.errors import UserError
 
@@ -114,7 +116,7 @@ def interpolation_mode(cfg) -> T.InterpolationMode:
     return INTERPOLATION_MODES[name]
 
 
-def unused_transform_keys(cfg, choices) -> list[str]:
+def unused_transform_keys(cfg: CfgNode, choices: Sequence[str]) -> list[str]:
     """The INPUT keys set away from their default whose transform is not among `choices`: they have no effect."""
     from dassl.config import get_cfg_default
 

@@ -19,7 +19,7 @@ def resolve_precision(prec: str, device: torch.device) -> str:
     return prec
 
 
-def autocast(prec: str, device: torch.device):
+def autocast(prec: str, device: torch.device) -> torch.autocast:
     """The autocast context for a precision (amp: fp16, bf16: bfloat16; fp16/fp32 run the weights' dtype)."""
     dtype = {"amp": torch.float16, "bf16": torch.bfloat16}.get(prec)
     return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
