@@ -205,11 +205,8 @@ class Run:
         return "xd"
 
 
-def run_from_record(record: dict, rel: str) -> Run | None:
-    """The Run a finished record describes (None for a run that did not finish, or an attribute search); the
-    record has no `identity_problem` or `result_problem` (dassl/engine/records.py)."""
-    if record.get("kind") not in ("train", "eval") or record.get("status") != "finished":
-        return None
+def run_from_record(record: dict, rel: str) -> Run:
+    """The Run a finished training or evaluation record describes, one that `record_note` found nothing to say of."""
     source = record.get("source") or {}
     note = ""
     if source.get("epochs") and source.get("epoch") not in (None, source["epochs"]):

@@ -4,7 +4,8 @@ Before each text layer i in 1..text_depth-1 the class context's hidden states ar
 the vision tower carries prompt tokens after its class and patch tokens (no positional embedding), replaced before
 each vision layer i in 1..vision_depth-1. Attribute blocks and words flow through the text layers untouched. A
 method says what the prompts are (`deep_text_prompt`, `vision_tokens`: MaPLe couples them to the text, IVLP learns
-them independently); where they sit in either tower is `trainers.layout.TokenSlots`' business.
+them independently); where they sit in either tower is `trainers.layout.TokenSlots`' business. `DeepPromptTrainer`
+holds what their trainers share.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from clip.model import CLIP, InputHook, LayerHook
+from trainers.base import PromptTrainer
 from trainers.layout import TokenSlots, arranged_context
 from trainers.prompting import PromptedCLIP, PromptLearner
 
@@ -112,3 +114,11 @@ class DeepPromptedCLIP(PromptedCLIP):
         if not self.prompt_learner.vision_depth:
             return image_features
         return F.normalize(self.image_encoder(image.type(self.dtype)), dim=-1)
+
+
+class DeepPromptTrainer(PromptTrainer):
+    """What the trainers of deep prompts (MaPLe, IVLP) share with their originals: CTX_INIT initialises a context of
+    at most 4 tokens (the words of "a photo of a"), and a checkpoint holds the whole model."""
+
+    CTX_INIT_MAX_LENGTH = 4
+    SAVE_WHOLE_MODEL = True

@@ -23,8 +23,7 @@ from clip.model import CLIP, VisionTransformer
 from dassl.data.datasets import DatasetBase
 from dassl.engine import TRAINER_REGISTRY
 from dassl.utils.errors import UserError
-from trainers.base import PromptTrainer
-from trainers.deep_prompts import DeepPromptedCLIP, DeepPromptLearner
+from trainers.deep_prompts import DeepPromptedCLIP, DeepPromptLearner, DeepPromptTrainer
 from trainers.families import B2N, EVAL, SEED, anchoropt_base2new, atprompt_and_vanilla
 from trainers.method import TRAIN_AND_EVAL, Method, OriginalDraws
 from trainers.original import replay_prompted_construction
@@ -127,7 +126,7 @@ FAMILIES = (
 
 
 @TRAINER_REGISTRY.register()
-class IVLP(PromptTrainer):
+class IVLP(DeepPromptTrainer):
     """`TRAINER.IVLP.*` configures the prompts; `TRAINER.ATPROMPT.USE_ATPROMPT` adds the attribute blocks."""
 
     METHOD = Method(
@@ -139,9 +138,7 @@ class IVLP(PromptTrainer):
     )
     LEARNER = IVLPPromptLearner
     MODEL = IVLPCLIP
-    CTX_INIT_MAX_LENGTH = 4
     SAVE_NAME = "VLPromptLearner"
-    SAVE_WHOLE_MODEL = True
 
     @classmethod
     def context_length(cls, cfg: CN) -> int:

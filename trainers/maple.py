@@ -27,8 +27,7 @@ from dassl.engine import TRAINER_REGISTRY
 from dassl.utils.errors import UserError
 from datasets import catalog
 from trainers import anchoropt
-from trainers.base import PromptTrainer
-from trainers.deep_prompts import DeepPromptedCLIP, DeepPromptLearner
+from trainers.deep_prompts import DeepPromptedCLIP, DeepPromptLearner, DeepPromptTrainer
 from trainers.families import (
     B2N,
     EVAL,
@@ -141,7 +140,7 @@ FAMILIES = (
 
 
 @TRAINER_REGISTRY.register()
-class MaPLe(PromptTrainer):
+class MaPLe(DeepPromptTrainer):
     """`TRAINER.MAPLE.*` configures the prompts; `TRAINER.ATPROMPT.USE_ATPROMPT` adds the attribute blocks."""
 
     METHOD = Method(
@@ -154,9 +153,7 @@ class MaPLe(PromptTrainer):
     )
     LEARNER = MultiModalPromptLearner
     MODEL = MaPLeCLIP
-    CTX_INIT_MAX_LENGTH = 4
     SAVE_NAME = "MultiModalPromptLearner"
-    SAVE_WHOLE_MODEL = True
 
     @classmethod
     def learner_options(cls, cfg: CN) -> dict:
