@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tools import parse_test_res, plot_summary, summarize
+from tools import parse_test_res, plot_summary, run_protocol, summarize
 from tools.results import ResultsError, collect_runs, final_result, read_run, subsample_of
 from tools.results import summarize as build_summary
 
@@ -125,6 +125,16 @@ def test_unfinished_training_has_no_result_but_eval_log_does():
     text = "Evaluate on the *val* set\n" + result_block(30.0) + "Evaluate on the *test* set\n" + result_block(62.5)
     assert final_result(text)["accuracy"] == 62.5
     assert final_result(text, mode="test")["accuracy"] == 62.5
+
+
+def test_a_log_that_ends_with_an_error_has_no_result_for_the_tables_or_the_scripts(tmp_path):
+    # A run interrupted between printing its result and writing its record: its log ends with the error line.
+    log = train_log(80.0) + "error: interrupted\n"
+    assert all(final_result(log, mode=mode) is None for mode in ("auto", "train", "test"))
+    write(tmp_path / "seed1" / "log.txt", log)
+    assert not run_protocol.logged_as_finished("train", str(tmp_path / "seed1"))
+    write(tmp_path / "seed2" / "log.txt", train_log(80.0))
+    assert run_protocol.logged_as_finished("train", str(tmp_path / "seed2"))
 
 
 def test_training_is_recognised_from_the_printed_arguments():

@@ -91,7 +91,7 @@ def test_two_workers_stopped_midway_continue_where_they_were_and_end_with_the_ta
     second = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     after = records(tmp_path / "out")
-    assert len(after) == 8
+    assert len(after) == 8, second.stdout[-3000:]
     assert all(after[folder] == record for folder, record in finished.items())  # nothing ran twice
     assert f"{len(finished)} done ({len(finished)} already)" in second.stdout
     for dataset in ("Caltech101", "DTD"):

@@ -40,6 +40,7 @@ from dassl.engine.records import (
     repeatable,
     result_problem,
 )
+from dassl.engine.run_folder import ended_in_failure
 from dassl.utils.errors import UserError
 from datasets import catalog
 from trainers.families import FEWSHOT
@@ -75,7 +76,8 @@ class ResultsError(UserError):
 
 
 def final_result(text: str, mode: str = "auto", keyword: str = "accuracy") -> dict[str, float] | None:
-    """The metrics of the last evaluation block of a log, or None when it has no final result.
+    """The metrics of the last evaluation block of a log, or None when it has no final result (a log that ends with
+    the error line of a run interrupted or failed after its evaluation has none).
 
     mode "train": only blocks after the last "Finish training" count (earlier ones are validation passes);
     mode "test": only blocks from the first "=> result" on (evaluation-only logs);
@@ -83,6 +85,8 @@ def final_result(text: str, mode: str = "auto", keyword: str = "accuracy") -> di
     """
     if mode not in ("auto", "train", "test"):
         raise ResultsError(f"unknown log mode {mode!r}; use 'auto', 'train' or 'test'")
+    if ended_in_failure(text):  # interrupted or failed after its result, before its record
+        return None
     lines = text.splitlines()
     finished = [i for i, line in enumerate(lines) if _FINISH in line]
     if mode == "train" or (mode == "auto" and finished):

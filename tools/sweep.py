@@ -205,6 +205,16 @@ def serve() -> int:
     this process (its console output into the log), answer each with its exit status on stdout."""
     import train  # once per worker: the imports are the largest part of a short job
 
+    # The sweep's stop request (SIGINT) goes to the job running, as a Ctrl+C to train.py would (which saves and
+    # stops once training has begun); one that comes between jobs stops the next.
+    state = {"in_job": False, "stopped": False}
+
+    def interrupt(signum: int, frame: object) -> None:
+        if state["in_job"]:
+            raise KeyboardInterrupt
+        state["stopped"] = True
+
+    signal.signal(signal.SIGINT, interrupt)
     channel = os.fdopen(os.dup(1), "w", buffering=1)
     for line in sys.stdin:
         request = json.loads(line)
@@ -213,12 +223,15 @@ def serve() -> int:
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "a") as out, redirected(out):
             try:
-                code = train.main(request["argv"])
+                state["in_job"] = not state["stopped"]
+                code = train.main(request["argv"]) if state["in_job"] else 130
             except KeyboardInterrupt:
                 code = 130
             except BaseException:  # a bug in one job must not take the worker's later jobs with it
                 traceback.print_exc()
                 code = 1
+            finally:
+                state["in_job"] = False
         channel.write(json.dumps({"code": code, "seconds": time.monotonic() - started}) + "\n")
     return 0
 

@@ -22,6 +22,15 @@ from dassl.utils import close_logger, setup_logger
 from dassl.utils.errors import UserError
 
 LOCK_FILE = ".run.lock"
+# How the log of a run that failed or was interrupted after saving a checkpoint ends (`close_failed`).
+FAILURE_LINE = "error: "
+
+
+def ended_in_failure(log: str) -> bool:
+    """Whether a run's log ends with the line of a failure or an interrupt: a result printed before it is not the
+    result of a finished run (the run stopped before writing its record)."""
+    lines = log.rstrip("\n").splitlines()
+    return bool(lines) and lines[-1].startswith(FAILURE_LINE)
 
 
 def checkpoint_folders(folder: str) -> list[str]:
@@ -105,7 +114,7 @@ class RunFolder:
             with contextlib.suppress(OSError):  # a full disk must not hide the error being reported
                 if self._saved_a_checkpoint():
                     with open(self.log_path, "a") as f:
-                        f.write(f"error: {message}\n")
+                        f.write(f"{FAILURE_LINE}{message}\n")
                 else:
                     os.remove(self.log_path)
                     self._remove_created_folders()
