@@ -201,13 +201,14 @@ def shot_counts(family: Family) -> list[str]:
     training image."""
     several = family.protocol == "fewshot"
     shots = os.environ.get("SHOTS") or (FEWSHOT_SHOTS if several else "16")
-    if not all(count == "-1" or (count.isdigit() and int(count) >= 1) for count in shots.split()):
+    counts = shots.split()
+    if not all(count == "-1" or (count.isdigit() and int(count) >= 1) for count in counts):
         raise UserError(f"SHOTS is '{shots}': give images per class as whole numbers of 1 or more (-1: all), "
                         "e.g. SHOTS=16")
-    if len(shots.split()) != 1 and not several:
+    if len(counts) != 1 and not several:
         raise UserError(f"SHOTS is '{shots}': this script takes one shot count; the few-shot scripts "
                         "(*_fewshot_train.sh) take several")
-    return shots.split()
+    return counts
 
 
 def config_name(family: Family, settings: dict[str, str] | None = None) -> str:
